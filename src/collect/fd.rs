@@ -1,0 +1,196 @@
+//! `/proc/PID/fd` (proc(5)): how many fds are open, of which type, and which are sockets.
+//!
+//! One pass over the directory with `readlinkat` on the held directory fd into a stack
+//! buffer. An fd that closes between the listing and its `readlinkat` (ENOENT) is skipped and
+//! counted in `vanished`. On a real procfs of Linux >= 6.2 the directory's `st_size` is the
+//! number of open fds, which is the count reported; fixture trees use the listing.
+
+use std::ffi::CStr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use nix::dir::Dir;
+use nix::fcntl::OFlag;
+use nix::sys::stat::{fstat, Mode};
+use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC};
+
+use crate::error::ReadError;
+use crate::sample::{FdTypes, Fds};
+
+/// The fd table scan: the counts, and the socket fds with their inodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FdScan {
+    pub fds: Fds,
+    /// (fd, socket inode) for every `socket:[INODE]` link.
+    pub sockets: Vec<(i32, u64)>,
+}
+
+/// What an fd link points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdKind {
+    Socket(u64),
+    Pipe,
+    AnonInode,
+    File,
+    Other,
+}
+
+/// Classify the text of an fd link (`socket:[12345]`, `pipe:[7]`, `anon_inode:[eventfd]`, `/path`).
+pub fn classify_link(link: &[u8]) -> FdKind {
+    if let Some(rest) = link.strip_prefix(b"socket:[") {
+        let digits = rest.strip_suffix(b"]").unwrap_or(rest);
+        match std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse().ok())
+        {
+            Some(inode) => FdKind::Socket(inode),
+            None => FdKind::Other,
+        }
+    } else if link.starts_with(b"pipe:[") {
+        FdKind::Pipe
+    } else if link.starts_with(b"anon_inode:") {
+        FdKind::AnonInode
+    } else if link.starts_with(b"/") {
+        FdKind::File
+    } else {
+        FdKind::Other
+    }
+}
+
+/// Scan `PID_DIR/fd`.
+pub fn scan_fds(pid_dir: &Path) -> Result<FdScan, ReadError> {
+    let path = pid_dir.join("fd");
+    let err = |e: nix::Error| ReadError::from_io(&path, std::io::Error::from(e));
+    let mut dir = Dir::open(
+        &path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(err)?;
+    let dirfd = dir.as_raw_fd();
+    let counted_by_kernel = kernel_fd_count(&dir);
+
+    let mut scan = FdScan::default();
+    let mut listed = 0u64;
+    let mut buf = [0u8; 512];
+    for entry in dir.iter() {
+        let entry = entry.map_err(err)?;
+        let name = entry.file_name();
+        let Some(fd) = parse_fd_name(name) else {
+            continue;
+        };
+        listed += 1;
+        // SAFETY: `name` is NUL-terminated, `buf` is writable for `buf.len()` bytes.
+        let n =
+            unsafe { libc::readlinkat(dirfd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ENOENT) => scan.fds.vanished += 1,
+                _ => return Err(ReadError::from_io(&path.join(fd.to_string()), e)),
+            }
+            continue;
+        }
+        let link = &buf[..n as usize];
+        count_kind(&mut scan, fd, classify_link(link));
+    }
+    scan.fds.open = match counted_by_kernel {
+        Some(n) if n > 0 || listed == 0 => n,
+        _ => listed - scan.fds.vanished,
+    };
+    Ok(scan)
+}
+
+fn count_kind(scan: &mut FdScan, fd: i32, kind: FdKind) {
+    let t: &mut FdTypes = &mut scan.fds.by_type;
+    match kind {
+        FdKind::Socket(inode) => {
+            t.socket += 1;
+            scan.sockets.push((fd, inode));
+        }
+        FdKind::Pipe => t.pipe += 1,
+        FdKind::AnonInode => t.anon_inode += 1,
+        FdKind::File => t.file += 1,
+        FdKind::Other => t.other += 1,
+    }
+}
+
+fn parse_fd_name(name: &CStr) -> Option<i32> {
+    std::str::from_utf8(name.to_bytes()).ok()?.parse().ok()
+}
+
+/// `st_size` of a real procfs `fd/` directory (Linux >= 6.2 sets it to the fd count; older
+/// kernels leave 0). `None` on fixture trees, which are not procfs.
+fn kernel_fd_count(dir: &Dir) -> Option<u64> {
+    let fs = fstatfs(dir).ok()?;
+    if fs.filesystem_type() != PROC_SUPER_MAGIC {
+        return None;
+    }
+    let st = fstat(dir).ok()?;
+    u64::try_from(st.st_size).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify() {
+        assert_eq!(classify_link(b"socket:[123456]"), FdKind::Socket(123456));
+        assert_eq!(classify_link(b"socket:[oops]"), FdKind::Other);
+        assert_eq!(classify_link(b"pipe:[42]"), FdKind::Pipe);
+        assert_eq!(classify_link(b"anon_inode:[eventfd]"), FdKind::AnonInode);
+        assert_eq!(classify_link(b"anon_inode:[pidfd]"), FdKind::AnonInode);
+        assert_eq!(classify_link(b"/dev/null"), FdKind::File);
+        assert_eq!(classify_link(b"/memfd:x (deleted)"), FdKind::File);
+        assert_eq!(classify_link(b"net:[4026531840]"), FdKind::Other);
+        assert_eq!(classify_link(b""), FdKind::Other);
+    }
+
+    #[test]
+    fn fixture_fd_dir_of_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fd = tmp.path().join("fd");
+        std::fs::create_dir(&fd).unwrap();
+        let links = [
+            ("0", "/dev/null"),
+            ("1", "pipe:[10]"),
+            ("3", "socket:[111]"),
+            ("4", "socket:[222]"),
+            ("5", "anon_inode:[eventpoll]"),
+            ("9", "mnt:[4026531841]"),
+        ];
+        for (n, target) in links {
+            std::os::unix::fs::symlink(target, fd.join(n)).unwrap();
+        }
+        std::fs::write(fd.join("not-an-fd"), "").unwrap();
+        let mut scan = scan_fds(tmp.path()).unwrap();
+        scan.sockets.sort();
+        assert_eq!(
+            scan,
+            FdScan {
+                fds: Fds {
+                    open: 6,
+                    by_type: FdTypes {
+                        socket: 2,
+                        pipe: 1,
+                        anon_inode: 1,
+                        file: 1,
+                        other: 1
+                    },
+                    vanished: 0,
+                },
+                sockets: vec![(3, 111), (4, 222)],
+            }
+        );
+    }
+
+    #[test]
+    fn missing_dir_is_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            scan_fds(tmp.path()),
+            Err(ReadError::Missing { .. })
+        ));
+    }
+}

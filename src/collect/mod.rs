@@ -1,0 +1,299 @@
+//! `collect`: the only code that reads /proc and cgroupfs.
+//!
+//! [`Collector::collect`] takes one [`Sample`] of one target. Each kernel source has its own
+//! module with a pure parser over `&str` and a thin reader; this file only orders the reads
+//! (the fd scan feeds the TCP join, both feed the stuck-worker check), times them and files
+//! every failure as an [`Unknown`] under its [`Collector`](crate::sample::Collector).
+
+pub mod cgroup;
+pub mod fd;
+pub mod limits;
+pub mod net_tcp;
+pub mod smaps;
+pub mod stat;
+pub mod status;
+pub mod task;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{ReadError, Unknown, UnknownKind};
+use crate::sample::{Collector as Source, ProcessInfo, Sample, TargetId, TargetState};
+
+/// What to collect this tick.
+#[derive(Debug, Clone)]
+pub struct CollectOptions {
+    /// Read `smaps` for the heap estimate (costly on big processes: a slower cadence).
+    pub smaps: bool,
+    /// How many peers the top-K lists keep.
+    pub top_peers: usize,
+    /// A worker blocked this long in one socket call is stuck.
+    pub stuck_after: Duration,
+}
+
+impl Default for CollectOptions {
+    fn default() -> Self {
+        CollectOptions {
+            smaps: true,
+            top_peers: 10,
+            stuck_after: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Reads targets under a proc root and a cgroup root (fixture trees in tests).
+#[derive(Debug)]
+pub struct Collector {
+    proc_root: PathBuf,
+    cgroup_root: PathBuf,
+    stuck: task::StuckTracker,
+    btime_s: Option<u64>,
+    ticks_per_s: u64,
+}
+
+impl Collector {
+    pub fn new(proc_root: impl Into<PathBuf>, cgroup_root: impl Into<PathBuf>) -> Self {
+        let proc_root = proc_root.into();
+        let btime_s = std::fs::read_to_string(proc_root.join("stat"))
+            .ok()
+            .and_then(|t| stat::parse_btime(&t));
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        Collector {
+            proc_root,
+            cgroup_root: cgroup_root.into(),
+            stuck: task::StuckTracker::new(),
+            btime_s,
+            ticks_per_s: u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100),
+        }
+    }
+
+    pub fn proc_root(&self) -> &Path {
+        &self.proc_root
+    }
+
+    pub fn cgroup_root(&self) -> &Path {
+        &self.cgroup_root
+    }
+
+    /// Take one sample of `target`. Never fails: what cannot be read is unknown, with its
+    /// reason; a target that is gone or a zombie is a [`TargetState`].
+    pub fn collect(&mut self, target: TargetId, opts: &CollectOptions) -> Sample {
+        let mut s = Sample {
+            target,
+            taken_at_unix_ms: unix_ms(),
+            taken_at_mono_ms: mono_ms(),
+            ..Sample::default()
+        };
+        let pid_dir = self.proc_root.join(target.pid.to_string());
+
+        let started = Instant::now();
+        let stat = match stat::read_stat(&pid_dir) {
+            Ok(st) if st.starttime_ticks == target.starttime_ticks => st,
+            Ok(_) => return gone(s, "the pid now belongs to another process"),
+            Err(e @ (ReadError::Missing { .. } | ReadError::Gone { .. })) => {
+                return gone(s, &e.to_string())
+            }
+            Err(e) => {
+                s.unknown.insert(Source::Process, Unknown::from(e));
+                return s;
+            }
+        };
+        let cmdline = std::fs::read(pid_dir.join("cmdline"))
+            .map(|b| cmdline_text(&b))
+            .unwrap_or_default();
+        s.process = Some(ProcessInfo {
+            comm: stat.comm.clone(),
+            cmdline,
+            state: stat.state,
+            ppid: stat.ppid,
+            num_threads: stat.num_threads,
+            uid: None,
+            started_unix_ms: self
+                .btime_s
+                .map(|b| b * 1000 + stat.starttime_ticks * 1000 / self.ticks_per_s),
+        });
+        s.duration_us.insert(Source::Process, micros(started));
+        if stat.state == 'Z' || stat.state == 'X' {
+            s.state = TargetState::Zombie;
+            let u = Unknown::new(
+                UnknownKind::Zombie,
+                format!(
+                    "pid {} has exited and is not yet reaped (zombie)",
+                    target.pid
+                ),
+            );
+            for src in ALL_SECTIONS {
+                s.unknown.insert(src, u.clone());
+            }
+            return s;
+        }
+
+        self.collect_sections(&mut s, &pid_dir, opts);
+
+        // The target may have exited during the scan: then what was read is partial.
+        match stat::read_stat(&pid_dir) {
+            Ok(st) if st.starttime_ticks == target.starttime_ticks && st.state != 'Z' => {}
+            Ok(st) if st.starttime_ticks == target.starttime_ticks => s.state = TargetState::Zombie,
+            _ => s.state = TargetState::Gone,
+        }
+        s
+    }
+
+    fn collect_sections(&mut self, s: &mut Sample, pid_dir: &Path, opts: &CollectOptions) {
+        s.fd_limit = timed(s, Source::Limits, || limits::read_nofile(pid_dir));
+
+        let scan = timed(s, Source::Fds, || fd::scan_fds(pid_dir));
+        let fd_inodes: HashMap<i32, u64> = scan
+            .as_ref()
+            .map(|sc| sc.sockets.iter().copied().collect())
+            .unwrap_or_default();
+        s.fds = scan.map(|sc| sc.fds);
+
+        let mut tcp_by_inode = HashMap::new();
+        if s.fds.is_some() {
+            let inodes: HashSet<u64> = fd_inodes.values().copied().collect();
+            let table = timed(s, Source::Tcp, || {
+                net_tcp::read_target_sockets(pid_dir, &inodes)
+            });
+            if let Some(table) = table {
+                s.tcp = Some(net_tcp::summarize(
+                    &table,
+                    inodes.len() as u64,
+                    opts.top_peers,
+                ));
+                tcp_by_inode = table.sockets.into_iter().map(|t| (t.inode, t)).collect();
+            }
+        } else {
+            let why = Unknown::new(
+                UnknownKind::NotCollected,
+                "the target's sockets are found through its fd table, which is unknown",
+            );
+            s.unknown.insert(Source::Tcp, why);
+        }
+
+        if let Some(st) = timed(s, Source::Memory, || status::read_status(pid_dir)) {
+            s.memory = Some(st.memory);
+            if let Some(p) = s.process.as_mut() {
+                p.uid = st.uid;
+            }
+        }
+        s.smaps_rollup = timed(s, Source::SmapsRollup, || smaps::read_smaps_rollup(pid_dir));
+        if opts.smaps {
+            s.heap = timed(s, Source::Heap, || smaps::read_heap(pid_dir));
+        } else {
+            let why = Unknown::new(
+                UnknownKind::NotCollected,
+                "smaps is read at a slower cadence",
+            );
+            s.unknown.insert(Source::Heap, why);
+        }
+
+        let started = Instant::now();
+        let cg = cgroup::collect_cgroup(&self.proc_root, &self.cgroup_root, s.target.pid);
+        s.duration_us.insert(Source::CgroupMemory, micros(started));
+        s.cgroup_memory = keep(s, Source::CgroupMemory, cg.memory);
+        s.cgroup_pids = keep(s, Source::CgroupPids, cg.pids);
+
+        let started = Instant::now();
+        match task::read_threads(pid_dir) {
+            Ok(scan) => {
+                if let Some(e) = &scan.syscall_error {
+                    s.unknown.insert(Source::Stuck, Unknown::from(e));
+                } else {
+                    let lookup = task::SocketLookup {
+                        fd_inodes: &fd_inodes,
+                        tcp_by_inode: &tcp_by_inode,
+                    };
+                    let after = u64::try_from(opts.stuck_after.as_millis()).unwrap_or(u64::MAX);
+                    let stuck = self.stuck.observe(
+                        s.target,
+                        &scan.threads,
+                        s.taken_at_mono_ms,
+                        after,
+                        &lookup,
+                    );
+                    s.stuck = Some(stuck);
+                }
+                s.threads = Some(scan.threads);
+            }
+            Err(e) => {
+                s.unknown.insert(Source::Threads, Unknown::from(&e));
+                s.unknown.insert(Source::Stuck, Unknown::from(e));
+            }
+        }
+        s.duration_us.insert(Source::Threads, micros(started));
+    }
+}
+
+/// Every section a live target has, for marking them all unknown at once.
+const ALL_SECTIONS: [Source; 10] = [
+    Source::Fds,
+    Source::Limits,
+    Source::Tcp,
+    Source::Memory,
+    Source::SmapsRollup,
+    Source::Heap,
+    Source::CgroupMemory,
+    Source::CgroupPids,
+    Source::Threads,
+    Source::Stuck,
+];
+
+fn gone(mut s: Sample, why: &str) -> Sample {
+    s.state = TargetState::Gone;
+    s.unknown.insert(
+        Source::Process,
+        Unknown::new(
+            UnknownKind::Gone,
+            format!("target {} is gone: {why}", s.target),
+        ),
+    );
+    s
+}
+
+/// Run one reader, record its duration, and file its error as unknown.
+fn timed<T>(s: &mut Sample, src: Source, f: impl FnOnce() -> Result<T, ReadError>) -> Option<T> {
+    let started = Instant::now();
+    let r = f();
+    s.duration_us.insert(src, micros(started));
+    keep(s, src, r.map_err(Unknown::from))
+}
+
+fn keep<T>(s: &mut Sample, src: Source, r: Result<T, Unknown>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(u) => {
+            s.unknown.insert(src, u);
+            None
+        }
+    }
+}
+
+fn micros(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// `cmdline` is NUL-separated; show it space-separated.
+pub fn cmdline_text(raw: &[u8]) -> String {
+    let trimmed = raw.strip_suffix(b"\0").unwrap_or(raw);
+    String::from_utf8_lossy(trimmed).replace('\0', " ")
+}
+
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// CLOCK_MONOTONIC in milliseconds.
+pub fn mono_ms() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| {
+            let ms = i128::from(t.tv_sec()) * 1000 + i128::from(t.tv_nsec()) / 1_000_000;
+            u64::try_from(ms).unwrap_or(0)
+        })
+        .unwrap_or(0)
+}

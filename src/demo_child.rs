@@ -1,0 +1,260 @@
+//! The built-in leaking child: a real process that holds what leakwatch looks for.
+//!
+//! `leakwatch demo-child` (hidden) opens files and pipes, holds loopback TCP sockets in
+//! ESTABLISHED and CLOSE_WAIT, parks worker threads in `recv()` on sockets whose peer never
+//! sends, and grows anonymous memory, on command. Tests use it as ground truth; `demo` uses
+//! it as the service that leaks. Only loopback addresses are used.
+//!
+//! Protocol: it prints one `ready {json}` line, then reads commands from stdin, one per line,
+//! answering each with `ok` or `error: ...`. It exits when stdin closes, on `exit`, or after
+//! `--max-seconds`, so a forgotten child never outlives its test.
+
+use std::io::{BufRead, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+
+/// What the child starts with.
+#[derive(Debug, Clone, Args)]
+pub struct ChildArgs {
+    /// Soft RLIMIT_NOFILE to set on itself.
+    #[arg(long)]
+    pub nofile: Option<u64>,
+    /// Files to open (`/dev/null`).
+    #[arg(long, default_value_t = 0)]
+    pub files: u32,
+    /// Pipes to open (two fds each).
+    #[arg(long, default_value_t = 0)]
+    pub pipes: u32,
+    /// Loopback connections to hold open at both ends (two ESTABLISHED sockets each).
+    #[arg(long, default_value_t = 0)]
+    pub established: u32,
+    /// Connections whose peer closes: one CLOSE_WAIT socket each.
+    #[arg(long, default_value_t = 0)]
+    pub close_wait: u32,
+    /// Listeners (127.0.0.1, 127.0.0.2, ...) the connections are spread over.
+    #[arg(long, default_value_t = 1)]
+    pub peers: u8,
+    /// Worker threads blocked in `recv()` on a socket whose peer never sends.
+    #[arg(long, default_value_t = 0)]
+    pub recv_threads: u32,
+    /// A thread blocked in `accept()` (idle, never stuck).
+    #[arg(long)]
+    pub accept_thread: bool,
+    /// Anonymous memory to allocate and touch, MiB.
+    #[arg(long, default_value_t = 0)]
+    pub grow_mib: u32,
+    /// Exit after this many seconds whatever happens.
+    #[arg(long, default_value_t = 300)]
+    pub max_seconds: u64,
+}
+
+/// The `ready` line.
+#[derive(Debug, Serialize)]
+struct Ready {
+    pid: u32,
+    listeners: Vec<SocketAddr>,
+    recv_tids: Vec<i32>,
+    accept_tid: Option<i32>,
+}
+
+/// Everything the child holds, so nothing is closed until it exits.
+#[derive(Default)]
+struct Held {
+    listeners: Vec<TcpListener>,
+    files: Vec<std::fs::File>,
+    pipes: Vec<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+    sockets: Vec<TcpStream>,
+    memory: Vec<Vec<u8>>,
+    next_peer: usize,
+}
+
+impl Held {
+    fn open_files(&mut self, n: u32) -> std::io::Result<()> {
+        for _ in 0..n {
+            self.files.push(std::fs::File::open("/dev/null")?);
+        }
+        Ok(())
+    }
+
+    fn open_pipes(&mut self, n: u32) -> std::io::Result<()> {
+        for _ in 0..n {
+            self.pipes
+                .push(nix::unistd::pipe().map_err(std::io::Error::from)?);
+        }
+        Ok(())
+    }
+
+    fn next_listener(&mut self) -> &TcpListener {
+        let i = self.next_peer % self.listeners.len();
+        self.next_peer += 1;
+        &self.listeners[i]
+    }
+
+    /// Connect and accept; returns (client end, server end).
+    fn connect(&mut self) -> std::io::Result<(TcpStream, TcpStream)> {
+        let listener = self.next_listener();
+        let client = TcpStream::connect(listener.local_addr()?)?;
+        let (server, _) = listener.accept()?;
+        Ok((client, server))
+    }
+
+    fn hold_established(&mut self, n: u32) -> std::io::Result<()> {
+        for _ in 0..n {
+            let (c, s) = self.connect()?;
+            self.sockets.push(c);
+            self.sockets.push(s);
+        }
+        Ok(())
+    }
+
+    fn hold_close_wait(&mut self, n: u32) -> std::io::Result<()> {
+        for _ in 0..n {
+            let (c, s) = self.connect()?;
+            drop(s); // the peer closes: our end gets its FIN and sits in CLOSE_WAIT
+            self.sockets.push(c);
+        }
+        Ok(())
+    }
+
+    fn grow(&mut self, mib: u32) {
+        for _ in 0..mib {
+            self.memory.push(vec![0xa5; 1 << 20]);
+        }
+    }
+
+    fn close_files(&mut self, n: u32) {
+        for _ in 0..n {
+            self.files.pop();
+        }
+    }
+}
+
+fn gettid() -> i32 {
+    nix::unistd::gettid().as_raw()
+}
+
+/// Park a worker in `recv()` on a connection whose peer never sends; returns its tid.
+fn spawn_recv_worker(held: &mut Held, i: u32) -> std::io::Result<i32> {
+    let (client, server) = held.connect()?;
+    let fd = client.as_raw_fd();
+    held.sockets.push(server);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("recv-worker-{i}"))
+        .spawn(move || {
+            let _ = tx.send(gettid());
+            let mut buf = [0u8; 512];
+            // SAFETY: `client` lives in this thread for the whole call; `buf` is writable.
+            loop {
+                let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if n <= 0 {
+                    break;
+                }
+            }
+            drop(client);
+        })?;
+    rx.recv().map_err(std::io::Error::other)
+}
+
+fn spawn_acceptor() -> std::io::Result<i32> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("acceptor".into())
+        .spawn(move || {
+            let _ = tx.send(gettid());
+            while let Ok(conn) = listener.accept() {
+                drop(conn);
+            }
+        })?;
+    rx.recv().map_err(std::io::Error::other)
+}
+
+/// Apply one stdin command.
+fn command(held: &mut Held, line: &str) -> Result<(), String> {
+    let mut words = line.split_whitespace();
+    let verb = words.next().unwrap_or("");
+    let n: u32 = match words.next() {
+        Some(w) => w.parse().map_err(|_| format!("bad count {w:?}"))?,
+        None => 1,
+    };
+    let io = |r: std::io::Result<()>| r.map_err(|e| e.to_string());
+    match verb {
+        "files" => io(held.open_files(n)),
+        "close-files" => {
+            held.close_files(n);
+            Ok(())
+        }
+        "pipes" => io(held.open_pipes(n)),
+        "established" => io(held.hold_established(n)),
+        "close-wait" => io(held.hold_close_wait(n)),
+        "grow" => {
+            held.grow(n);
+            Ok(())
+        }
+        _ => Err(format!("unknown command {verb:?}")),
+    }
+}
+
+/// Run the child. Returns when it should exit.
+pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
+    let deadline = Duration::from_secs(args.max_seconds);
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline);
+        std::process::exit(0);
+    });
+    if let Some(n) = args.nofile {
+        let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, hard)?;
+    }
+    let mut held = Held::default();
+    for i in 0..args.peers.max(1) {
+        let ip = Ipv4Addr::new(127, 0, 0, i + 1);
+        held.listeners.push(TcpListener::bind((ip, 0))?);
+    }
+    held.open_files(args.files)?;
+    held.open_pipes(args.pipes)?;
+    held.hold_established(args.established)?;
+    held.hold_close_wait(args.close_wait)?;
+    let mut recv_tids = Vec::new();
+    for i in 0..args.recv_threads {
+        recv_tids.push(spawn_recv_worker(&mut held, i)?);
+    }
+    let accept_tid = if args.accept_thread {
+        Some(spawn_acceptor()?)
+    } else {
+        None
+    };
+    held.grow(args.grow_mib);
+
+    let ready = Ready {
+        pid: std::process::id(),
+        listeners: held
+            .listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect(),
+        recv_tids,
+        accept_tid,
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready {}", serde_json::to_string(&ready)?)?;
+    out.flush()?;
+
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        if line.trim() == "exit" {
+            break;
+        }
+        match command(&mut held, &line) {
+            Ok(()) => writeln!(out, "ok")?,
+            Err(e) => writeln!(out, "error: {e}")?,
+        }
+        out.flush()?;
+    }
+    Ok(())
+}

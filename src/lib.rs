@@ -1,0 +1,16 @@
+//! leakwatch: watch one process from the outside for the leaks that kill services (file
+//! descriptors, CLOSE_WAIT sockets, heap and cgroup memory, stuck worker threads) and say so
+//! before the limit is hit.
+//!
+//! Data flow: [`target`] resolves a selector to a (pid, starttime); [`collect`] reads /proc
+//! and cgroupfs into one [`sample::Sample`]; the CLI ([`cli`]) shows it.
+
+pub mod cli;
+pub mod collect;
+pub mod config;
+pub mod demo_child;
+pub mod error;
+pub mod report;
+pub mod sample;
+pub mod target;
+pub mod units;
