@@ -1,1 +1,538 @@
-//! Config (stub).
+//! The config file, in two stages: [`raw`] is the TOML as written (serde, unknown keys
+//! rejected, values that check themselves), [`Config`] is validated with every default
+//! applied in one place ([`Judge::default`], [`Config::default`]).
+//!
+//! A bad file is a [`ConfigError`]: file, line, column, key, and what was expected.
+
+pub mod raw;
+pub mod values;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use raw::OnMissing;
+use raw::{JudgeKeys, RawConfig, RawRule, RawRules, RawTarget};
+
+use crate::target::Selector;
+
+/// The commented example shipped as `packaging/leakwatch.toml` and printed by
+/// `leakwatch config example`.
+pub const EXAMPLE: &str = include_str!("../../packaging/leakwatch.toml");
+
+/// A validated config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// One tick: collect, judge, publish.
+    pub interval: Duration,
+    /// How often `smaps` (the heap estimate) is read; costly on processes with many mappings.
+    pub smaps_every: Duration,
+    pub proc_root: PathBuf,
+    pub cgroup_root: PathBuf,
+    pub targets: Vec<TargetConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9717)),
+            interval: Duration::from_secs(5),
+            smaps_every: Duration::from_secs(60),
+            proc_root: PathBuf::from("/proc"),
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// How a target's series are judged (`[judge]`, overridable per target).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judge {
+    pub window: Duration,
+    pub min_samples: u32,
+    pub min_span: Duration,
+    pub warmup: Duration,
+    pub fail_after: u32,
+    pub recover_after: u32,
+    pub usage_floor: f64,
+    pub restart_budget: u32,
+    pub stuck_after: Duration,
+    pub on_missing: OnMissing,
+}
+
+impl Default for Judge {
+    fn default() -> Self {
+        Judge {
+            window: Duration::from_secs(600),
+            min_samples: 30,
+            min_span: Duration::from_secs(300),
+            warmup: Duration::from_secs(120),
+            fail_after: 3,
+            recover_after: 3,
+            usage_floor: 0.5,
+            restart_budget: 3,
+            stuck_after: Duration::from_secs(120),
+            on_missing: OnMissing::Pass,
+        }
+    }
+}
+
+impl Judge {
+    fn overlay(&self, k: &JudgeKeys) -> Judge {
+        let d = |v: Option<values::HumanDuration>, base: Duration| v.map_or(base, |h| h.0);
+        Judge {
+            window: d(k.window, self.window),
+            min_samples: k.min_samples.unwrap_or(self.min_samples),
+            min_span: d(k.min_span, self.min_span),
+            warmup: d(k.warmup, self.warmup),
+            fail_after: k.fail_after.unwrap_or(self.fail_after),
+            recover_after: k.recover_after.unwrap_or(self.recover_after),
+            usage_floor: k.usage_floor.map_or(self.usage_floor, |r| r.0),
+            restart_budget: k.restart_budget.unwrap_or(self.restart_budget),
+            stuck_after: d(k.stuck_after, self.stuck_after),
+            on_missing: k.on_missing.unwrap_or(self.on_missing),
+        }
+    }
+}
+
+/// The series a rule can judge; the names are the rule names in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Series {
+    Fds,
+    TcpEstablished,
+    TcpCloseWait,
+    Rss,
+    Anon,
+    Heap,
+    CgroupMemory,
+    Threads,
+    StuckThreads,
+}
+
+impl Series {
+    pub const ALL: [Series; 9] = [
+        Series::Fds,
+        Series::TcpEstablished,
+        Series::TcpCloseWait,
+        Series::Rss,
+        Series::Anon,
+        Series::Heap,
+        Series::CgroupMemory,
+        Series::Threads,
+        Series::StuckThreads,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Series::Fds => "fds",
+            Series::TcpEstablished => "tcp_established",
+            Series::TcpCloseWait => "tcp_close_wait",
+            Series::Rss => "rss",
+            Series::Anon => "anon",
+            Series::Heap => "heap",
+            Series::CgroupMemory => "cgroup_memory",
+            Series::Threads => "threads",
+            Series::StuckThreads => "stuck_threads",
+        }
+    }
+
+    /// Whether the kernel gives this series a limit (fds: RLIMIT_NOFILE, cgroup memory:
+    /// memory.max, threads: pids.max); rss/anon/heap borrow the cgroup's when there is one.
+    pub fn natural_limit(self) -> bool {
+        matches!(self, Series::Fds | Series::CgroupMemory | Series::Threads)
+    }
+}
+
+impl fmt::Display for Series {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One rule: fails when any configured check fails.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rule {
+    /// Absolute ceiling (count or bytes).
+    pub max: Option<f64>,
+    /// Ceiling as a share of the series' limit.
+    pub max_ratio: Option<f64>,
+    /// Fails when the projected time to reach the limit is shorter.
+    pub exhaust_within: Option<Duration>,
+    /// Fails on sustained growth faster than this, per second.
+    pub max_growth_per_s: Option<f64>,
+    /// A configured limit for series with no natural one.
+    pub limit: Option<f64>,
+}
+
+/// A target: its name (the `target` label and `/healthz/NAME`), selector, judging and rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetConfig {
+    pub name: String,
+    pub selector: Selector,
+    pub judge: Judge,
+    /// The configured rules; series without one get [`default_rules`].
+    pub rules: Vec<(Series, Rule)>,
+}
+
+impl TargetConfig {
+    /// A target given on the command line, with default judging and rules.
+    pub fn from_selector(selector: Selector) -> TargetConfig {
+        TargetConfig {
+            name: default_name(&selector),
+            selector,
+            judge: Judge::default(),
+            rules: Vec::new(),
+        }
+    }
+
+    /// Configured rules, and the safe defaults for every series not configured.
+    pub fn effective_rules(&self) -> Vec<(Series, Rule)> {
+        let mut rules = self.rules.clone();
+        for (series, rule) in default_rules() {
+            if !rules.iter().any(|(s, _)| *s == series) {
+                rules.push((series, rule));
+            }
+        }
+        rules.sort_by_key(|(s, _)| *s);
+        rules
+    }
+}
+
+/// Safe with no config at all: fds or the cgroup working set at 90% of their limit or
+/// exhausting it within 30 minutes; threads at 90% of pids.max.
+pub fn default_rules() -> Vec<(Series, Rule)> {
+    let level_and_trend = Rule {
+        max_ratio: Some(0.9),
+        exhaust_within: Some(Duration::from_secs(30 * 60)),
+        ..Rule::default()
+    };
+    vec![
+        (Series::Fds, level_and_trend.clone()),
+        (Series::CgroupMemory, level_and_trend),
+        (
+            Series::Threads,
+            Rule {
+                max_ratio: Some(0.9),
+                ..Rule::default()
+            },
+        ),
+    ]
+}
+
+fn default_name(sel: &Selector) -> String {
+    let raw = match sel {
+        Selector::Pid(p) => format!("pid-{p}"),
+        Selector::Name(n) => n.clone(),
+        Selector::SystemdUnit(u) => u.trim_end_matches(".service").to_string(),
+        Selector::Pidfile(p) => p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    let clean: String = raw
+        .chars()
+        .map(|c| if valid_name_char(c) { c } else { '_' })
+        .collect();
+    if clean.is_empty() {
+        "target".into()
+    } else {
+        clean
+    }
+}
+
+fn valid_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
+}
+
+/// A config file that could not be used: where, which key, what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The dotted key path, e.g. `target[0].rules.fds.max_ratio`.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            write!(f, ":{l}:{c}")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, ": {k}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: None,
+            column: None,
+            key: None,
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Parse and validate config text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let err = |span: Option<std::ops::Range<usize>>, key: Option<String>, message: String| {
+            let (line, column) = match span {
+                Some(s) => {
+                    let (l, c) = line_col(text, s.start);
+                    (Some(l), Some(c))
+                }
+                None => (None, None),
+            };
+            ConfigError {
+                file: file.to_string(),
+                line,
+                column,
+                key: key.filter(|k| !k.is_empty() && k != "."),
+                message,
+            }
+        };
+        let de = toml::de::Deserializer::parse(text)
+            .map_err(|e| err(e.span(), None, e.message().trim().to_string()))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            // `Spanned` (used to locate a target table) shows up in serde's path: hide it.
+            let key = e
+                .path()
+                .to_string()
+                .replace("$__serde_spanned_private_value.", "");
+            let inner = e.into_inner();
+            err(inner.span(), Some(key), inner.message().trim().to_string())
+        })?;
+        validate(raw).map_err(|v| err(v.span, Some(v.key), v.message))
+    }
+}
+
+/// A stage-two error, before it gets its line and column.
+struct Invalid {
+    span: Option<std::ops::Range<usize>>,
+    key: String,
+    message: String,
+}
+
+fn validate(raw: RawConfig) -> Result<Config, Invalid> {
+    let defaults = Config::default();
+    let invalid = |key: &str, message: String| Invalid {
+        span: None,
+        key: key.to_string(),
+        message,
+    };
+    let interval = raw.interval.map_or(defaults.interval, |d| d.0);
+    if interval < Duration::from_millis(100) {
+        return Err(invalid("interval", "must be at least 100ms".into()));
+    }
+    let judge = Judge::default().overlay(&raw.judge.map(|j| j.judge_keys()).unwrap_or_default());
+    check_judge(&judge, interval).map_err(|(k, m)| invalid(&format!("judge.{k}"), m))?;
+
+    let mut targets: Vec<TargetConfig> = Vec::new();
+    for (i, spanned) in raw.target.into_iter().enumerate() {
+        let span = spanned.span();
+        let t = target(i, spanned.into_inner(), &judge, interval).map_err(|(key, message)| {
+            Invalid {
+                span: Some(span.clone()),
+                key,
+                message,
+            }
+        })?;
+        if targets.iter().any(|o| o.name == t.name) {
+            return Err(Invalid {
+                span: Some(span),
+                key: format!("target[{i}].name"),
+                message: format!("two targets are named {:?}; names must be unique", t.name),
+            });
+        }
+        targets.push(t);
+    }
+    Ok(Config {
+        listen: raw.listen.unwrap_or(defaults.listen),
+        interval,
+        smaps_every: raw.smaps_every.map_or(defaults.smaps_every, |d| d.0),
+        proc_root: raw.proc_root.unwrap_or(defaults.proc_root),
+        cgroup_root: raw.cgroup_root.unwrap_or(defaults.cgroup_root),
+        targets,
+    })
+}
+
+fn check_judge(j: &Judge, interval: Duration) -> Result<(), (&'static str, String)> {
+    if j.window < interval * 2 {
+        return Err((
+            "window",
+            format!("must span at least two intervals ({:?})", interval * 2),
+        ));
+    }
+    if j.min_span > j.window {
+        return Err((
+            "min_span",
+            format!("{:?} is longer than the window {:?}", j.min_span, j.window),
+        ));
+    }
+    if j.min_samples < 3 {
+        return Err(("min_samples", "a trend needs at least 3 samples".into()));
+    }
+    if j.fail_after == 0 {
+        return Err(("fail_after", "must be at least 1".into()));
+    }
+    if j.recover_after == 0 {
+        return Err(("recover_after", "must be at least 1".into()));
+    }
+    Ok(())
+}
+
+fn target(
+    i: usize,
+    t: RawTarget,
+    global: &Judge,
+    interval: Duration,
+) -> Result<TargetConfig, (String, String)> {
+    let key = |k: &str| format!("target[{i}].{k}");
+    let mut selectors: Vec<(&str, Selector)> = Vec::new();
+    if let Some(p) = t.pid {
+        selectors.push(("pid", Selector::Pid(p)));
+    }
+    if let Some(p) = &t.pidfile {
+        selectors.push(("pidfile", Selector::Pidfile(p.clone())));
+    }
+    if let Some(r) = &t.name_regex {
+        selectors.push(("name_regex", Selector::NameRegex(r.clone())));
+    }
+    if let Some(r) = &t.cmdline_regex {
+        selectors.push(("cmdline_regex", Selector::CmdlineRegex(r.clone())));
+    }
+    if let Some(c) = &t.cgroup {
+        selectors.push(("cgroup", Selector::Cgroup(c.clone())));
+    }
+    if let Some(u) = &t.systemd_unit {
+        selectors.push(("systemd_unit", Selector::SystemdUnit(u.clone())));
+    }
+    let selector = match (selectors.len(), &t.name) {
+        (1, _) => selectors.remove(0).1,
+        (0, Some(n)) => Selector::Name(n.clone()),
+        (0, None) => {
+            return Err((
+                key("pid"),
+                "no selector: give one of pid, pidfile, name, name_regex, cmdline_regex, cgroup, systemd_unit".into(),
+            ))
+        }
+        _ => {
+            let names: Vec<&str> = selectors.iter().map(|(n, _)| *n).collect();
+            return Err((
+                key(names[1]),
+                format!("exactly one selector per target, found {}", names.join(" and ")),
+            ));
+        }
+    };
+    if let Selector::Pid(p) = selector {
+        if p <= 0 {
+            return Err((key("pid"), format!("expected a pid above 0, got {p}")));
+        }
+    }
+    let name = match t.name.clone() {
+        Some(n) if n.is_empty() || !n.chars().all(valid_name_char) => {
+            return Err((
+                key("name"),
+                format!("{n:?}: a name may use letters, digits, '_', '-' and '.' only"),
+            ))
+        }
+        Some(n) => n,
+        None => default_name(&selector),
+    };
+    let judge = global.overlay(&t.judge_keys());
+    check_judge(&judge, interval).map_err(|(k, m)| (key(k), m))?;
+    let rules = rules(&t.rules).map_err(|(k, m)| (key(&format!("rules.{k}")), m))?;
+    Ok(TargetConfig {
+        name,
+        selector,
+        judge,
+        rules,
+    })
+}
+
+fn rules(raw: &RawRules) -> Result<Vec<(Series, Rule)>, (String, String)> {
+    let all = [
+        (Series::Fds, raw.fds),
+        (Series::TcpEstablished, raw.tcp_established),
+        (Series::TcpCloseWait, raw.tcp_close_wait),
+        (Series::Rss, raw.rss),
+        (Series::Anon, raw.anon),
+        (Series::Heap, raw.heap),
+        (Series::CgroupMemory, raw.cgroup_memory),
+        (Series::Threads, raw.threads),
+        (Series::StuckThreads, raw.stuck_threads),
+    ];
+    let mut out = Vec::new();
+    for (series, r) in all {
+        let Some(r) = r else { continue };
+        out.push((series, rule(series, &r)?));
+    }
+    Ok(out)
+}
+
+fn rule(series: Series, r: &RawRule) -> Result<Rule, (String, String)> {
+    let at = |k: &str| format!("{series}.{k}");
+    if r.max.is_none()
+        && r.max_ratio.is_none()
+        && r.exhaust_within.is_none()
+        && r.max_growth.is_none()
+    {
+        return Err((
+            series.to_string(),
+            "a rule needs at least one of max, max_ratio, exhaust_within, max_growth".into(),
+        ));
+    }
+    if r.limit.is_some() && series.natural_limit() {
+        return Err((
+            at("limit"),
+            format!("{series} has a limit from the kernel; `limit` is for rss, anon, heap and tcp series"),
+        ));
+    }
+    if (r.max_ratio.is_some() || r.exhaust_within.is_some())
+        && !series.natural_limit()
+        && !matches!(series, Series::Rss | Series::Anon | Series::Heap)
+        && r.limit.is_none()
+    {
+        return Err((
+            at(if r.max_ratio.is_some() {
+                "max_ratio"
+            } else {
+                "exhaust_within"
+            }),
+            format!("{series} has no natural limit: set `limit`, or use max / max_growth"),
+        ));
+    }
+    Ok(Rule {
+        max: r.max.map(|q| q.0),
+        max_ratio: r.max_ratio.map(|q| q.0),
+        exhaust_within: r.exhaust_within.map(|d| d.0),
+        max_growth_per_s: r.max_growth.map(|g| g.per_second),
+        limit: r.limit.map(|q| q.0),
+    })
+}
+
+#[cfg(test)]
+mod tests;

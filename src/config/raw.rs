@@ -1,0 +1,132 @@
+//! Stage one: the TOML as written. Every key optional, unknown keys rejected; values check
+//! themselves (see [`values`](super::values)) so errors point at the offending line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::values::{ConfigRegex, HumanDuration, Quantity, Rate, Ratio};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnMissing {
+    Pass,
+    Fail,
+}
+
+/// Declares a struct holding the `[judge]` keys plus `$extra` fields, and `judge_keys()`
+/// returning the `[judge]` part: the same keys are valid globally and in each `[[target]]`.
+macro_rules! with_judge_keys {
+    ($(#[$attr:meta])* pub struct $name:ident { $($extra:tt)* }) => {
+        $(#[$attr])*
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($extra)*
+            pub window: Option<HumanDuration>,
+            pub min_samples: Option<u32>,
+            pub min_span: Option<HumanDuration>,
+            pub warmup: Option<HumanDuration>,
+            pub fail_after: Option<u32>,
+            pub recover_after: Option<u32>,
+            pub usage_floor: Option<Ratio>,
+            pub restart_budget: Option<u32>,
+            pub stuck_after: Option<HumanDuration>,
+            pub on_missing: Option<OnMissing>,
+        }
+
+        impl $name {
+            pub fn judge_keys(&self) -> JudgeKeys {
+                JudgeKeys {
+                    window: self.window,
+                    min_samples: self.min_samples,
+                    min_span: self.min_span,
+                    warmup: self.warmup,
+                    fail_after: self.fail_after,
+                    recover_after: self.recover_after,
+                    usage_floor: self.usage_floor,
+                    restart_budget: self.restart_budget,
+                    stuck_after: self.stuck_after,
+                    on_missing: self.on_missing,
+                }
+            }
+        }
+    };
+}
+
+with_judge_keys! {
+    /// `[judge]`.
+    pub struct RawJudge {}
+}
+
+/// The `[judge]` keys alone, for merging.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JudgeKeys {
+    pub window: Option<HumanDuration>,
+    pub min_samples: Option<u32>,
+    pub min_span: Option<HumanDuration>,
+    pub warmup: Option<HumanDuration>,
+    pub fail_after: Option<u32>,
+    pub recover_after: Option<u32>,
+    pub usage_floor: Option<Ratio>,
+    pub restart_budget: Option<u32>,
+    pub stuck_after: Option<HumanDuration>,
+    pub on_missing: Option<OnMissing>,
+}
+
+with_judge_keys! {
+    /// One `[[target]]`.
+    pub struct RawTarget {
+        /// The target's label; with no other selector, also the exact `comm` to select.
+        pub name: Option<String>,
+        pub pid: Option<i32>,
+        pub pidfile: Option<PathBuf>,
+        pub name_regex: Option<ConfigRegex>,
+        pub cmdline_regex: Option<ConfigRegex>,
+        pub cgroup: Option<PathBuf>,
+        pub systemd_unit: Option<String>,
+        #[serde(default)]
+        pub rules: RawRules,
+    }
+}
+
+/// `[target.rules.SERIES]`: the keys are the series names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRules {
+    pub fds: Option<RawRule>,
+    pub tcp_established: Option<RawRule>,
+    pub tcp_close_wait: Option<RawRule>,
+    pub rss: Option<RawRule>,
+    pub anon: Option<RawRule>,
+    pub heap: Option<RawRule>,
+    pub cgroup_memory: Option<RawRule>,
+    pub threads: Option<RawRule>,
+    pub stuck_threads: Option<RawRule>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub max: Option<Quantity>,
+    pub max_ratio: Option<Ratio>,
+    pub exhaust_within: Option<HumanDuration>,
+    pub max_growth: Option<Rate>,
+    /// A limit for series without a natural one (rss/anon/heap outside a limited cgroup).
+    pub limit: Option<Quantity>,
+}
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<SocketAddr>,
+    pub interval: Option<HumanDuration>,
+    pub smaps_every: Option<HumanDuration>,
+    pub proc_root: Option<PathBuf>,
+    pub cgroup_root: Option<PathBuf>,
+    pub judge: Option<RawJudge>,
+    #[serde(default)]
+    pub target: Vec<toml::Spanned<RawTarget>>,
+}

@@ -1,0 +1,228 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "test.toml")
+}
+
+#[test]
+fn shipped_example_is_valid_and_means_what_it_says() {
+    let c = parse(EXAMPLE).expect("packaging/leakwatch.toml must stay valid");
+    assert_eq!(c.listen, "127.0.0.1:9717".parse().unwrap());
+    assert_eq!(c.interval, Duration::from_secs(5));
+    assert_eq!(c.targets.len(), 1);
+    let t = &c.targets[0];
+    assert_eq!(t.name, "app");
+    assert!(matches!(&t.selector, Selector::CmdlineRegex(r) if r.0.as_str() == "myapp --serve"));
+    assert_eq!(t.judge, Judge::default());
+    let close_wait = t
+        .rules
+        .iter()
+        .find(|(s, _)| *s == Series::TcpCloseWait)
+        .unwrap();
+    assert_eq!(close_wait.1.max, Some(200.0));
+    assert_eq!(close_wait.1.max_growth_per_s, Some(10.0 / 60.0));
+    let heap = t.rules.iter().find(|(s, _)| *s == Series::Heap).unwrap();
+    assert_eq!(heap.1.limit, Some(1024.0 * 1024.0 * 1024.0));
+}
+
+#[test]
+fn empty_file_is_all_defaults() {
+    assert_eq!(parse("").unwrap(), Config::default());
+}
+
+#[test]
+fn defaults_fill_series_without_rules() {
+    let c = parse("[[target]]\npid = 7\n[target.rules.fds]\nmax = 100\n").unwrap();
+    let rules = c.targets[0].effective_rules();
+    let names: Vec<Series> = rules.iter().map(|(s, _)| *s).collect();
+    assert_eq!(names, [Series::Fds, Series::CgroupMemory, Series::Threads]);
+    assert_eq!(
+        rules[0].1,
+        Rule {
+            max: Some(100.0),
+            ..Rule::default()
+        },
+        "configured fds rule replaces the default"
+    );
+    assert_eq!(rules[1].1.max_ratio, Some(0.9));
+    assert_eq!(rules[1].1.exhaust_within, Some(Duration::from_secs(1800)));
+    assert_eq!(c.targets[0].name, "pid-7");
+}
+
+#[test]
+fn per_target_judge_keys_override_global_ones() {
+    let c = parse(
+        "[judge]\nwarmup = \"5m\"\nfail_after = 4\n\
+         [[target]]\nname = \"a\"\npid = 1\nfail_after = 2\n\
+         [[target]]\nname = \"b\"\npid = 2\n",
+    )
+    .unwrap();
+    assert_eq!(c.targets[0].judge.fail_after, 2);
+    assert_eq!(c.targets[0].judge.warmup, Duration::from_secs(300));
+    assert_eq!(c.targets[1].judge.fail_after, 4);
+}
+
+#[test]
+fn name_alone_selects_by_comm() {
+    let c = parse("[[target]]\nname = \"nginx\"\n").unwrap();
+    assert_eq!(c.targets[0].selector, Selector::Name("nginx".into()));
+    let c = parse("[[target]]\nname = \"web\"\nsystemd_unit = \"nginx.service\"\n").unwrap();
+    assert_eq!(
+        c.targets[0].selector,
+        Selector::SystemdUnit("nginx.service".into())
+    );
+    assert_eq!(c.targets[0].name, "web");
+}
+
+/// Each broken file: (text, line, column, key, a phrase of the message).
+#[test]
+fn broken_configs_name_line_column_key_and_expectation() {
+    let cases: &[(&str, usize, usize, &str, &str)] = &[
+        (
+            "interval = \"5 parsecs\"\n",
+            1,
+            12,
+            "interval",
+            "expected a duration",
+        ),
+        ("interval = 5\n", 1, 12, "interval", "string"),
+        ("listen = \"nowhere\"\n", 1, 10, "listen", "address"),
+        ("intervall = \"5s\"\n", 1, 1, "intervall", "unknown field"),
+        (
+            "[judge]\nusage_floor = 1.5\n",
+            2,
+            15,
+            "judge.usage_floor",
+            "ratio",
+        ),
+        ("[judge]\nfail_after = -1\n", 2, 14, "judge.fail_after", ""),
+        (
+            "[judge]\nwarmup = \"-5s\"\n",
+            2,
+            10,
+            "judge.warmup",
+            "duration",
+        ),
+        (
+            "[judge]\non_missing = \"maybe\"\n",
+            2,
+            14,
+            "judge.on_missing",
+            "pass",
+        ),
+        (
+            "[[target]]\npid = 1\ncmdline_regex = \"(\"\n",
+            3,
+            17,
+            "target[0].cmdline_regex",
+            "regex",
+        ),
+        (
+            "[[target]]\npid = 1\n[target.rules.fdz]\nmax = 3\n",
+            3,
+            15,
+            "target[0].rules.fdz",
+            "unknown field",
+        ),
+        (
+            "[[target]]\npid = 1\n[target.rules.fds]\nmax_growth = \"10\"\n",
+            4,
+            14,
+            "target[0].rules.fds.max_growth",
+            "rate",
+        ),
+        (
+            "[[target]]\npid = 1\n[target.rules.fds]\nmax = \"3 apples\"\n",
+            4,
+            7,
+            "target[0].rules.fds.max",
+            "unit",
+        ),
+        (
+            "\n[[target]]\npid = 1\nsystemd_unit = \"a\"\n",
+            2,
+            1,
+            "target[0].systemd_unit",
+            "exactly one selector",
+        ),
+        (
+            "[[target]]\nwarmup = \"1m\"\n",
+            1,
+            1,
+            "target[0].pid",
+            "no selector",
+        ),
+        ("[[target]]\npid = -4\n", 1, 1, "target[0].pid", "above 0"),
+        (
+            "[[target]]\nname = \"a b\"\npid = 3\n",
+            1,
+            1,
+            "target[0].name",
+            "letters",
+        ),
+        (
+            "[[target]]\npid = 1\n[target.rules.fds]\nlimit = 5\nmax = 1\n",
+            1,
+            1,
+            "target[0].rules.fds.limit",
+            "limit from the kernel",
+        ),
+        (
+            "[[target]]\npid = 1\n[target.rules.tcp_close_wait]\nmax_ratio = 0.5\n",
+            1,
+            1,
+            "target[0].rules.tcp_close_wait.max_ratio",
+            "no natural limit",
+        ),
+        (
+            "[[target]]\npid = 1\n[target.rules.rss]\n",
+            1,
+            1,
+            "target[0].rules.rss",
+            "at least one of",
+        ),
+        (
+            "[[target]]\nname = \"x\"\npid = 1\n[[target]]\nname = \"x\"\npid = 2\n",
+            4,
+            1,
+            "target[1].name",
+            "unique",
+        ),
+        ("interval = \"10ms\"\n", 0, 0, "interval", "at least 100ms"),
+        (
+            "[judge]\nmin_span = \"20m\"\n",
+            0,
+            0,
+            "judge.min_span",
+            "longer than the window",
+        ),
+        ("[judge\n", 1, 7, "", "unclosed table"),
+    ];
+    for (text, line, col, key, phrase) in cases {
+        let e = parse(text).expect_err(text);
+        let shown = e.to_string();
+        if *line > 0 {
+            assert_eq!(
+                (e.line, e.column),
+                (Some(*line), Some(*col)),
+                "{text:?}: {shown}"
+            );
+        }
+        assert_eq!(e.key.as_deref().unwrap_or(""), *key, "{text:?}: {shown}");
+        assert!(
+            shown.contains(phrase),
+            "{text:?}: {shown:?} should contain {phrase:?}"
+        );
+        assert!(shown.starts_with("test.toml"), "{shown}");
+    }
+}
+
+#[test]
+fn unreadable_file_is_an_error_naming_it() {
+    let e = Config::load(Path::new("/nonexistent/leakwatch.toml")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/leakwatch.toml: cannot read"),
+        "{e}"
+    );
+}
