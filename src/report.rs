@@ -1,1 +1,321 @@
-//! Reports (stub).
+//! The human report of one [`Sample`], as `leakwatch inspect` prints it: `lsof` + `ss` +
+//! `top` for the one process you care about. Unknown values say why, never 0.
+
+use std::fmt::Write;
+
+use crate::error::Unknown;
+use crate::sample::{
+    CgroupMemory, CgroupPids, Collector as Source, Limit, PeerCount, Sample, TargetState,
+    TcpState,
+};
+use crate::units::{bytes, duration_ms, percent, utc};
+
+const LABEL: usize = 10;
+
+/// Render the whole report.
+pub fn render(s: &Sample) -> String {
+    let mut out = String::new();
+    header(&mut out, s);
+    if s.state == TargetState::Zombie {
+        let _ = writeln!(out, "\nthe process has exited and is a zombie: nothing else to show");
+        return out;
+    }
+    section(&mut out, "FDS", fds(s));
+    section(&mut out, "TCP", tcp(s));
+    section(&mut out, "MEMORY", memory(s));
+    section(&mut out, "CGROUP", cgroup(s));
+    section(&mut out, "THREADS", threads(s));
+    section(&mut out, "STUCK", stuck(s));
+    out
+}
+
+fn section(out: &mut String, title: &str, lines: Vec<String>) {
+    out.push('\n');
+    for (i, line) in lines.iter().enumerate() {
+        let label = if i == 0 { title } else { "" };
+        let _ = writeln!(out, "{label:<LABEL$}{line}");
+    }
+}
+
+fn unknown(s: &Sample, src: Source) -> String {
+    match s.unknown.get(&src) {
+        Some(Unknown { message, .. }) => format!("unknown: {message}"),
+        None => "unknown".to_string(),
+    }
+}
+
+fn header(out: &mut String, s: &Sample) {
+    let state = match s.state {
+        TargetState::Running => "running",
+        TargetState::Zombie => "zombie",
+        TargetState::Gone => "gone (exited during the scan; values may be partial)",
+    };
+    let Some(p) = &s.process else {
+        let _ = writeln!(out, "pid {}: {}", s.target.pid, unknown(s, Source::Process));
+        return;
+    };
+    let mut line = format!("pid {} ({}) {state}", s.target.pid, p.comm);
+    if let Some(start) = p.started_unix_ms {
+        let up = s.taken_at_unix_ms.saturating_sub(start);
+        let _ = write!(line, ", started {} (up {})", utc(start), duration_ms(up));
+    }
+    if let Some(uid) = p.uid {
+        let _ = write!(line, ", uid {uid}");
+    }
+    let _ = writeln!(out, "{line}");
+    if !p.cmdline.is_empty() {
+        let _ = writeln!(out, "{:LABEL$}{}", "", p.cmdline);
+    }
+}
+
+fn fds(s: &Sample) -> Vec<String> {
+    let Some(f) = &s.fds else {
+        return vec![unknown(s, Source::Fds)];
+    };
+    let limit = match &s.fd_limit {
+        Some(l) => match l.soft {
+            Limit::Limited(soft) => {
+                let pct = percent(f.open, soft).map_or(String::new(), |p| format!(" ({p:.1}%)"));
+                format!(" of {soft}{pct}, hard limit {}", l.hard)
+            }
+            Limit::Unlimited => " (no limit)".to_string(),
+        },
+        None => format!(", limit {}", unknown(s, Source::Limits)),
+    };
+    let t = &f.by_type;
+    let mut lines = vec![
+        format!("{} open{limit}", f.open),
+        format!(
+            "socket {} · pipe {} · anon_inode {} · file {} · other {}",
+            t.socket, t.pipe, t.anon_inode, t.file, t.other
+        ),
+    ];
+    if f.vanished > 0 {
+        lines.push(format!("{} closed while being read", f.vanished));
+    }
+    lines
+}
+
+fn peers(title: &str, list: &[PeerCount]) -> Vec<String> {
+    if list.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![format!("{title:<40} sockets     recv-q     send-q")];
+    for p in list {
+        lines.push(format!(
+            "  {:<38} {:>7} {:>10} {:>10}",
+            p.peer.to_string(),
+            p.sockets,
+            bytes(p.recv_queue_bytes),
+            bytes(p.send_queue_bytes)
+        ));
+    }
+    lines
+}
+
+fn tcp(s: &Sample) -> Vec<String> {
+    let Some(t) = &s.tcp else {
+        return vec![unknown(s, Source::Tcp)];
+    };
+    let mut by_state: Vec<String> = TcpState::ALL
+        .iter()
+        .filter(|st| t.states.get(**st) > 0)
+        .map(|st| format!("{} {}", st.as_str(), t.states.get(*st)))
+        .collect();
+    if t.states.unknown > 0 {
+        by_state.push(format!("unknown state {}", t.states.unknown));
+    }
+    let states = if by_state.is_empty() {
+        "none".to_string()
+    } else {
+        by_state.join(" · ")
+    };
+    let mut lines = vec![
+        format!("{} sockets: {states}", t.states.total()),
+        format!(
+            "recv-q {} · send-q {} · {} other sockets (unix, udp, ...)",
+            bytes(t.recv_queue_bytes),
+            bytes(t.send_queue_bytes),
+            t.other_sockets
+        ),
+    ];
+    lines.extend(peers("CLOSE_WAIT by peer", &t.top_close_wait_peers));
+    lines.extend(peers("ESTABLISHED by peer", &t.top_established_peers));
+    lines
+}
+
+fn opt_bytes(v: Option<u64>) -> String {
+    v.map_or("unknown".to_string(), bytes)
+}
+
+fn memory(s: &Sample) -> Vec<String> {
+    let mut lines = Vec::new();
+    match &s.memory {
+        Some(m) => lines.push(format!(
+            "rss {}: anon {} · file {} · shmem {}; swap {}; peak rss {}",
+            opt_bytes(m.rss_bytes),
+            opt_bytes(m.anon_bytes),
+            opt_bytes(m.file_bytes),
+            opt_bytes(m.shmem_bytes),
+            opt_bytes(m.swap_bytes),
+            opt_bytes(m.peak_rss_bytes)
+        )),
+        None => lines.push(unknown(s, Source::Memory)),
+    }
+    match &s.smaps_rollup {
+        Some(r) => lines.push(format!(
+            "pss {} (anon {}, file {}) · private dirty {}",
+            opt_bytes(r.pss_bytes),
+            opt_bytes(r.pss_anon_bytes),
+            opt_bytes(r.pss_file_bytes),
+            opt_bytes(r.private_dirty_bytes)
+        )),
+        None => lines.push(format!("pss {}", unknown(s, Source::SmapsRollup))),
+    }
+    match &s.heap {
+        Some(h) => lines.push(format!(
+            "heap estimate {}: [heap] {} + {} in {} anonymous mappings ({} stacks left out)",
+            bytes(h.estimate_bytes),
+            bytes(h.brk_rss_bytes),
+            bytes(h.anon_rss_bytes),
+            h.anon_mappings,
+            h.stack_mappings
+        )),
+        None => lines.push(format!("heap estimate {}", unknown(s, Source::Heap))),
+    }
+    lines
+}
+
+fn limit_of(used: Option<u64>, max: Option<Limit>) -> String {
+    match max {
+        Some(Limit::Limited(m)) => {
+            let pct = used
+                .and_then(|u| percent(u, m))
+                .map_or(String::new(), |p| format!(" ({p:.1}%)"));
+            format!("of max {}{pct}", bytes(m))
+        }
+        Some(Limit::Unlimited) => "of max unlimited".to_string(),
+        None => "of max unknown".to_string(),
+    }
+}
+
+fn cgroup_memory(c: &CgroupMemory) -> Vec<String> {
+    let version = match c.version {
+        crate::sample::CgroupVersion::V1 => "v1",
+        crate::sample::CgroupVersion::V2 => "v2",
+    };
+    let via = if c.source.via_target_root {
+        " (through the target's root)"
+    } else {
+        ""
+    };
+    let mut lines = vec![
+        format!("{version} {} read from {}{via}", c.path, c.source.dir.display()),
+        format!(
+            "working set {} {} · current {} · high {}",
+            opt_bytes(c.working_set_bytes),
+            limit_of(c.working_set_bytes, c.max),
+            opt_bytes(c.current_bytes),
+            c.high.map_or("unknown".to_string(), |h| match h {
+                Limit::Limited(v) => bytes(v),
+                Limit::Unlimited => "none".to_string(),
+            })
+        ),
+        format!(
+            "anon {} · file {} · sock {} · inactive_file {}",
+            opt_bytes(c.anon_bytes),
+            opt_bytes(c.file_bytes),
+            opt_bytes(c.sock_bytes),
+            opt_bytes(c.inactive_file_bytes)
+        ),
+    ];
+    if let Some(e) = &c.events {
+        let n = |v: Option<u64>| v.map_or("unknown".to_string(), |v| v.to_string());
+        lines.push(format!(
+            "events: high {} · max {} · oom {} · oom_kill {}",
+            n(e.high),
+            n(e.max),
+            n(e.oom),
+            n(e.oom_kill)
+        ));
+    }
+    if let Some(p) = &c.pressure {
+        let mut line = format!(
+            "pressure: some {:.2}/{:.2}/{:.2}",
+            p.some.avg10, p.some.avg60, p.some.avg300
+        );
+        if let Some(f) = &p.full {
+            let _ = write!(line, " · full {:.2}/{:.2}/{:.2}", f.avg10, f.avg60, f.avg300);
+        }
+        line.push_str(" (% stalled, avg 10s/60s/300s)");
+        lines.push(line);
+    }
+    lines
+}
+
+fn cgroup_pids(p: &CgroupPids) -> String {
+    format!(
+        "pids {} of max {}",
+        p.current.map_or("unknown".to_string(), |c| c.to_string()),
+        p.max.map_or("unknown".to_string(), |m| m.to_string())
+    )
+}
+
+fn cgroup(s: &Sample) -> Vec<String> {
+    let mut lines = match &s.cgroup_memory {
+        Some(c) => cgroup_memory(c),
+        None => vec![format!("memory {}", unknown(s, Source::CgroupMemory))],
+    };
+    match &s.cgroup_pids {
+        Some(p) => lines.push(cgroup_pids(p)),
+        None => lines.push(format!("pids {}", unknown(s, Source::CgroupPids))),
+    }
+    lines
+}
+
+fn threads(s: &Sample) -> Vec<String> {
+    let Some(t) = &s.threads else {
+        return vec![unknown(s, Source::Threads)];
+    };
+    let st = &t.states;
+    let counts = [
+        ("running", st.running),
+        ("sleeping", st.sleeping),
+        ("disk_sleep", st.disk_sleep),
+        ("stopped", st.stopped),
+        ("zombie", st.zombie),
+        ("other", st.other),
+    ];
+    let parts: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    vec![format!("{}: {}", t.count, parts.join(" · "))]
+}
+
+fn stuck(s: &Sample) -> Vec<String> {
+    let Some(st) = &s.stuck else {
+        return vec![unknown(s, Source::Stuck)];
+    };
+    let mut lines = vec![format!(
+        "{} workers blocked >= {} in one socket call with no context switch",
+        st.count,
+        duration_ms(st.stuck_after_ms)
+    )];
+    for w in &st.workers {
+        let sock = match &w.socket {
+            Some(t) => format!("{} {} -> {}", t.state.as_str(), t.local, t.remote),
+            None => format!("socket inode {} (not TCP)", w.socket_inode),
+        };
+        lines.push(format!(
+            "  tid {} {} {}(fd {}) for {}: {sock}",
+            w.tid,
+            w.name,
+            w.syscall,
+            w.fd,
+            duration_ms(w.blocked_for_ms)
+        ));
+    }
+    lines
+}

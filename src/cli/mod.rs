@@ -1,13 +1,30 @@
 //! The command line: `leakwatch run|check|inspect|demo|config`.
+//!
+//! A thin layer: parse with clap, call the library, print errors with their whole cause
+//! chain, map outcomes to exit codes (0 ok, 1 unhealthy, 2 unknown or error).
 
+mod inspect;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+use crate::config::values::ConfigRegex;
+use crate::config::Config;
 use crate::demo_child::{self, ChildArgs};
+use crate::target::Selector;
 
 #[derive(Debug, Parser)]
-#[command(name = "leakwatch", version, about)]
+#[command(
+    name = "leakwatch",
+    version,
+    about = "Restart a service before it runs out of file descriptors or memory",
+    long_about = "leakwatch watches one process from the outside (its fd table against \
+RLIMIT_NOFILE, TCP sockets by state, RSS and heap, cgroup memory, threads stuck in socket \
+calls) and serves a /healthz that fails before the limit is hit."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -15,21 +32,131 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Watch targets and serve /healthz, /metrics and /status (not yet).
-    Run,
+    /// Watch targets and serve /healthz, /metrics and /status [not yet available].
+    Run(RunArgs),
+    /// One-shot verdict for exec probes and cron: exit 0 healthy, 1 unhealthy, 2 unknown
+    /// [not yet available].
+    Check(CheckArgs),
+    /// Show one process: fds by type, TCP by state and peer, memory and heap, cgroup memory,
+    /// threads and stuck workers.
+    Inspect(inspect::InspectArgs),
+    /// Watch a built-in leaking child and show /healthz failing before it runs out [not yet
+    /// available].
+    Demo,
+    /// Check or print a config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// The built-in leaking child (for tests and the demo).
     #[command(hide = true)]
     DemoChild(ChildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Config file.
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub selector: SelectorArgs,
+    /// Address for HTTP (overrides `listen`).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub selector: SelectorArgs,
+    /// Sample for this long before judging ("30s").
+    #[arg(long = "for", value_parser = parse_duration)]
+    pub for_: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file: exit 0 if valid, 2 with file:line:column and the key if not.
+    Check { file: PathBuf },
+    /// Print a commented example config.
+    Example,
+}
+
+/// One selector for the target (at most one of these).
+#[derive(Debug, Clone, Default, Args)]
+#[group(multiple = false)]
+pub struct SelectorArgs {
+    /// The target's pid.
+    #[arg(long)]
+    pub pid: Option<i32>,
+    /// A file holding the target's pid.
+    #[arg(long)]
+    pub pidfile: Option<PathBuf>,
+    /// Exact process name (comm).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Regex on the process name (comm).
+    #[arg(long, value_parser = parse_regex)]
+    pub name_regex: Option<ConfigRegex>,
+    /// Regex on the whole command line.
+    #[arg(long, value_parser = parse_regex)]
+    pub cmdline_regex: Option<ConfigRegex>,
+    /// A cgroup directory: its oldest process is the target.
+    #[arg(long)]
+    pub cgroup: Option<PathBuf>,
+    /// A systemd unit: the oldest process in its cgroup is the target.
+    #[arg(long)]
+    pub systemd_unit: Option<String>,
+}
+
+impl SelectorArgs {
+    pub fn selector(&self) -> Option<Selector> {
+        let s = self.clone();
+        s.pid
+            .map(Selector::Pid)
+            .or(s.pidfile.map(Selector::Pidfile))
+            .or(s.name.map(Selector::Name))
+            .or(s.name_regex.map(Selector::NameRegex))
+            .or(s.cmdline_regex.map(Selector::CmdlineRegex))
+            .or(s.cgroup.map(Selector::Cgroup))
+            .or(s.systemd_unit.map(Selector::SystemdUnit))
+    }
+}
+
+fn parse_regex(s: &str) -> Result<ConfigRegex, String> {
+    regex::Regex::new(s)
+        .map(ConfigRegex)
+        .map_err(|e| e.to_string())
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("expected a duration like \"2s\": {e}"))
 }
 
 /// Parse the command line, run, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run => {
-            eprintln!("leakwatch run: not yet implemented");
+        Command::Run(_) | Command::Check(_) | Command::Demo => {
+            eprintln!("leakwatch: this command is not available yet; `leakwatch inspect` and `leakwatch config` are");
             ExitCode::from(2)
         }
+        Command::Inspect(args) => inspect::run(&args),
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", crate::config::EXAMPLE);
+            ExitCode::SUCCESS
+        }
+        Command::Config(ConfigCommand::Check { file }) => match Config::load(&file) {
+            Ok(c) => {
+                println!("{}: ok, {} target(s)", file.display(), c.targets.len());
+                for t in &c.targets {
+                    println!("  {}: {}", t.name, t.selector);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::DemoChild(args) => match demo_child::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -37,5 +164,15 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

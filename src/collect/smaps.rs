@@ -181,6 +181,20 @@ Rss:                  12 kB
         );
     }
 
+    /// `leakwatch demo-child --recv-threads 2 --accept-thread --grow-mib 3`: four thread
+    /// stacks and five sigaltstacks (each with a guard page below), four malloc arenas,
+    /// 3 MiB of large allocations. Expected values computed separately from the same text.
+    #[test]
+    fn smaps_rust_threads_kernel_6_18() {
+        let text = include_str!("../../tests/fixtures/proc/smaps_rust_threads_kernel_6_18");
+        let h = parse_smaps_heap(text);
+        assert_eq!(h.brk_rss_bytes, 80 * 1024);
+        assert_eq!(h.anon_rss_bytes, 3136 * 1024);
+        assert_eq!(h.anon_mappings, 8);
+        assert_eq!(h.stack_mappings, 9);
+        assert!(h.estimate_bytes >= 3 << 20, "the 3 MiB the child allocated");
+    }
+
     #[test]
     fn odd_smaps_text_does_not_panic() {
         for cut in 0..SMAPS.len() {
