@@ -6,7 +6,9 @@
 //! it as the service that leaks. Only loopback addresses are used.
 //!
 //! Protocol: it prints one `ready {json}` line, then reads commands from stdin, one per line,
-//! answering each with `ok` or `error: ...`. It exits when stdin closes, on `exit`, or after
+//! answering each with `ok` or `error: ...`: `files N`, `close-files N`, `pipes N`,
+//! `established N`, `close-wait N`, `grow N` (MiB), `churn N` (a thread opening and closing
+//! N files in a loop), `exit`. It exits when stdin closes, on `exit`, or after
 //! `--max-seconds`, so a forgotten child never outlives its test.
 
 use std::io::{BufRead, Write};
@@ -174,6 +176,17 @@ fn spawn_acceptor() -> std::io::Result<i32> {
     rx.recv().map_err(std::io::Error::other)
 }
 
+/// A thread that opens and closes `n` files over and over, so fds vanish under a scan.
+fn spawn_churn(n: u32) {
+    std::thread::spawn(move || loop {
+        let files: Vec<_> = (0..n)
+            .filter_map(|_| std::fs::File::open("/dev/null").ok())
+            .collect();
+        drop(files);
+        std::thread::yield_now();
+    });
+}
+
 /// Apply one stdin command.
 fn command(held: &mut Held, line: &str) -> Result<(), String> {
     let mut words = line.split_whitespace();
@@ -194,6 +207,10 @@ fn command(held: &mut Held, line: &str) -> Result<(), String> {
         "close-wait" => io(held.hold_close_wait(n)),
         "grow" => {
             held.grow(n);
+            Ok(())
+        }
+        "churn" => {
+            spawn_churn(n);
             Ok(())
         }
         _ => Err(format!("unknown command {verb:?}")),

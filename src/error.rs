@@ -78,18 +78,19 @@ impl ReadError {
     }
 }
 
-/// Which capability lets a process read this /proc or cgroup file of another user's process.
-///
+/// Which capability lets a process read this /proc or cgroup file of another user's process
+/// (measured on Linux 6.18 with `setpriv` as uid 65534 against a root process):
 /// `fd/` is a directory of mode 0500 owned by the target (listing it needs
 /// CAP_DAC_READ_SEARCH) whose links are ptrace-checked (reading them needs CAP_SYS_PTRACE);
-/// `syscall`, `smaps`, `smaps_rollup`, `root/`, `mem` and `environ` are ptrace-checked.
+/// `task/*/syscall` is mode 0400 *and* ptrace-checked (both); `smaps`, `smaps_rollup`,
+/// `root/` and `mem` are ptrace-checked. The same uid suffices while the target is dumpable.
 pub fn capability_hint(path: &Path) -> &'static str {
     let has = |name: &str| path.iter().any(|c| c == name);
-    if has("syscall") || has("smaps") || has("smaps_rollup") || has("root") || has("mem") {
-        "needs CAP_SYS_PTRACE, or the target's uid"
+    if has("syscall") {
+        "needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, or the target's uid"
     } else if has("fd") || has("fdinfo") {
         "needs CAP_DAC_READ_SEARCH to list and CAP_SYS_PTRACE to read links, or the target's uid"
-    } else if has("net") {
+    } else if has("smaps") || has("smaps_rollup") || has("root") || has("mem") || has("net") {
         "needs CAP_SYS_PTRACE, or the target's uid"
     } else {
         "needs read access: run as the target's uid or root"

@@ -83,8 +83,12 @@ fn fds(s: &Sample) -> Vec<String> {
         None => format!(", limit {}", unknown(s, Source::Limits)),
     };
     let t = &f.by_type;
+    let reserved = match f.allocated {
+        Some(a) if a > f.open => format!(" (+{} reserved by calls in progress)", a - f.open),
+        _ => String::new(),
+    };
     let mut lines = vec![
-        format!("{} open{limit}", f.open),
+        format!("{} open{reserved}{limit}", f.open),
         format!(
             "socket {} · pipe {} · anon_inode {} · file {} · other {}",
             t.socket, t.pipe, t.anon_inode, t.file, t.other

@@ -174,8 +174,13 @@ impl<'de> Deserialize<'de> for Limit {
 /// The fd table of `/proc/PID/fd`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fds {
-    /// Open fds. From the `st_size` of `/proc/PID/fd` on Linux >= 6.2, else the listing.
+    /// Open fds: the entries of `/proc/PID/fd` (what `ls` and `lsof` show).
     pub open: u64,
+    /// fd numbers taken, from the `st_size` of `/proc/PID/fd` (Linux >= 6.2; `None` before,
+    /// and on fixture trees). Includes numbers reserved by calls in progress (a thread
+    /// blocked in `accept()` holds one before it has a socket), so it can exceed `open`: it
+    /// is the count RLIMIT_NOFILE is checked against.
+    pub allocated: Option<u64>,
     pub by_type: FdTypes,
     /// Entries listed but closed before their link could be read (skipped, not an error).
     pub vanished: u64,

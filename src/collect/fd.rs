@@ -3,7 +3,8 @@
 //! One pass over the directory with `readlinkat` on the held directory fd into a stack
 //! buffer. An fd that closes between the listing and its `readlinkat` (ENOENT) is skipped and
 //! counted in `vanished`. On a real procfs of Linux >= 6.2 the directory's `st_size` is the
-//! number of open fds, which is the count reported; fixture trees use the listing.
+//! number of fd numbers taken (open, plus reserved by calls in progress such as a blocked
+//! `accept()`), reported as `allocated`; fixture trees are not procfs and have none.
 
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
@@ -94,10 +95,9 @@ pub fn scan_fds(pid_dir: &Path) -> Result<FdScan, ReadError> {
         let link = &buf[..n as usize];
         count_kind(&mut scan, fd, classify_link(link));
     }
-    scan.fds.open = match counted_by_kernel {
-        Some(n) if n > 0 || listed == 0 => n,
-        _ => listed - scan.fds.vanished,
-    };
+    scan.fds.open = listed - scan.fds.vanished;
+    // Kernels before 6.2 leave st_size at 0.
+    scan.fds.allocated = counted_by_kernel.filter(|n| *n > 0 || listed == 0);
     Ok(scan)
 }
 
@@ -119,8 +119,8 @@ fn parse_fd_name(name: &CStr) -> Option<i32> {
     std::str::from_utf8(name.to_bytes()).ok()?.parse().ok()
 }
 
-/// `st_size` of a real procfs `fd/` directory (Linux >= 6.2 sets it to the fd count; older
-/// kernels leave 0). `None` on fixture trees, which are not procfs.
+/// `st_size` of a real procfs `fd/` directory (Linux >= 6.2 sets it to the number of fd
+/// numbers taken; older kernels leave 0). `None` on fixture trees, which are not procfs.
 fn kernel_fd_count(dir: &Dir) -> Option<u64> {
     let fs = fstatfs(dir).ok()?;
     if fs.filesystem_type() != PROC_SUPER_MAGIC {
@@ -171,6 +171,7 @@ mod tests {
             FdScan {
                 fds: Fds {
                     open: 6,
+                    allocated: None,
                     by_type: FdTypes {
                         socket: 2,
                         pipe: 1,
