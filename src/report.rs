@@ -5,8 +5,7 @@ use std::fmt::Write;
 
 use crate::error::Unknown;
 use crate::sample::{
-    CgroupMemory, CgroupPids, Collector as Source, Limit, PeerCount, Sample, TargetState,
-    TcpState,
+    CgroupMemory, CgroupPids, Collector as Source, Limit, PeerCount, Sample, TargetState, TcpState,
 };
 use crate::units::{bytes, duration_ms, percent, utc};
 
@@ -17,7 +16,10 @@ pub fn render(s: &Sample) -> String {
     let mut out = String::new();
     header(&mut out, s);
     if s.state == TargetState::Zombie {
-        let _ = writeln!(out, "\nthe process has exited and is a zombie: nothing else to show");
+        let _ = writeln!(
+            out,
+            "\nthe process has exited and is a zombie: nothing else to show"
+        );
         return out;
     }
     section(&mut out, "FDS", fds(s));
@@ -214,7 +216,11 @@ fn cgroup_memory(c: &CgroupMemory) -> Vec<String> {
         ""
     };
     let mut lines = vec![
-        format!("{version} {} read from {}{via}", c.path, c.source.dir.display()),
+        format!(
+            "{version} {} read from {}{via}",
+            c.path,
+            c.source.dir.display()
+        ),
         format!(
             "working set {} {} · current {} · high {}",
             opt_bytes(c.working_set_bytes),
@@ -249,7 +255,11 @@ fn cgroup_memory(c: &CgroupMemory) -> Vec<String> {
             p.some.avg10, p.some.avg60, p.some.avg300
         );
         if let Some(f) = &p.full {
-            let _ = write!(line, " · full {:.2}/{:.2}/{:.2}", f.avg10, f.avg60, f.avg300);
+            let _ = write!(
+                line,
+                " · full {:.2}/{:.2}/{:.2}",
+                f.avg10, f.avg60, f.avg300
+            );
         }
         line.push_str(" (% stalled, avg 10s/60s/300s)");
         lines.push(line);

@@ -27,11 +27,22 @@ fn collect(pid: i32) -> Sample {
 /// `prlimit --pid PID --nofile`: (soft, hard).
 fn prlimit_nofile(pid: i32) -> (u64, u64) {
     let out = Command::new("prlimit")
-        .args(["--pid", &pid.to_string(), "--nofile", "--raw", "--noheadings", "-o", "SOFT,HARD"])
+        .args([
+            "--pid",
+            &pid.to_string(),
+            "--nofile",
+            "--raw",
+            "--noheadings",
+            "-o",
+            "SOFT,HARD",
+        ])
         .output()
         .expect("run prlimit (util-linux)");
     let text = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<u64> = text.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let v: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
     assert_eq!(v.len(), 2, "prlimit said {text:?}");
     (v[0], v[1])
 }
@@ -39,21 +50,41 @@ fn prlimit_nofile(pid: i32) -> (u64, u64) {
 #[test]
 fn fds_by_type_and_limit_match_ground_truth() {
     let mut child = LeakyChild::spawn(&[
-        "--nofile", "300", "--files", "20", "--pipes", "3", "--established", "2", "--close-wait", "3",
+        "--nofile",
+        "300",
+        "--files",
+        "20",
+        "--pipes",
+        "3",
+        "--established",
+        "2",
+        "--close-wait",
+        "3",
     ]);
     let pid = child.pid();
     let s = collect(pid);
     assert_eq!(s.state, TargetState::Running);
     let fds = s.fds.expect("fds known");
-    assert_eq!(fds.open as usize, count_fds(pid), "open fds = entries of /proc/PID/fd");
+    assert_eq!(
+        fds.open as usize,
+        count_fds(pid),
+        "open fds = entries of /proc/PID/fd"
+    );
     let kernel_count = std::fs::metadata(format!("/proc/{pid}/fd")).unwrap().len();
-    assert_eq!(fds.allocated, Some(kernel_count), "Linux >= 6.2 counts fds in st_size");
+    assert_eq!(
+        fds.allocated,
+        Some(kernel_count),
+        "Linux >= 6.2 counts fds in st_size"
+    );
     let t = &fds.by_type;
     assert_eq!(t.socket as usize, count_fd_links(pid, "socket:"));
     assert_eq!(t.pipe as usize, count_fd_links(pid, "pipe:"));
     assert_eq!(t.file as usize, count_fd_links(pid, "/"));
     assert!(t.file >= 20 && t.pipe >= 6 && t.socket >= 1 + 4 + 3);
-    assert_eq!(t.socket + t.pipe + t.anon_inode + t.file + t.other, fds.open);
+    assert_eq!(
+        t.socket + t.pipe + t.anon_inode + t.file + t.other,
+        fds.open
+    );
 
     let (soft, hard) = prlimit_nofile(pid);
     assert_eq!(soft, 300);
@@ -75,19 +106,34 @@ fn memory_matches_statm_and_the_heap_estimate_sees_growth() {
     let s = collect(pid);
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap();
     let resident_pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).unwrap().unwrap() as u64;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .unwrap()
+        .unwrap() as u64;
     let m = s.memory.expect("memory known");
-    assert_eq!(m.rss_bytes, Some(resident_pages * page), "VmRSS = statm resident (idle child)");
+    assert_eq!(
+        m.rss_bytes,
+        Some(resident_pages * page),
+        "VmRSS = statm resident (idle child)"
+    );
     assert!(m.anon_bytes.unwrap() >= 16 << 20);
     let heap = s.heap.expect("heap known");
     assert!(heap.estimate_bytes >= 16 << 20, "{heap:?}");
-    assert!(s.smaps_rollup.expect("rollup known").anonymous_bytes.unwrap() >= 16 << 20);
+    assert!(
+        s.smaps_rollup
+            .expect("rollup known")
+            .anonymous_bytes
+            .unwrap()
+            >= 16 << 20
+    );
 
     assert_eq!(child.command("grow 64"), "ok");
     let s2 = collect(pid);
     let heap2 = s2.heap.expect("heap known");
     let grown = heap2.estimate_bytes - heap.estimate_bytes;
-    assert!(grown >= 64 << 20 && grown < 66 << 20, "heap grew by {grown} bytes for 64 MiB");
+    assert!(
+        (64 << 20..66 << 20).contains(&grown),
+        "heap grew by {grown} bytes for 64 MiB"
+    );
     let rss_grown = s2.memory.unwrap().rss_bytes.unwrap() - m.rss_bytes.unwrap();
     assert!(rss_grown >= 64 << 20, "rss grew by {rss_grown}");
 }
@@ -98,8 +144,10 @@ fn a_zombie_is_a_state_not_zero_fds() {
     let pid = child.pid();
     let id = target(pid);
     child.close_stdin(); // it exits; nobody reaps it yet
-    assert!(common::eventually(|| read_stat(std::path::Path::new(&format!("/proc/{pid}")))
-        .is_ok_and(|st| st.state == 'Z')));
+    assert!(common::eventually(|| read_stat(std::path::Path::new(
+        &format!("/proc/{pid}")
+    ))
+    .is_ok_and(|st| st.state == 'Z')));
     let s = Collector::new("/proc", "/sys/fs/cgroup").collect(id, &CollectOptions::default());
     assert_eq!(s.state, TargetState::Zombie);
     assert_eq!(s.fds, None, "a zombie has no fd table; never report 0");
@@ -115,11 +163,16 @@ fn an_exited_target_and_a_reused_pid_are_gone() {
     let mut collector = Collector::new("/proc", "/sys/fs/cgroup");
 
     // Same pid, another start time: another process. Nothing of it is reported.
-    let other = TargetId { pid, starttime_ticks: id.starttime_ticks + 1 };
+    let other = TargetId {
+        pid,
+        starttime_ticks: id.starttime_ticks + 1,
+    };
     let s = collector.collect(other, &CollectOptions::default());
     assert_eq!(s.state, TargetState::Gone);
     assert_eq!(s.fds, None);
-    assert!(s.unknown[&Source::Process].message.contains("another process"));
+    assert!(s.unknown[&Source::Process]
+        .message
+        .contains("another process"));
 
     child.child.kill().unwrap();
     child.child.wait().unwrap();

@@ -13,7 +13,11 @@ use leakwatch::error::UnknownKind;
 use leakwatch::sample::{Collector as Source, Sample};
 
 fn inspect(args: &[&str]) -> Output {
-    Command::new(BIN).arg("inspect").args(args).output().expect("run leakwatch inspect")
+    Command::new(BIN)
+        .arg("inspect")
+        .args(args)
+        .output()
+        .expect("run leakwatch inspect")
 }
 
 fn stdout(o: &Output) -> String {
@@ -31,26 +35,53 @@ fn line<'a>(report: &'a str, label: &str) -> &'a str {
 #[test]
 fn report_agrees_with_ls_and_ss() {
     let child = LeakyChild::spawn(&[
-        "--files", "13", "--pipes", "2", "--established", "3", "--close-wait", "5", "--recv-threads", "2",
+        "--files",
+        "13",
+        "--pipes",
+        "2",
+        "--established",
+        "3",
+        "--close-wait",
+        "5",
+        "--recv-threads",
+        "2",
         "--accept-thread",
     ]);
     let pid = child.pid();
     // Selected by command line: the regex is in leakwatch's own command line too, and
     // leakwatch never selects itself.
-    let out = inspect(&["--stuck-after", "1s", "--cmdline-regex", "demo-child --files 13 --pipes 2"]);
+    let out = inspect(&[
+        "--stuck-after",
+        "1s",
+        "--cmdline-regex",
+        "demo-child --files 13 --pipes 2",
+    ]);
     let report = stdout(&out);
-    assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(report.starts_with(&format!("pid {pid} (leakwatch) running")), "{report}");
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.starts_with(&format!("pid {pid} (leakwatch) running")),
+        "{report}"
+    );
 
     let fds = line(&report, "FDS");
     let n = count_fds(pid);
-    assert!(fds.starts_with(&format!("FDS       {n} open ")), "{fds} vs {n} in /proc/{pid}/fd");
+    assert!(
+        fds.starts_with(&format!("FDS       {n} open ")),
+        "{fds} vs {n} in /proc/{pid}/fd"
+    );
     // The acceptor thread blocked in accept() holds a reserved fd number.
     assert!(fds.contains("(+1 reserved by calls in progress)"), "{fds}");
     let tcp = line(&report, "TCP");
     let truth = ss_states(pid);
     for (state, n) in &truth {
-        assert!(tcp.contains(&format!("{state} {n}")), "{tcp} vs ss {truth:?}");
+        assert!(
+            tcp.contains(&format!("{state} {n}")),
+            "{tcp} vs ss {truth:?}"
+        );
     }
     assert!(tcp.contains("close_wait 5"), "{tcp}");
     let listener = child.ready.listeners[0].to_string();
@@ -59,17 +90,26 @@ fn report_agrees_with_ls_and_ss() {
         .skip_while(|l| !l.contains("CLOSE_WAIT by peer"))
         .nth(1)
         .unwrap_or_default();
-    assert!(peer_line.contains(&listener) && peer_line.contains(" 5 "), "{peer_line}");
+    assert!(
+        peer_line.contains(&listener) && peer_line.contains(" 5 "),
+        "{peer_line}"
+    );
     assert!(line(&report, "MEMORY").contains("rss "));
     assert!(report.contains("heap estimate"), "{report}");
     let stuck = line(&report, "STUCK");
-    assert!(stuck.starts_with("STUCK     2 workers"), "{stuck}\n{report}");
+    assert!(
+        stuck.starts_with("STUCK     2 workers"),
+        "{stuck}\n{report}"
+    );
     for tid in &child.ready.recv_tids {
         let w = report
             .lines()
             .find(|l| l.contains(&format!("tid {tid} ")))
             .unwrap_or_else(|| panic!("stuck worker {tid} not listed:\n{report}"));
-        assert!(w.contains("recvfrom") && w.contains("established") && w.contains(&listener), "{w}");
+        assert!(
+            w.contains("recvfrom") && w.contains("established") && w.contains(&listener),
+            "{w}"
+        );
     }
 }
 
@@ -84,7 +124,10 @@ fn json_is_the_sample_and_agrees_with_ground_truth() {
     assert_eq!(s.fds.as_ref().unwrap().open as usize, count_fds(pid));
     let tcp = s.tcp.expect("tcp known");
     assert_eq!(tcp.states.close_wait, 4);
-    assert_eq!(Some(&tcp.states.close_wait), ss_states(pid).get("close_wait"));
+    assert_eq!(
+        Some(&tcp.states.close_wait),
+        ss_states(pid).get("close_wait")
+    );
     assert_eq!(tcp.top_close_wait_peers.len(), 2);
     assert_eq!(s.unknown[&Source::Stuck].kind, UnknownKind::NotCollected);
 }
@@ -96,7 +139,8 @@ fn missing_target_is_exit_2_with_a_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("pid 2147483646 does not exist"));
     let out = inspect(&["--name", "no-such-process-name"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no process matches name = \"no-such-process-name\""));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("no process matches name = \"no-such-process-name\""));
 }
 
 /// The binary, copied where any uid may execute it (the build tree may not be).
@@ -111,7 +155,9 @@ fn world_executable_bin() -> (tempfile::TempDir, PathBuf) {
 
 /// `leakwatch inspect --json PID` as uid 65534 holding only `caps` ("" for none).
 fn inspect_as_nobody(bin: &PathBuf, caps: &str, pid: i32) -> Option<Sample> {
-    if !nix::unistd::geteuid().is_root() || Command::new("setpriv").arg("--version").output().is_err() {
+    if !nix::unistd::geteuid().is_root()
+        || Command::new("setpriv").arg("--version").output().is_err()
+    {
         eprintln!("skipped: needs root and setpriv to drop to another uid");
         return None;
     }
@@ -126,10 +172,20 @@ fn inspect_as_nobody(bin: &PathBuf, caps: &str, pid: i32) -> Option<Sample> {
     }
     let out = cmd
         .arg(bin)
-        .args(["inspect", "--json", "--stuck-after", "500ms", &pid.to_string()])
+        .args([
+            "inspect",
+            "--json",
+            "--stuck-after",
+            "500ms",
+            &pid.to_string(),
+        ])
         .output()
         .expect("run setpriv");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some(serde_json::from_slice(&out.stdout).expect("json"))
 }
 
@@ -137,11 +193,17 @@ fn inspect_as_nobody(bin: &PathBuf, caps: &str, pid: i32) -> Option<Sample> {
 fn another_uid_without_capabilities_sees_unknown_with_the_capability_named() {
     let child = LeakyChild::spawn(&["--files", "5", "--close-wait", "3", "--recv-threads", "1"]);
     let (_dir, bin) = world_executable_bin();
-    let Some(s) = inspect_as_nobody(&bin, "", child.pid()) else { return };
+    let Some(s) = inspect_as_nobody(&bin, "", child.pid()) else {
+        return;
+    };
     assert_eq!(s.fds, None, "never a wrong 0");
     let why = &s.unknown[&Source::Fds];
     assert_eq!(why.kind, UnknownKind::PermissionDenied);
-    assert!(why.message.contains("CAP_DAC_READ_SEARCH"), "{}", why.message);
+    assert!(
+        why.message.contains("CAP_DAC_READ_SEARCH"),
+        "{}",
+        why.message
+    );
     assert_eq!(s.tcp, None, "sockets are found through the fd table");
     assert_eq!(s.heap, None);
     assert!(s.unknown[&Source::Heap].message.contains("CAP_SYS_PTRACE"));
@@ -158,12 +220,24 @@ fn another_uid_with_ptrace_and_dac_read_search_sees_everything() {
     let child = LeakyChild::spawn(&["--files", "5", "--close-wait", "3", "--recv-threads", "1"]);
     let (_dir, bin) = world_executable_bin();
     let caps = "+dac_read_search,+sys_ptrace";
-    let Some(s) = inspect_as_nobody(&bin, caps, child.pid()) else { return };
+    let Some(s) = inspect_as_nobody(&bin, caps, child.pid()) else {
+        return;
+    };
     assert_eq!(s.fds.unwrap().open as usize, count_fds(child.pid()));
     assert_eq!(s.tcp.unwrap().states.close_wait, 3);
     assert!(s.heap.is_some());
     assert_eq!(s.stuck.unwrap().count, 1);
-    for src in [Source::Fds, Source::Tcp, Source::Heap, Source::Stuck, Source::Threads] {
-        assert!(!s.unknown.contains_key(&src), "{src:?}: {:?}", s.unknown.get(&src));
+    for src in [
+        Source::Fds,
+        Source::Tcp,
+        Source::Heap,
+        Source::Stuck,
+        Source::Threads,
+    ] {
+        assert!(
+            !s.unknown.contains_key(&src),
+            "{src:?}: {:?}",
+            s.unknown.get(&src)
+        );
     }
 }

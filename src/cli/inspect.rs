@@ -41,7 +41,9 @@ pub fn run(args: &InspectArgs) -> ExitCode {
         (Some(pid), None) => Selector::Pid(pid),
         (None, Some(sel)) => sel,
         (None, None) => {
-            eprintln!("leakwatch inspect: give a PID or a selector (--pid, --name, --cmdline-regex, ...)");
+            eprintln!(
+                "leakwatch inspect: give a PID or a selector (--pid, --name, --cmdline-regex, ...)"
+            );
             return ExitCode::from(2);
         }
         (Some(_), Some(_)) => {
@@ -68,7 +70,10 @@ pub fn run(args: &InspectArgs) -> ExitCode {
         sample.stuck = None;
         sample.unknown.insert(
             Source::Stuck,
-            Unknown::new(UnknownKind::NotCollected, "stuck workers need two looks (--stuck-after)"),
+            Unknown::new(
+                UnknownKind::NotCollected,
+                "stuck workers need two looks (--stuck-after)",
+            ),
         );
     } else if sample.state == TargetState::Running {
         std::thread::sleep(args.stuck_after);
