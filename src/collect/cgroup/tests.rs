@@ -1,0 +1,511 @@
+//! Fixture trees: a fake proc root and cgroup roots of every layout, built in temp dirs from
+//! the kernel text under `tests/fixtures/cgroup/`.
+
+use std::fs;
+use std::path::PathBuf;
+
+use super::*;
+use crate::sample::{CgroupSource, Limit, MemoryEvents, Pressure, PressureLine};
+
+macro_rules! fixture {
+    ($name:literal) => {
+        include_str!(concat!("../../../tests/fixtures/cgroup/", $name))
+    };
+}
+
+const PID: i32 = 4242;
+const SERVICE: &str = "/system.slice/app.service";
+const HYBRID_MEMORY: &str = "/process_api/94baf7261315d89eeb2a8b6eb89cfca7";
+
+/// A temp dir holding `proc/` and `cg/` (the cgroup root).
+struct Tree {
+    tmp: tempfile::TempDir,
+}
+
+impl Tree {
+    fn new(proc_cgroup: &str) -> Tree {
+        let t = Tree {
+            tmp: tempfile::tempdir().unwrap(),
+        };
+        t.write(&format!("proc/{PID}/cgroup"), proc_cgroup);
+        t
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel.trim_start_matches('/'))
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    fn write_all(&self, dir: &str, files: &[(&str, &str)]) {
+        fs::create_dir_all(self.path(dir)).unwrap();
+        for (name, text) in files {
+            self.write(&format!("{dir}/{name}"), text);
+        }
+    }
+
+    fn collect(&self) -> CgroupReadings {
+        collect_cgroup(&self.path("proc"), &self.path("cg"), PID)
+    }
+
+    fn source(&self, dir: &str, via_target_root: bool) -> CgroupSource {
+        CgroupSource {
+            dir: self.path(dir),
+            via_target_root,
+        }
+    }
+
+    /// The target's own `/sys/fs/cgroup`, seen through `proc/PID/root`.
+    fn target_root(&self) -> String {
+        format!("proc/{PID}/root/sys/fs/cgroup")
+    }
+}
+
+const V2_MEMORY: [(&str, &str); 7] = [
+    ("memory.current", fixture!("memory_current_v2_kernel_6_x")),
+    ("memory.max", fixture!("memory_max_v2_kernel_6_x")),
+    ("memory.high", fixture!("memory_high_v2_kernel_6_x")),
+    ("memory.stat", fixture!("memory_stat_v2_kernel_6_x")),
+    ("memory.events", fixture!("memory_events_v2_kernel_6_x")),
+    (
+        "memory.pressure",
+        fixture!("memory_pressure_v2_busy_kernel_6_x"),
+    ),
+    ("pids.current", fixture!("pids_current_v2_kernel_6_x")),
+];
+const V2_PIDS_MAX: (&str, &str) = ("pids.max", fixture!("pids_max_v2_kernel_6_x"));
+const V2_ROOT_CONTROLLERS: &str = fixture!("cgroup_controllers_v2_root_kernel_6_x");
+const V2_SERVICE_CONTROLLERS: &str = fixture!("cgroup_controllers_v2_service_kernel_6_x");
+
+const V1_MEMORY: [(&str, &str); 5] = [
+    (
+        "memory.usage_in_bytes",
+        fixture!("memory_usage_in_bytes_v1_kernel_6_18"),
+    ),
+    (
+        "memory.limit_in_bytes",
+        fixture!("memory_limit_in_bytes_v1_256m_kernel_6_18"),
+    ),
+    ("memory.stat", fixture!("memory_stat_v1_kernel_6_18")),
+    ("memory.failcnt", fixture!("memory_failcnt_v1_kernel_6_18")),
+    (
+        "memory.oom_control",
+        fixture!("memory_oom_control_v1_kernel_6_18"),
+    ),
+];
+
+/// A pure v2 service cgroup with every file of the fixtures.
+fn v2_service(t: &Tree, base: &str) {
+    t.write(&format!("{base}/cgroup.controllers"), V2_ROOT_CONTROLLERS);
+    let dir = format!("{base}{SERVICE}");
+    t.write_all(&dir, &V2_MEMORY);
+    t.write_all(
+        &dir,
+        &[V2_PIDS_MAX, ("cgroup.controllers", V2_SERVICE_CONTROLLERS)],
+    );
+}
+
+fn busy_pressure() -> Pressure {
+    Pressure {
+        some: PressureLine {
+            avg10: 2.17,
+            avg60: 0.88,
+            avg300: 0.21,
+            total_us: 4_118_203,
+        },
+        full: Some(PressureLine {
+            avg10: 1.02,
+            avg60: 0.40,
+            avg300: 0.09,
+            total_us: 2_087_311,
+        }),
+    }
+}
+
+/// What the v2 fixtures say, read from `source`.
+fn v2_expected(path: &str, source: CgroupSource) -> CgroupMemory {
+    CgroupMemory {
+        version: CgroupVersion::V2,
+        path: path.to_string(),
+        source,
+        current_bytes: Some(283_115_520),
+        max: Some(Limit::Limited(512 << 20)),
+        high: Some(Limit::Limited(448 << 20)),
+        // memory.current - inactive_file
+        working_set_bytes: Some(283_115_520 - 41_943_040),
+        anon_bytes: Some(209_715_200),
+        file_bytes: Some(62_914_560),
+        sock_bytes: Some(1_048_576),
+        inactive_file_bytes: Some(41_943_040),
+        events: Some(MemoryEvents {
+            low: Some(0),
+            high: Some(12),
+            max: Some(3),
+            oom: Some(1),
+            oom_kill: Some(1),
+        }),
+        pressure: Some(busy_pressure()),
+    }
+}
+
+/// What the v1 fixtures (this machine's real files) say, read from `source`.
+fn v1_expected(path: &str, source: CgroupSource) -> CgroupMemory {
+    CgroupMemory {
+        version: CgroupVersion::V1,
+        path: path.to_string(),
+        source,
+        current_bytes: Some(6_651_904),
+        max: Some(Limit::Limited(256 << 20)),
+        high: None,
+        // usage_in_bytes - total_inactive_file
+        working_set_bytes: Some(6_651_904 - 1_351_680),
+        anon_bytes: Some(1_826_816),
+        file_bytes: Some(3_436_544),
+        sock_bytes: None,
+        inactive_file_bytes: Some(1_351_680),
+        events: Some(MemoryEvents {
+            max: Some(0),
+            oom_kill: Some(0),
+            ..MemoryEvents::default()
+        }),
+        pressure: None,
+    }
+}
+
+fn unknown_kind<T: std::fmt::Debug>(r: &Result<T, Unknown>) -> UnknownKind {
+    match r {
+        Ok(v) => panic!("expected unknown, got {v:?}"),
+        Err(u) => u.kind,
+    }
+}
+
+fn message<T: std::fmt::Debug>(r: &Result<T, Unknown>) -> &str {
+    match r {
+        Ok(v) => panic!("expected unknown, got {v:?}"),
+        Err(u) => &u.message,
+    }
+}
+
+#[test]
+fn a_pure_v2_with_limits() {
+    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_x"));
+    v2_service(&t, "cg");
+    let dir = format!("cg{SERVICE}");
+    let got = t.collect();
+    assert_eq!(got.memory, Ok(v2_expected(SERVICE, t.source(&dir, false))));
+    assert_eq!(
+        got.pids,
+        Ok(CgroupPids {
+            version: CgroupVersion::V2,
+            source: t.source(&dir, false),
+            current: Some(23),
+            max: Some(Limit::Limited(1024)),
+        })
+    );
+}
+
+#[test]
+fn b_v2_unlimited_without_high_or_pressure() {
+    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_x"));
+    v2_service(&t, "cg");
+    let dir = format!("cg{SERVICE}");
+    t.write(
+        &format!("{dir}/memory.max"),
+        fixture!("memory_max_v2_unlimited_kernel_6_x"),
+    );
+    fs::remove_file(t.path(&format!("{dir}/memory.high"))).unwrap();
+    fs::remove_file(t.path(&format!("{dir}/memory.pressure"))).unwrap();
+    let want = CgroupMemory {
+        max: Some(Limit::Unlimited),
+        high: None,
+        pressure: None,
+        ..v2_expected(SERVICE, t.source(&dir, false))
+    };
+    assert_eq!(t.collect().memory, Ok(want));
+}
+
+#[test]
+fn v2_missing_stat_leaves_working_set_unknown_not_current() {
+    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_x"));
+    v2_service(&t, "cg");
+    let dir = format!("cg{SERVICE}");
+    fs::remove_file(t.path(&format!("{dir}/memory.stat"))).unwrap();
+    fs::remove_file(t.path(&format!("{dir}/memory.events"))).unwrap();
+    let want = CgroupMemory {
+        working_set_bytes: None,
+        anon_bytes: None,
+        file_bytes: None,
+        sock_bytes: None,
+        inactive_file_bytes: None,
+        events: None,
+        ..v2_expected(SERVICE, t.source(&dir, false))
+    };
+    assert_eq!(t.collect().memory, Ok(want));
+}
+
+#[test]
+fn v2_without_current_is_unknown_and_names_the_file() {
+    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_x"));
+    v2_service(&t, "cg");
+    let dir = format!("cg{SERVICE}");
+    fs::remove_file(t.path(&format!("{dir}/memory.current"))).unwrap();
+    t.write(&format!("{dir}/pids.current"), "lots\n");
+    let got = t.collect();
+    assert_eq!(unknown_kind(&got.memory), UnknownKind::Missing);
+    assert!(message(&got.memory).contains("memory.current"));
+    assert_eq!(unknown_kind(&got.pids), UnknownKind::Parse);
+    assert!(message(&got.pids).contains("pids.current"));
+}
+
+#[test]
+fn v2_root_cgroup_has_no_current() {
+    let t = Tree::new("0::/\n");
+    t.write("cg/cgroup.controllers", V2_ROOT_CONTROLLERS);
+    t.write("cg/memory.stat", fixture!("memory_stat_v2_kernel_6_x"));
+    let got = t.collect();
+    assert_eq!(unknown_kind(&got.memory), UnknownKind::Unsupported);
+    assert!(message(&got.memory).contains("root memory cgroup"));
+    assert_eq!(unknown_kind(&got.pids), UnknownKind::Unsupported);
+}
+
+#[test]
+fn c_v1() {
+    let t = Tree::new(fixture!("proc_cgroup_v1_systemd_kernel_6_x"));
+    t.write_all(&format!("cg/memory{SERVICE}"), &V1_MEMORY);
+    t.write_all(
+        &format!("cg/pids{SERVICE}"),
+        &[
+            ("pids.current", "3\n"),
+            ("pids.max", fixture!("pids_max_v1_unlimited_kernel_6_18")),
+        ],
+    );
+    let got = t.collect();
+    let mem_dir = format!("cg/memory{SERVICE}");
+    assert_eq!(
+        got.memory,
+        Ok(v1_expected(SERVICE, t.source(&mem_dir, false)))
+    );
+    assert_eq!(
+        got.pids,
+        Ok(CgroupPids {
+            version: CgroupVersion::V1,
+            source: t.source(&format!("cg/pids{SERVICE}"), false),
+            current: Some(3),
+            max: Some(Limit::Unlimited),
+        })
+    );
+}
+
+#[test]
+fn v1_unlimited_and_local_stat_keys() {
+    let t = Tree::new(fixture!("proc_cgroup_v1_systemd_kernel_6_x"));
+    let dir = format!("cg/memory{SERVICE}");
+    t.write_all(&dir, &V1_MEMORY);
+    t.write(
+        &format!("{dir}/memory.limit_in_bytes"),
+        fixture!("memory_limit_in_bytes_v1_unlimited_kernel_6_18"),
+    );
+    // A memory.stat without the hierarchical totals: the local keys serve.
+    t.write(
+        &format!("{dir}/memory.stat"),
+        "cache 4096000\nrss 2048000\ninactive_file 1024000\n",
+    );
+    fs::remove_file(t.path(&format!("{dir}/memory.failcnt"))).unwrap();
+    let want = CgroupMemory {
+        max: Some(Limit::Unlimited),
+        working_set_bytes: Some(6_651_904 - 1_024_000),
+        anon_bytes: Some(2_048_000),
+        file_bytes: Some(4_096_000),
+        inactive_file_bytes: Some(1_024_000),
+        events: Some(MemoryEvents {
+            oom_kill: Some(0),
+            ..MemoryEvents::default()
+        }),
+        ..v1_expected(SERVICE, t.source(&dir, false))
+    };
+    assert_eq!(t.collect().memory, Ok(want));
+}
+
+#[test]
+fn v1_prefers_hierarchical_totals() {
+    // A parent cgroup whose children hold most of the memory: usage_in_bytes counts them,
+    // so the working set must subtract their inactive file pages too.
+    let t = Tree::new(fixture!("proc_cgroup_v1_systemd_kernel_6_x"));
+    let dir = format!("cg/memory{SERVICE}");
+    t.write_all(&dir, &V1_MEMORY);
+    t.write(
+        &format!("{dir}/memory.stat"),
+        "cache 4096\nrss 8192\ninactive_file 4096\ntotal_cache 2097152\ntotal_rss 3145728\n\
+         total_inactive_file 1048576\n",
+    );
+    let m = t.collect().memory.unwrap();
+    assert_eq!(
+        (m.anon_bytes, m.file_bytes, m.inactive_file_bytes),
+        (Some(3_145_728), Some(2_097_152), Some(1_048_576))
+    );
+    assert_eq!(m.working_set_bytes, Some(6_651_904 - 1_048_576));
+}
+
+#[test]
+fn d_hybrid_v1_memory_with_unified_pressure() {
+    let t = Tree::new(fixture!("proc_cgroup_hybrid_kernel_6_18"));
+    let dir = format!("cg/memory{HYBRID_MEMORY}");
+    t.write_all(&dir, &V1_MEMORY);
+    t.write_all(
+        "cg/unified",
+        &[
+            ("cgroup.controllers", ""),
+            (
+                "memory.pressure",
+                fixture!("memory_pressure_unified_kernel_6_18"),
+            ),
+        ],
+    );
+    // The root pids cgroup, as on the machine the fixture comes from: no pids.current.
+    t.write_all("cg/pids", &[("cgroup.procs", "1\n")]);
+    let got = t.collect();
+    let want = CgroupMemory {
+        pressure: Some(Pressure {
+            some: PressureLine::default(),
+            full: Some(PressureLine::default()),
+        }),
+        ..v1_expected(HYBRID_MEMORY, t.source(&dir, false))
+    };
+    assert_eq!(got.memory, Ok(want));
+    assert_eq!(unknown_kind(&got.pids), UnknownKind::Unsupported);
+    assert!(
+        message(&got.pids).contains("root pids cgroup"),
+        "{}",
+        message(&got.pids)
+    );
+}
+
+#[test]
+fn e_sidecar_reads_through_the_target_root() {
+    let t = Tree::new(fixture!("proc_cgroup_v2_sidecar_kernel_6_x"));
+    // Our own cgroup2 root (a sidecar's): it does not hold the target's cgroup, but has a
+    // directory of the same name that must not be read.
+    t.write("cg/cgroup.controllers", V2_ROOT_CONTROLLERS);
+    t.write_all(
+        "cg/cri-containerd-4f1c.scope",
+        &[("memory.current", "1\n"), ("pids.current", "1\n")],
+    );
+    // The target's own mount: its cgroup is the root of that namespace.
+    let troot = t.target_root();
+    t.write_all(
+        &troot,
+        &[("cgroup.controllers", V2_SERVICE_CONTROLLERS), V2_PIDS_MAX],
+    );
+    t.write_all(&troot, &V2_MEMORY);
+    let got = t.collect();
+    let path = "/../cri-containerd-4f1c.scope";
+    assert_eq!(got.memory, Ok(v2_expected(path, t.source(&troot, true))));
+    assert_eq!(
+        got.pids,
+        Ok(CgroupPids {
+            version: CgroupVersion::V2,
+            source: t.source(&troot, true),
+            current: Some(23),
+            max: Some(Limit::Limited(1024)),
+        })
+    );
+}
+
+#[test]
+fn sidecar_on_v1_when_our_root_lacks_the_path() {
+    // Docker on v1 mounts a container's own memory cgroup as its /sys/fs/cgroup/memory.
+    let t = Tree::new("4:memory:/docker/abc\n0::/\n");
+    t.write_all("cg/memory", &[("memory.usage_in_bytes", "1\n")]);
+    let troot = format!("{}/memory", t.target_root());
+    t.write_all(&troot, &V1_MEMORY);
+    let got = t.collect();
+    assert_eq!(
+        got.memory,
+        Ok(v1_expected("/docker/abc", t.source(&troot, true)))
+    );
+}
+
+#[test]
+fn f_no_memory_controller_is_unsupported() {
+    // A hybrid host booted with cgroup_disable=memory: no v1 memory line, and the unified
+    // tree has no controllers.
+    let t = Tree::new("2:pids:/\n1:name=systemd:/\n0::/user.slice\n");
+    t.write_all("cg/unified/user.slice", &[("memory.pressure", "")]);
+    t.write("cg/unified/cgroup.controllers", "");
+    let got = t.collect();
+    assert_eq!(unknown_kind(&got.memory), UnknownKind::Unsupported);
+    let msg = message(&got.memory);
+    assert!(
+        msg.contains("memory controller") && msg.contains("no controllers"),
+        "{msg}"
+    );
+
+    // Nothing at all: neither a v1 memory line nor a cgroup2 path.
+    let t = Tree::new("3:cpu:/\n");
+    let got = t.collect();
+    assert_eq!(unknown_kind(&got.memory), UnknownKind::Unsupported);
+    assert!(message(&got.memory).contains("no memory controller"));
+    assert_eq!(unknown_kind(&got.pids), UnknownKind::Unsupported);
+
+    // A v2 path but no cgroup2 mount anywhere.
+    let t = Tree::new("0::/x\n");
+    fs::create_dir_all(t.path("cg")).unwrap();
+    let got = t.collect();
+    assert_eq!(unknown_kind(&got.memory), UnknownKind::Unsupported);
+    assert!(message(&got.memory).contains("cgroup2"));
+}
+
+#[test]
+fn g_v2_cgroup_without_memory_enabled() {
+    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_x"));
+    v2_service(&t, "cg");
+    let dir = format!("cg{SERVICE}");
+    t.write(&format!("{dir}/cgroup.controllers"), "cpu io pids\n");
+    let got = t.collect();
+    assert_eq!(unknown_kind(&got.memory), UnknownKind::Unsupported);
+    let msg = message(&got.memory);
+    assert!(
+        msg.contains("memory controller is not enabled") && msg.contains(SERVICE),
+        "{msg}"
+    );
+    assert!(got.pids.is_ok(), "{:?}", got.pids);
+}
+
+#[test]
+fn gone_target() {
+    let t = Tree::new("0::/\n");
+    fs::remove_dir_all(t.path(&format!("proc/{PID}"))).unwrap();
+    let got = t.collect();
+    assert_eq!(unknown_kind(&got.memory), UnknownKind::Gone);
+    assert_eq!(unknown_kind(&got.pids), UnknownKind::Gone);
+    assert!(message(&got.memory).contains("cgroup"));
+}
+
+#[test]
+fn permission_denied_names_the_path() {
+    if nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: root reads files of any mode");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_x"));
+    v2_service(&t, "cg");
+    let file = t.path(&format!("cg{SERVICE}/memory.current"));
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o000)).unwrap();
+    let got = t.collect();
+    assert_eq!(unknown_kind(&got.memory), UnknownKind::PermissionDenied);
+    assert!(message(&got.memory).contains(&file.display().to_string()));
+}
+
+#[test]
+fn fixture_roots_are_parameters() {
+    // Nothing in a fixture tree may come from the real /sys/fs/cgroup.
+    let t = Tree::new(fixture!("proc_cgroup_hybrid_kernel_6_18"));
+    let got = t.collect();
+    assert_eq!(unknown_kind(&got.memory), UnknownKind::Unsupported);
+    assert_eq!(unknown_kind(&got.pids), UnknownKind::Unsupported);
+}
