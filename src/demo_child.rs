@@ -7,7 +7,7 @@
 //!
 //! Protocol: it prints one `ready {json}` line, then reads commands from stdin, one per line,
 //! answering each with `ok` or `error: ...`: `files N`, `close-files N`, `pipes N`,
-//! `established N`, `close-wait N`, `grow N` (MiB), `churn N` (a thread opening and closing
+//! `established N`, `close-wait N`, `recv-workers N`, `grow N` (MiB), `churn N` (a thread opening and closing
 //! N files in a loop), `exit`. It exits when stdin closes, on `exit`, or after
 //! `--max-seconds`, so a forgotten child never outlives its test.
 
@@ -207,6 +207,12 @@ fn command(held: &mut Held, line: &str) -> Result<(), String> {
         "close-wait" => io(held.hold_close_wait(n)),
         "grow" => {
             held.grow(n);
+            Ok(())
+        }
+        "recv-workers" => {
+            for i in 0..n {
+                spawn_recv_worker(held, i).map_err(|e| e.to_string())?;
+            }
             Ok(())
         }
         "churn" => {
