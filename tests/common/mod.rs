@@ -87,7 +87,9 @@ impl Drop for LeakyChild {
 
 /// Ground truth: the entries of /proc/PID/fd, counted by the test itself.
 pub fn count_fds(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 /// Ground truth: fds whose link starts with `prefix` (e.g. `socket:`).
