@@ -566,6 +566,10 @@ pub struct Task {
     pub nonvoluntary_ctxt_switches: Option<u64>,
     /// `None` when `syscall` cannot be read (needs ptrace rights).
     pub syscall: Option<SyscallState>,
+    /// For a thread in `poll`/`ppoll`: the fds of its `struct pollfd` array, read from its
+    /// memory (at most 16 entries; negative fds left out). `None` for other calls, larger
+    /// arrays, or memory that could not be read.
+    pub poll_fds: Option<Vec<i32>>,
 }
 
 /// `/proc/PID/task/*`.
