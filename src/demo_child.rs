@@ -11,13 +11,14 @@
 //! N files in a loop), `exit`. It exits when stdin closes, on `exit`, or after
 //! `--max-seconds`, so a forgotten child never outlives its test.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use clap::Args;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What the child starts with.
 #[derive(Debug, Clone, Args)]
@@ -54,13 +55,88 @@ pub struct ChildArgs {
     pub max_seconds: u64,
 }
 
-/// The `ready` line.
-#[derive(Debug, Serialize)]
-struct Ready {
-    pid: u32,
-    listeners: Vec<SocketAddr>,
-    recv_tids: Vec<i32>,
-    accept_tid: Option<i32>,
+/// The `ready` line: what the child holds that a test or the demo needs to know.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ready {
+    pub pid: i32,
+    /// The listeners its connections go to (127.0.0.1, 127.0.0.2, ...).
+    pub listeners: Vec<SocketAddr>,
+    /// Threads parked in `recv()` at start.
+    pub recv_tids: Vec<i32>,
+    /// The thread blocked in `accept()`, with `--accept-thread`.
+    pub accept_tid: Option<i32>,
+}
+
+/// A running child, driven through its stdin; killed (by its own pid) and reaped on drop.
+pub struct ChildProcess {
+    pub child: Child,
+    pub ready: Ready,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl ChildProcess {
+    /// Start `cmd` (a `leakwatch demo-child ...` command line, possibly wrapped) and wait
+    /// for its `ready` line.
+    pub fn start(cmd: &mut Command) -> std::io::Result<ChildProcess> {
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        stdout.read_line(&mut line)?;
+        let ready = line
+            .strip_prefix("ready ")
+            .and_then(|json| serde_json::from_str(json.trim()).ok());
+        let Some(ready) = ready else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::other(format!(
+                "the child did not start: {:?}",
+                line.trim()
+            )));
+        };
+        Ok(ChildProcess {
+            child,
+            ready,
+            stdin,
+            stdout,
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.ready.pid
+    }
+
+    /// Send one command and return the child's answer (`ok` or `error: ...`).
+    pub fn command(&mut self, cmd: &str) -> std::io::Result<String> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("stdin closed"))?;
+        writeln!(stdin, "{cmd}")?;
+        stdin.flush()?;
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::other("the child exited"));
+        }
+        Ok(line.trim().to_string())
+    }
+
+    /// Close stdin: the child exits (and stays a zombie until reaped).
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Everything the child holds, so nothing is closed until it exits.
@@ -255,7 +331,7 @@ pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
     held.grow(args.grow_mib);
 
     let ready = Ready {
-        pid: std::process::id(),
+        pid: std::process::id() as i32,
         listeners: held
             .listeners
             .iter()

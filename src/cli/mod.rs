@@ -3,6 +3,7 @@
 //! A thin layer: parse with clap, call the library, print errors with their whole cause
 //! chain, map outcomes to exit codes (0 ok, 1 unhealthy, 2 unknown or error).
 
+mod demo;
 mod inspect;
 
 use std::path::PathBuf;
@@ -40,9 +41,8 @@ pub enum Command {
     /// Show one process: fds by type, TCP by state and peer, memory and heap, cgroup memory,
     /// threads and stuck workers.
     Inspect(inspect::InspectArgs),
-    /// Watch a built-in leaking child and show /healthz failing before it runs out [not yet
-    /// available].
-    Demo,
+    /// Watch a built-in leaking child run out of fds, and see it coming.
+    Demo(demo::DemoArgs),
     /// Check or print a config file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -135,8 +135,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(_) | Command::Check(_) | Command::Demo => {
-            eprintln!("leakwatch: this command is not available yet; `leakwatch inspect` and `leakwatch config` are");
+        Command::Demo(args) => demo::run(&args),
+        Command::Run(_) | Command::Check(_) => {
+            eprintln!("leakwatch: this command is not available yet; inspect, demo and config are");
             ExitCode::from(2)
         }
         Command::Inspect(args) => inspect::run(&args),

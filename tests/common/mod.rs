@@ -2,30 +2,15 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::ops::{Deref, DerefMut};
+use std::process::Command;
 
-use serde::Deserialize;
+use leakwatch::demo_child::ChildProcess;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_leakwatch");
 
-/// The child's `ready` line.
-#[derive(Debug, Deserialize)]
-pub struct Ready {
-    pub pid: i32,
-    pub listeners: Vec<SocketAddr>,
-    pub recv_tids: Vec<i32>,
-    pub accept_tid: Option<i32>,
-}
-
 /// A running `leakwatch demo-child`; killed (by its pid) and reaped on drop.
-pub struct LeakyChild {
-    pub child: Child,
-    pub ready: Ready,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-}
+pub struct LeakyChild(ChildProcess);
 
 impl LeakyChild {
     /// Start `leakwatch demo-child ARGS` and wait for its `ready` line.
@@ -35,53 +20,26 @@ impl LeakyChild {
 
     /// Start a prepared command (e.g. wrapped in `setpriv`) that runs the demo child.
     pub fn spawn_with(cmd: &mut Command) -> LeakyChild {
-        let mut child = cmd
-            .arg("--max-seconds")
-            .arg("120")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn demo-child");
-        let stdin = child.stdin.take();
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read ready line");
-        let json = line
-            .strip_prefix("ready ")
-            .unwrap_or_else(|| panic!("expected a ready line, got {line:?}"));
-        let ready: Ready = serde_json::from_str(json.trim()).expect("ready json");
-        LeakyChild {
-            child,
-            ready,
-            stdin,
-            stdout,
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.ready.pid
+        let cmd = cmd.arg("--max-seconds").arg("120");
+        LeakyChild(ChildProcess::start(cmd).expect("start demo-child"))
     }
 
     /// Send one command and wait for its answer.
     pub fn command(&mut self, cmd: &str) -> String {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{cmd}").expect("write command");
-        stdin.flush().expect("flush");
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read answer");
-        line.trim().to_string()
-    }
-
-    /// Close stdin (the child exits) without reaping it: it stays a zombie.
-    pub fn close_stdin(&mut self) {
-        self.stdin.take();
+        self.0.command(cmd).expect("command to the child")
     }
 }
 
-impl Drop for LeakyChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Deref for LeakyChild {
+    type Target = ChildProcess;
+    fn deref(&self) -> &ChildProcess {
+        &self.0
+    }
+}
+
+impl DerefMut for LeakyChild {
+    fn deref_mut(&mut self) -> &mut ChildProcess {
+        &mut self.0
     }
 }
 
