@@ -227,3 +227,23 @@ fn a_target_exiting_mid_scan_never_panics_and_ends_as_a_state() {
     }
     println!("states seen while the target was killed during the scan: {states:?}");
 }
+
+#[test]
+fn one_collector_tracks_stuck_workers_of_several_targets() {
+    let a = LeakyChild::spawn(&["--recv-threads", "1"]);
+    let b = LeakyChild::spawn(&["--recv-threads", "2"]);
+    let (ta, tb) = (target(a.pid()), target(b.pid()));
+    let mut collector = Collector::new("/proc", "/sys/fs/cgroup");
+    let opts = CollectOptions {
+        stuck_after: Duration::from_millis(500),
+        ..CollectOptions::default()
+    };
+    collector.collect(ta, &opts);
+    collector.collect(tb, &opts);
+    std::thread::sleep(Duration::from_millis(700));
+    // Looking at b between two looks at a must not reset a's "blocked since".
+    let sa = collector.collect(ta, &opts);
+    let sb = collector.collect(tb, &opts);
+    assert_eq!(sa.stuck.expect("a: stuck known").count, 1);
+    assert_eq!(sb.stuck.expect("b: stuck known").count, 2);
+}

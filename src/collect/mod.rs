@@ -47,7 +47,8 @@ impl Default for CollectOptions {
 pub struct Collector {
     proc_root: PathBuf,
     cgroup_root: PathBuf,
-    stuck: task::StuckTracker,
+    /// One per target: a worker's "blocked since" survives between that target's ticks.
+    stuck: HashMap<TargetId, task::StuckTracker>,
     btime_s: Option<u64>,
     ticks_per_s: u64,
 }
@@ -63,7 +64,7 @@ impl Collector {
         Collector {
             proc_root,
             cgroup_root: cgroup_root.into(),
-            stuck: task::StuckTracker::new(),
+            stuck: HashMap::new(),
             btime_s,
             ticks_per_s: u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100),
         }
@@ -91,9 +92,9 @@ impl Collector {
         let started = Instant::now();
         let stat = match stat::read_stat(&pid_dir) {
             Ok(st) if st.starttime_ticks == target.starttime_ticks => st,
-            Ok(_) => return gone(s, "the pid now belongs to another process"),
+            Ok(_) => return self.gone(s, "the pid now belongs to another process"),
             Err(e @ (ReadError::Missing { .. } | ReadError::Gone { .. })) => {
-                return gone(s, &e.to_string())
+                return self.gone(s, &e.to_string())
             }
             Err(e) => {
                 s.unknown.insert(Source::Process, Unknown::from(e));
@@ -136,7 +137,10 @@ impl Collector {
         match stat::read_stat(&pid_dir) {
             Ok(st) if st.starttime_ticks == target.starttime_ticks && st.state != 'Z' => {}
             Ok(st) if st.starttime_ticks == target.starttime_ticks => s.state = TargetState::Zombie,
-            _ => s.state = TargetState::Gone,
+            _ => {
+                s.state = TargetState::Gone;
+                self.stuck.remove(&target);
+            }
         }
         s
     }
@@ -207,7 +211,8 @@ impl Collector {
                         tcp_by_inode: &tcp_by_inode,
                     };
                     let after = u64::try_from(opts.stuck_after.as_millis()).unwrap_or(u64::MAX);
-                    let stuck = self.stuck.observe(
+                    let tracker = self.stuck.entry(s.target).or_default();
+                    let stuck = tracker.observe(
                         s.target,
                         &scan.threads,
                         s.taken_at_mono_ms,
@@ -241,7 +246,15 @@ const ALL_SECTIONS: [Source; 10] = [
     Source::Stuck,
 ];
 
-fn gone(mut s: Sample, why: &str) -> Sample {
+impl Collector {
+    /// The target is gone: forget what was tracked for it.
+    fn gone(&mut self, s: Sample, why: &str) -> Sample {
+        self.stuck.remove(&s.target);
+        mark_gone(s, why)
+    }
+}
+
+fn mark_gone(mut s: Sample, why: &str) -> Sample {
     s.state = TargetState::Gone;
     s.unknown.insert(
         Source::Process,

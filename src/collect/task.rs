@@ -5,8 +5,8 @@
 //! (context switches) and `syscall` (the call it is blocked in; parsed in [`syscall`]). For a
 //! thread in `poll`/`ppoll` the `struct pollfd` array is read from the target's memory with
 //! `process_vm_readv(2)`. A thread that exits between the listing and its read is skipped and
-//! counted in `vanished`. `syscall` and the target's memory are ptrace-checked
-//! (CAP_SYS_PTRACE, or the target's uid): without that right every thread's call is `None`
+//! counted in `vanished`. `syscall` is mode 0400 and ptrace-checked (CAP_SYS_PTRACE and
+//! CAP_DAC_READ_SEARCH, or the target's uid), the target's memory ptrace-checked: without every thread's call is `None`
 //! and the reason is in [`ThreadScan::syscall_error`], so the stuck count is unknown, not 0.
 //!
 //! [`StuckTracker`] (in `task/stuck.rs`, pure) remembers, per thread, since when it has sat in

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use raw::OnMissing;
-use raw::{JudgeKeys, RawConfig, RawRule, RawRules, RawTarget};
+use raw::{RawConfig, RawJudge, RawRule, RawRules, RawTarget};
 
 use crate::target::Selector;
 
@@ -82,7 +82,7 @@ impl Default for Judge {
 }
 
 impl Judge {
-    fn overlay(&self, k: &JudgeKeys) -> Judge {
+    fn overlay(&self, k: &RawJudge) -> Judge {
         let d = |v: Option<values::HumanDuration>, base: Duration| v.map_or(base, |h| h.0);
         Judge {
             window: d(k.window, self.window),
@@ -347,7 +347,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     if interval < Duration::from_millis(100) {
         return Err(invalid("interval", "must be at least 100ms".into()));
     }
-    let judge = Judge::default().overlay(&raw.judge.map(|j| j.judge_keys()).unwrap_or_default());
+    let judge = Judge::default().overlay(&raw.judge.unwrap_or_default());
     check_judge(&judge, interval).map_err(|(k, m)| invalid(&format!("judge.{k}"), m))?;
 
     let mut targets: Vec<TargetConfig> = Vec::new();

@@ -16,7 +16,8 @@ pub enum OnMissing {
 }
 
 /// Declares a struct holding the `[judge]` keys plus `$extra` fields, and `judge_keys()`
-/// returning the `[judge]` part: the same keys are valid globally and in each `[[target]]`.
+/// returning the `[judge]` part as a [`RawJudge`]: the same keys are valid globally and in
+/// each `[[target]]` (serde cannot flatten into a struct that denies unknown fields).
 macro_rules! with_judge_keys {
     ($(#[$attr:meta])* pub struct $name:ident { $($extra:tt)* }) => {
         $(#[$attr])*
@@ -37,8 +38,8 @@ macro_rules! with_judge_keys {
         }
 
         impl $name {
-            pub fn judge_keys(&self) -> JudgeKeys {
-                JudgeKeys {
+            pub fn judge_keys(&self) -> RawJudge {
+                RawJudge {
                     window: self.window,
                     min_samples: self.min_samples,
                     min_span: self.min_span,
@@ -56,23 +57,8 @@ macro_rules! with_judge_keys {
 }
 
 with_judge_keys! {
-    /// `[judge]`.
+    /// `[judge]`, and the judge keys of a `[[target]]`.
     pub struct RawJudge {}
-}
-
-/// The `[judge]` keys alone, for merging.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct JudgeKeys {
-    pub window: Option<HumanDuration>,
-    pub min_samples: Option<u32>,
-    pub min_span: Option<HumanDuration>,
-    pub warmup: Option<HumanDuration>,
-    pub fail_after: Option<u32>,
-    pub recover_after: Option<u32>,
-    pub usage_floor: Option<Ratio>,
-    pub restart_budget: Option<u32>,
-    pub stuck_after: Option<HumanDuration>,
-    pub on_missing: Option<OnMissing>,
 }
 
 with_judge_keys! {
