@@ -19,7 +19,7 @@ pub enum ReadError {
     Gone { path: PathBuf },
     /// EACCES/EPERM. `hint` names what would grant access.
     #[error("{path}: permission denied ({hint})", path = .path.display())]
-    PermissionDenied { path: PathBuf, hint: &'static str },
+    PermissionDenied { path: PathBuf, hint: String },
     /// The file does not exist (an older kernel, a controller that is not enabled).
     #[error("{path}: no such file", path = .path.display())]
     Missing { path: PathBuf },
@@ -78,23 +78,64 @@ impl ReadError {
     }
 }
 
-/// Which capability lets a process read this /proc or cgroup file of another user's process
+/// Capability numbers (linux/capability.h).
+const CAP_DAC_READ_SEARCH: u32 = 2;
+const CAP_SYS_PTRACE: u32 = 19;
+
+/// Which capabilities let a process read this /proc file of another user's process
 /// (measured on Linux 6.18 with `setpriv` as uid 65534 against a root process):
 /// `fd/` is a directory of mode 0500 owned by the target (listing it needs
 /// CAP_DAC_READ_SEARCH) whose links are ptrace-checked (reading them needs CAP_SYS_PTRACE);
 /// `task/*/syscall` is mode 0400 *and* ptrace-checked (both); `smaps`, `smaps_rollup`,
 /// `root/` and `mem` are ptrace-checked. The same uid suffices while the target is dumpable.
-pub fn capability_hint(path: &Path) -> &'static str {
+fn needed_caps(path: &Path) -> &'static [(u32, &'static str)] {
     let has = |name: &str| path.iter().any(|c| c == name);
-    if has("syscall") {
-        "needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, or the target's uid"
-    } else if has("fd") || has("fdinfo") {
-        "needs CAP_DAC_READ_SEARCH to list and CAP_SYS_PTRACE to read links, or the target's uid"
+    if has("syscall") || has("fd") || has("fdinfo") {
+        &[
+            (CAP_SYS_PTRACE, "CAP_SYS_PTRACE"),
+            (CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"),
+        ]
     } else if has("smaps") || has("smaps_rollup") || has("root") || has("mem") || has("net") {
-        "needs CAP_SYS_PTRACE, or the target's uid"
+        &[(CAP_SYS_PTRACE, "CAP_SYS_PTRACE")]
     } else {
-        "needs read access: run as the target's uid or root"
+        &[]
     }
+}
+
+/// What would grant access to `path`. When leakwatch already holds those capabilities the
+/// advice to add them would mislead: then the kernel's ptrace check itself refused.
+pub fn capability_hint(path: &Path) -> String {
+    let caps = needed_caps(path);
+    if caps.is_empty() {
+        return "needs read access: run as the target's uid or root".into();
+    }
+    let names: Vec<&str> = caps.iter().map(|(_, n)| *n).collect();
+    let own = own_effective_caps();
+    if own.is_some_and(|own| caps.iter().all(|(bit, _)| own & (1 << bit) != 0)) {
+        return format!(
+            "refused although leakwatch holds {}: the target is shielded from ptrace \
+             (it may hold capabilities leakwatch lacks, live in another user namespace, \
+             or be guarded by Yama or an LSM)",
+            names.join(" and ")
+        );
+    }
+    let has = |name: &str| path.iter().any(|c| c == name);
+    if has("fd") || has("fdinfo") {
+        "needs CAP_DAC_READ_SEARCH to list and CAP_SYS_PTRACE to read links, or the target's uid"
+            .into()
+    } else {
+        format!("needs {}, or the target's uid", names.join(" and "))
+    }
+}
+
+/// leakwatch's own effective capabilities (`CapEff` of /proc/self/status), read once.
+fn own_effective_caps() -> Option<u64> {
+    static CAPS: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *CAPS.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+        u64::from_str_radix(hex.trim(), 16).ok()
+    })
 }
 
 /// Why a value is unknown: plain data for `/status`, `inspect --json` and metrics.
@@ -160,4 +201,36 @@ impl From<ReadError> for Unknown {
 /// Read a whole kernel file to a string, attaching the path to any error.
 pub fn read_to_string(path: &Path) -> Result<String, ReadError> {
     std::fs::read_to_string(path).map_err(|e| ReadError::from_io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_name_the_capabilities_or_say_they_are_held() {
+        let syscall = Path::new("/proc/1/task/1/syscall");
+        let smaps = Path::new("/proc/1/smaps");
+        let holds = |bit: u32| own_effective_caps().is_some_and(|c| c & (1 << bit) != 0);
+        let h = capability_hint(syscall);
+        if holds(CAP_SYS_PTRACE) && holds(CAP_DAC_READ_SEARCH) {
+            assert!(
+                h.starts_with(
+                    "refused although leakwatch holds CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH"
+                ),
+                "{h}"
+            );
+        } else {
+            assert_eq!(
+                h,
+                "needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, or the target's uid"
+            );
+        }
+        let h = capability_hint(smaps);
+        assert!(h.contains("CAP_SYS_PTRACE"), "{h}");
+        assert_eq!(
+            capability_hint(Path::new("/proc/1/status")),
+            "needs read access: run as the target's uid or root"
+        );
+    }
 }

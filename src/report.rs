@@ -74,28 +74,35 @@ fn fds(s: &Sample) -> Vec<String> {
     let Some(f) = &s.fds else {
         return vec![unknown(s, Source::Fds)];
     };
+    let count = match (f.open, f.allocated) {
+        (Some(o), Some(a)) if a > o => {
+            format!("{o} open (+{} reserved by calls in progress)", a - o)
+        }
+        (Some(o), _) => format!("{o} open"),
+        (None, Some(a)) => format!("{a} in use (the kernel's count)"),
+        (None, None) => "unknown".to_string(),
+    };
     let limit = match &s.fd_limit {
         Some(l) => match l.soft {
             Limit::Limited(soft) => {
-                let pct = percent(f.open, soft).map_or(String::new(), |p| format!(" ({p:.1}%)"));
+                let pct = f
+                    .in_use()
+                    .and_then(|u| percent(u, soft))
+                    .map_or(String::new(), |p| format!(" ({p:.1}%)"));
                 format!(" of {soft}{pct}, hard limit {}", l.hard)
             }
             Limit::Unlimited => " (no limit)".to_string(),
         },
         None => format!(", limit {}", unknown(s, Source::Limits)),
     };
-    let t = &f.by_type;
-    let reserved = match f.allocated {
-        Some(a) if a > f.open => format!(" (+{} reserved by calls in progress)", a - f.open),
-        _ => String::new(),
-    };
-    let mut lines = vec![
-        format!("{} open{reserved}{limit}", f.open),
-        format!(
+    let types = match &f.by_type {
+        Some(t) => format!(
             "socket {} · pipe {} · anon_inode {} · file {} · other {}",
             t.socket, t.pipe, t.anon_inode, t.file, t.other
         ),
-    ];
+        None => format!("types {}", unknown(s, Source::Fds)),
+    };
+    let mut lines = vec![format!("{count}{limit}"), types];
     if f.vanished > 0 {
         lines.push(format!("{} closed while being read", f.vanished));
     }

@@ -171,19 +171,33 @@ impl<'de> Deserialize<'de> for Limit {
     }
 }
 
-/// The fd table of `/proc/PID/fd`.
+/// The fd table of `/proc/PID/fd`. Partly known when only part may be read: the kernel's
+/// count needs no rights at all, the listing CAP_DAC_READ_SEARCH (or the target's uid), the
+/// types CAP_SYS_PTRACE as well; `Sample::unknown` then says what is missing and why.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fds {
     /// Open fds: the entries of `/proc/PID/fd` (what `ls` and `lsof` show).
-    pub open: u64,
+    pub open: Option<u64>,
     /// fd numbers taken, from the `st_size` of `/proc/PID/fd` (Linux >= 6.2; `None` before,
     /// and on fixture trees). Includes numbers reserved by calls in progress (a thread
     /// blocked in `accept()` holds one before it has a socket), so it can exceed `open`: it
-    /// is the count RLIMIT_NOFILE is checked against.
+    /// is the count RLIMIT_NOFILE is checked against. Readable by any uid.
     pub allocated: Option<u64>,
-    pub by_type: FdTypes,
+    /// `None` when the links cannot be read.
+    pub by_type: Option<FdTypes>,
     /// Entries listed but closed before their link could be read (skipped, not an error).
     pub vanished: u64,
+}
+
+impl Fds {
+    /// The fds that count against RLIMIT_NOFILE: `allocated` where the kernel gives it,
+    /// else `open`.
+    pub fn in_use(&self) -> Option<u64> {
+        match (self.allocated, self.open) {
+            (Some(a), Some(o)) => Some(a.max(o)),
+            (a, o) => a.or(o),
+        }
+    }
 }
 
 /// Open fds by what they point at (`readlink /proc/PID/fd/N`).

@@ -121,7 +121,7 @@ fn json_is_the_sample_and_agrees_with_ground_truth() {
     assert!(out.status.success());
     let s: Sample = serde_json::from_slice(&out.stdout).expect("inspect --json is a Sample");
     assert_eq!(s.target.pid, pid);
-    assert_eq!(s.fds.as_ref().unwrap().open as usize, count_fds(pid));
+    assert_eq!(s.fds.as_ref().unwrap().open, Some(count_fds(pid) as u64));
     let tcp = s.tcp.expect("tcp known");
     assert_eq!(tcp.states.close_wait, 4);
     assert_eq!(
@@ -196,7 +196,14 @@ fn another_uid_without_capabilities_sees_unknown_with_the_capability_named() {
     let Some(s) = inspect_as_nobody(&bin, "", child.pid()) else {
         return;
     };
-    assert_eq!(s.fds, None, "never a wrong 0");
+    // The kernel's count needs no rights at all: stat of the fd directory.
+    let kernel_count = std::fs::metadata(format!("/proc/{}/fd", child.pid()))
+        .unwrap()
+        .len();
+    let fds = s.fds.expect("the kernel's fd count is readable by any uid");
+    assert_eq!(fds.allocated, Some(kernel_count));
+    assert_eq!(fds.open, None, "the listing is unknown, never a wrong 0");
+    assert_eq!(fds.by_type, None);
     let why = &s.unknown[&Source::Fds];
     assert_eq!(why.kind, UnknownKind::PermissionDenied);
     assert!(
@@ -204,7 +211,8 @@ fn another_uid_without_capabilities_sees_unknown_with_the_capability_named() {
         "{}",
         why.message
     );
-    assert_eq!(s.tcp, None, "sockets are found through the fd table");
+    assert_eq!(s.tcp, None, "sockets are found through the fd links");
+    assert!(s.unknown[&Source::Tcp].message.contains("fd links"));
     assert_eq!(s.heap, None);
     assert!(s.unknown[&Source::Heap].message.contains("CAP_SYS_PTRACE"));
     assert_eq!(s.stuck, None, "unknown, never 0");
@@ -216,6 +224,24 @@ fn another_uid_without_capabilities_sees_unknown_with_the_capability_named() {
 }
 
 #[test]
+fn another_uid_with_dac_read_search_only_counts_fds_but_not_their_types() {
+    let child = LeakyChild::spawn(&["--files", "5", "--close-wait", "3", "--recv-threads", "1"]);
+    let (_dir, bin) = world_executable_bin();
+    let Some(s) = inspect_as_nobody(&bin, "+dac_read_search", child.pid()) else {
+        return;
+    };
+    let fds = s.fds.expect("fds partly known");
+    assert_eq!(fds.open, Some(count_fds(child.pid()) as u64));
+    assert_eq!(fds.by_type, None);
+    assert!(s.unknown[&Source::Fds].message.contains("CAP_SYS_PTRACE"));
+    assert_eq!(s.tcp, None);
+    assert_eq!(
+        s.stuck, None,
+        "a worker cannot be tied to a socket: unknown, never 0"
+    );
+}
+
+#[test]
 fn another_uid_with_ptrace_and_dac_read_search_sees_everything() {
     let child = LeakyChild::spawn(&["--files", "5", "--close-wait", "3", "--recv-threads", "1"]);
     let (_dir, bin) = world_executable_bin();
@@ -223,7 +249,7 @@ fn another_uid_with_ptrace_and_dac_read_search_sees_everything() {
     let Some(s) = inspect_as_nobody(&bin, caps, child.pid()) else {
         return;
     };
-    assert_eq!(s.fds.unwrap().open as usize, count_fds(child.pid()));
+    assert_eq!(s.fds.unwrap().open, Some(count_fds(child.pid()) as u64));
     assert_eq!(s.tcp.unwrap().states.close_wait, 3);
     assert!(s.heap.is_some());
     assert_eq!(s.stuck.unwrap().count, 1);

@@ -115,10 +115,7 @@ fn join(addrs: &[std::net::SocketAddr]) -> String {
 
 /// fds in use (allocated, else open) and the soft limit (0 when unknown or unlimited).
 fn fd_usage(s: &Sample) -> (u64, u64) {
-    let used = s
-        .fds
-        .as_ref()
-        .map_or(0, |f| f.allocated.unwrap_or(f.open).max(f.open));
+    let used = s.fds.as_ref().and_then(|f| f.in_use()).unwrap_or(0);
     let limit = match s.fd_limit.map(|l| l.soft) {
         Some(Limit::Limited(l)) => l,
         _ => 0,

@@ -1,29 +1,37 @@
 //! `/proc/PID/fd` (proc(5)): how many fds are open, of which type, and which are sockets.
 //!
+//! Three layers, each with its own permission (measured on Linux 6.18 as uid 65534 against a
+//! root process): `stat` of the directory gives the kernel's count (`st_size`, Linux >= 6.2:
+//! fd numbers taken, including ones reserved by calls in progress such as a blocked
+//! `accept()`) to any uid; listing the directory (mode 0500) needs the target's uid or
+//! CAP_DAC_READ_SEARCH; reading the links needs ptrace rights too. What can be read is
+//! returned, and [`FdScan::partial`] says what could not.
+//!
 //! One pass over the directory with `readlinkat` on the held directory fd into a stack
-//! buffer. An fd that closes between the listing and its `readlinkat` (ENOENT) is skipped and
-//! counted in `vanished`. On a real procfs of Linux >= 6.2 the directory's `st_size` is the
-//! number of fd numbers taken (open, plus reserved by calls in progress such as a blocked
-//! `accept()`), reported as `allocated`; fixture trees are not procfs and have none.
+//! buffer. An fd that closes between the listing and its `readlinkat` (ENOENT) is skipped
+//! and counted in `vanished`. Fixture trees are not procfs and have no kernel count.
 
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use nix::dir::Dir;
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::stat::{fstat, Mode};
-use nix::sys::statfs::{fstatfs, PROC_SUPER_MAGIC};
+use nix::sys::stat::{stat, Mode};
+use nix::sys::statfs::{statfs, PROC_SUPER_MAGIC};
 
 use crate::error::ReadError;
 use crate::sample::{FdTypes, Fds};
 
 /// The fd table scan: the counts, and the socket fds with their inodes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct FdScan {
     pub fds: Fds,
-    /// (fd, socket inode) for every `socket:[INODE]` link.
+    /// (fd, socket inode) for every `socket:[INODE]` link; empty when `by_type` is `None`.
     pub sockets: Vec<(i32, u64)>,
+    /// Why the listing or the links could not be read, when they could not.
+    pub partial: Option<ReadError>,
 }
 
 /// What an fd link points at.
@@ -58,20 +66,29 @@ pub fn classify_link(link: &[u8]) -> FdKind {
     }
 }
 
-/// Scan `PID_DIR/fd`.
+/// Scan `PID_DIR/fd`. An error only when nothing at all could be learned.
 pub fn scan_fds(pid_dir: &Path) -> Result<FdScan, ReadError> {
     let path = pid_dir.join("fd");
     let err = |e: nix::Error| ReadError::from_io(&path, std::io::Error::from(e));
-    let mut dir = Dir::open(
-        &path,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(err)?;
+    let allocated = kernel_fd_count(&path);
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut dir = match Dir::open(&path, flags, Mode::empty()) {
+        Ok(dir) => dir,
+        Err(e) if allocated.is_some() && matches!(e, Errno::EACCES | Errno::EPERM) => {
+            return Ok(FdScan {
+                fds: Fds {
+                    allocated,
+                    ..Fds::default()
+                },
+                sockets: Vec::new(),
+                partial: Some(err(e)),
+            });
+        }
+        Err(e) => return Err(err(e)),
+    };
     let dirfd = dir.as_raw_fd();
-    let counted_by_kernel = kernel_fd_count(&dir);
-
     let mut scan = FdScan::default();
+    let mut types = FdTypes::default();
     let mut listed = 0u64;
     let mut buf = [0u8; 512];
     for entry in dir.iter() {
@@ -81,6 +98,9 @@ pub fn scan_fds(pid_dir: &Path) -> Result<FdScan, ReadError> {
             continue;
         };
         listed += 1;
+        if scan.partial.is_some() {
+            continue; // links are unreadable: count the rest
+        }
         // SAFETY: `name` is NUL-terminated, `buf` is writable for `buf.len()` bytes.
         let n =
             unsafe { libc::readlinkat(dirfd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -88,25 +108,28 @@ pub fn scan_fds(pid_dir: &Path) -> Result<FdScan, ReadError> {
             let e = std::io::Error::last_os_error();
             match e.raw_os_error() {
                 Some(libc::ENOENT) => scan.fds.vanished += 1,
-                _ => return Err(ReadError::from_io(&path.join(fd.to_string()), e)),
+                _ => scan.partial = Some(ReadError::from_io(&path.join(fd.to_string()), e)),
             }
             continue;
         }
         let link = &buf[..n as usize];
-        count_kind(&mut scan, fd, classify_link(link));
+        count_kind(&mut types, &mut scan.sockets, fd, classify_link(link));
     }
-    scan.fds.open = listed - scan.fds.vanished;
-    // Kernels before 6.2 leave st_size at 0.
-    scan.fds.allocated = counted_by_kernel.filter(|n| *n > 0 || listed == 0);
+    scan.fds.open = Some(listed - scan.fds.vanished);
+    scan.fds.allocated = allocated;
+    if scan.partial.is_none() {
+        scan.fds.by_type = Some(types);
+    } else {
+        scan.sockets.clear();
+    }
     Ok(scan)
 }
 
-fn count_kind(scan: &mut FdScan, fd: i32, kind: FdKind) {
-    let t: &mut FdTypes = &mut scan.fds.by_type;
+fn count_kind(t: &mut FdTypes, sockets: &mut Vec<(i32, u64)>, fd: i32, kind: FdKind) {
     match kind {
         FdKind::Socket(inode) => {
             t.socket += 1;
-            scan.sockets.push((fd, inode));
+            sockets.push((fd, inode));
         }
         FdKind::Pipe => t.pipe += 1,
         FdKind::AnonInode => t.anon_inode += 1,
@@ -120,14 +143,15 @@ fn parse_fd_name(name: &CStr) -> Option<i32> {
 }
 
 /// `st_size` of a real procfs `fd/` directory (Linux >= 6.2 sets it to the number of fd
-/// numbers taken; older kernels leave 0). `None` on fixture trees, which are not procfs.
-fn kernel_fd_count(dir: &Dir) -> Option<u64> {
-    let fs = fstatfs(dir).ok()?;
+/// numbers taken; older kernels leave 0, taken as unknown). `None` on fixture trees, which
+/// are not procfs. `stat` needs no read permission on the directory.
+fn kernel_fd_count(path: &Path) -> Option<u64> {
+    let fs = statfs(path).ok()?;
     if fs.filesystem_type() != PROC_SUPER_MAGIC {
         return None;
     }
-    let st = fstat(dir).ok()?;
-    u64::try_from(st.st_size).ok()
+    let st = stat(path).ok()?;
+    u64::try_from(st.st_size).ok().filter(|n| *n > 0)
 }
 
 #[cfg(test)]
@@ -166,22 +190,21 @@ mod tests {
         std::fs::write(fd.join("not-an-fd"), "").unwrap();
         let mut scan = scan_fds(tmp.path()).unwrap();
         scan.sockets.sort();
+        assert!(scan.partial.is_none());
+        assert_eq!(scan.sockets, vec![(3, 111), (4, 222)]);
         assert_eq!(
-            scan,
-            FdScan {
-                fds: Fds {
-                    open: 6,
-                    allocated: None,
-                    by_type: FdTypes {
-                        socket: 2,
-                        pipe: 1,
-                        anon_inode: 1,
-                        file: 1,
-                        other: 1
-                    },
-                    vanished: 0,
-                },
-                sockets: vec![(3, 111), (4, 222)],
+            scan.fds,
+            Fds {
+                open: Some(6),
+                allocated: None,
+                by_type: Some(FdTypes {
+                    socket: 2,
+                    pipe: 1,
+                    anon_inode: 1,
+                    file: 1,
+                    other: 1
+                }),
+                vanished: 0,
             }
         );
     }

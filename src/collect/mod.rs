@@ -149,14 +149,19 @@ impl Collector {
         s.fd_limit = timed(s, Source::Limits, || limits::read_nofile(pid_dir));
 
         let scan = timed(s, Source::Fds, || fd::scan_fds(pid_dir));
-        let fd_inodes: HashMap<i32, u64> = scan
-            .as_ref()
-            .map(|sc| sc.sockets.iter().copied().collect())
-            .unwrap_or_default();
-        s.fds = scan.map(|sc| sc.fds);
+        let mut fd_inodes: HashMap<i32, u64> = HashMap::new();
+        let mut links_known = false;
+        if let Some(scan) = scan {
+            if let Some(e) = scan.partial {
+                s.unknown.insert(Source::Fds, Unknown::from(e));
+            }
+            links_known = scan.fds.by_type.is_some();
+            fd_inodes = scan.sockets.into_iter().collect();
+            s.fds = Some(scan.fds);
+        }
 
         let mut tcp_by_inode = HashMap::new();
-        if s.fds.is_some() {
+        if links_known {
             let inodes: HashSet<u64> = fd_inodes.values().copied().collect();
             let table = timed(s, Source::Tcp, || {
                 net_tcp::read_target_sockets(pid_dir, &inodes)
@@ -170,10 +175,7 @@ impl Collector {
                 tcp_by_inode = table.sockets.into_iter().map(|t| (t.inode, t)).collect();
             }
         } else {
-            let why = Unknown::new(
-                UnknownKind::NotCollected,
-                "the target's sockets are found through its fd table, which is unknown",
-            );
+            let why = links_unknown(s, "sockets");
             s.unknown.insert(Source::Tcp, why);
         }
 
@@ -205,6 +207,10 @@ impl Collector {
             Ok(scan) => {
                 if let Some(e) = &scan.syscall_error {
                     s.unknown.insert(Source::Stuck, Unknown::from(e));
+                } else if !links_known {
+                    // Without the fd links no worker can be tied to a socket: unknown, not 0.
+                    let why = links_unknown(s, "stuck workers' sockets");
+                    s.unknown.insert(Source::Stuck, why);
                 } else {
                     let lookup = task::SocketLookup {
                         fd_inodes: &fd_inodes,
@@ -230,6 +236,22 @@ impl Collector {
         }
         s.duration_us.insert(Source::Threads, micros(started));
     }
+}
+
+/// Sockets are found through the fd links: say why those are unknown.
+fn links_unknown(s: &Sample, what: &str) -> Unknown {
+    let why = s
+        .unknown
+        .get(&Source::Fds)
+        .map_or("unknown".to_string(), |u| u.message.clone());
+    let kind = s
+        .unknown
+        .get(&Source::Fds)
+        .map_or(UnknownKind::NotCollected, |u| u.kind);
+    Unknown::new(
+        kind,
+        format!("the target's {what} are found through its fd links: {why}"),
+    )
 }
 
 /// Every section a live target has, for marking them all unknown at once.
