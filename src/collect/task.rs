@@ -61,7 +61,7 @@ pub fn read_threads(pid_dir: &Path) -> Result<ThreadScan, ReadError> {
         match read_task(&entry.path(), tid, want_syscall, memory)? {
             TaskRead::Vanished => scan.threads.vanished += 1,
             TaskRead::Read(task, syscall_error) => {
-                scan.syscall_error = scan.syscall_error.or(syscall_error);
+                scan.syscall_error = scan.syscall_error.or(syscall_error.map(|e| *e));
                 scan.threads.tasks.push(task);
             }
         }
@@ -83,8 +83,8 @@ pub fn read_threads(pid_dir: &Path) -> Result<ThreadScan, ReadError> {
 }
 
 enum TaskRead {
-    /// The thread, and why its `syscall` could not be read.
-    Read(Task, Option<ReadError>),
+    /// The thread, and why its `syscall` could not be read (boxed: rare, and large).
+    Read(Task, Option<Box<ReadError>>),
     Vanished,
 }
 
@@ -128,7 +128,7 @@ fn read_task(
         }
         Err(e) if e.is_gone() => Ok(TaskRead::Vanished),
         Err(ReadError::Missing { .. }) if !dir.exists() => Ok(TaskRead::Vanished),
-        Err(e) => Ok(TaskRead::Read(task, Some(e))),
+        Err(e) => Ok(TaskRead::Read(task, Some(Box::new(e)))),
     }
 }
 
