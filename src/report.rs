@@ -229,32 +229,39 @@ fn cgroup_memory(c: &CgroupMemory) -> Vec<String> {
             c.source.dir.display()
         ),
         format!(
-            "working set {} {} · current {} · high {}",
+            "working set {} {} · current {}{}",
             opt_bytes(c.working_set_bytes),
             limit_of(c.working_set_bytes, c.max),
             opt_bytes(c.current_bytes),
-            c.high.map_or("unknown".to_string(), |h| match h {
-                Limit::Limited(v) => bytes(v),
-                Limit::Unlimited => "none".to_string(),
+            // v1 has no memory.high: show it only where the kernel has one.
+            c.high.map_or(String::new(), |h| match h {
+                Limit::Limited(v) => format!(" · high {}", bytes(v)),
+                Limit::Unlimited => " · high none".to_string(),
             })
         ),
         format!(
-            "anon {} · file {} · sock {} · inactive_file {}",
+            "anon {} · file {}{} · inactive_file {}",
             opt_bytes(c.anon_bytes),
             opt_bytes(c.file_bytes),
-            opt_bytes(c.sock_bytes),
+            // Socket buffers are counted apart on v2 only.
+            c.sock_bytes
+                .map_or(String::new(), |b| format!(" · sock {}", bytes(b))),
             opt_bytes(c.inactive_file_bytes)
         ),
     ];
     if let Some(e) = &c.events {
-        let n = |v: Option<u64>| v.map_or("unknown".to_string(), |v| v.to_string());
-        lines.push(format!(
-            "events: high {} · max {} · oom {} · oom_kill {}",
-            n(e.high),
-            n(e.max),
-            n(e.oom),
-            n(e.oom_kill)
-        ));
+        // Only the counters this cgroup version has (v1: max from failcnt, oom_kill).
+        let counters: Vec<String> = [
+            ("low", e.low),
+            ("high", e.high),
+            ("max", e.max),
+            ("oom", e.oom),
+            ("oom_kill", e.oom_kill),
+        ]
+        .iter()
+        .filter_map(|(name, v)| v.map(|v| format!("{name} {v}")))
+        .collect();
+        lines.push(format!("events: {}", counters.join(" · ")));
     }
     if let Some(p) = &c.pressure {
         let mut line = format!(
@@ -339,4 +346,90 @@ fn stuck(s: &Sample) -> Vec<String> {
         ));
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::UnknownKind;
+    use crate::sample::{CgroupVersion, FdLimit, Fds, MemoryEvents, TargetState, Threads};
+
+    fn sample() -> Sample {
+        let mut s = Sample {
+            state: TargetState::Running,
+            fds: Some(Fds {
+                open: None,
+                allocated: Some(1001),
+                by_type: None,
+                vanished: 0,
+            }),
+            fd_limit: Some(FdLimit {
+                soft: Limit::Limited(1024),
+                hard: Limit::Limited(4096),
+            }),
+            cgroup_memory: Some(CgroupMemory {
+                version: CgroupVersion::V2,
+                path: "/kubepods/pod1/app".into(),
+                current_bytes: Some(2 << 30),
+                max: Some(Limit::Limited(2 << 30)),
+                high: Some(Limit::Unlimited),
+                working_set_bytes: Some(1 << 30),
+                sock_bytes: Some(300 << 20),
+                events: Some(MemoryEvents {
+                    max: Some(12),
+                    oom: Some(2),
+                    oom_kill: Some(72),
+                    ..MemoryEvents::default()
+                }),
+                ..CgroupMemory::default()
+            }),
+            threads: Some(Threads::default()),
+            ..Sample::default()
+        };
+        s.unknown.insert(
+            Source::Fds,
+            Unknown::new(
+                UnknownKind::PermissionDenied,
+                "/proc/7/fd: permission denied (x)",
+            ),
+        );
+        s
+    }
+
+    #[test]
+    fn partial_fds_show_the_kernel_count_and_why_types_are_missing() {
+        let r = render(&sample());
+        assert!(
+            r.contains(
+                "\nFDS       1001 in use (the kernel's count) of 1024 (97.8%), hard limit 4096\n"
+            ),
+            "{r}"
+        );
+        assert!(
+            r.contains("          types unknown: /proc/7/fd: permission denied (x)\n"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn v2_cgroup_shows_high_sock_and_its_events() {
+        let r = render(&sample());
+        assert!(
+            r.contains("working set 1.0 GiB of max 2.0 GiB (50.0%) · current 2.0 GiB · high none"),
+            "{r}"
+        );
+        assert!(r.contains("· sock 300.0 MiB ·"), "{r}");
+        assert!(r.contains("events: max 12 · oom 2 · oom_kill 72"), "{r}");
+    }
+
+    #[test]
+    fn a_zombie_says_so_and_nothing_else() {
+        let s = Sample {
+            state: TargetState::Zombie,
+            ..sample()
+        };
+        let r = render(&s);
+        assert!(r.contains("the process has exited and is a zombie"), "{r}");
+        assert!(!r.contains("FDS"), "{r}");
+    }
 }
