@@ -113,7 +113,7 @@ impl Collector {
             uid: None,
             started_unix_ms: self
                 .btime_s
-                .map(|b| b * 1000 + stat.starttime_ticks * 1000 / self.ticks_per_s),
+                .map(|b| start_ms(b, stat.starttime_ticks, self.ticks_per_s)),
         });
         s.duration_us.insert(Source::Process, micros(started));
         if stat.state == 'Z' || stat.state == 'X' {
@@ -310,6 +310,14 @@ fn micros(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
+/// Start time in ms since the epoch, from the boot time and the start in clock ticks
+/// (saturating: odd kernel text must not overflow).
+fn start_ms(btime_s: u64, starttime_ticks: u64, ticks_per_s: u64) -> u64 {
+    let since_boot_ms = u128::from(starttime_ticks) * 1000 / u128::from(ticks_per_s.max(1));
+    let ms = u128::from(btime_s) * 1000 + since_boot_ms;
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
 /// `cmdline` is NUL-separated; show it space-separated.
 pub fn cmdline_text(raw: &[u8]) -> String {
     let trimmed = raw.strip_suffix(b"\0").unwrap_or(raw);
@@ -331,4 +339,18 @@ pub fn mono_ms() -> u64 {
             u64::try_from(ms).unwrap_or(0)
         })
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn start_time_from_boot_time_and_ticks() {
+        assert_eq!(super::start_ms(1_000, 250, 100), 1_002_500);
+        assert_eq!(super::start_ms(u64::MAX, u64::MAX, 100), u64::MAX);
+        assert_eq!(
+            super::start_ms(5, 7, 0),
+            12_000,
+            "0 ticks per second is taken as 1"
+        );
+    }
 }

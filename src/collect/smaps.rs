@@ -101,7 +101,7 @@ pub fn parse_smaps_heap(text: &str) -> Heap {
     let mut heap = Heap::default();
     for (i, m) in maps.iter().enumerate() {
         if m.name == "[heap]" {
-            heap.brk_rss_bytes += m.rss_bytes;
+            heap.brk_rss_bytes = heap.brk_rss_bytes.saturating_add(m.rss_bytes);
             continue;
         }
         if m.perms != "rw-p" || !is_anonymous(m) {
@@ -116,11 +116,11 @@ pub fn parse_smaps_heap(text: &str) -> Heap {
         if guard_below {
             heap.stack_mappings += 1;
         } else {
-            heap.anon_rss_bytes += m.rss_bytes;
+            heap.anon_rss_bytes = heap.anon_rss_bytes.saturating_add(m.rss_bytes);
             heap.anon_mappings += 1;
         }
     }
-    heap.estimate_bytes = heap.brk_rss_bytes + heap.anon_rss_bytes;
+    heap.estimate_bytes = heap.brk_rss_bytes.saturating_add(heap.anon_rss_bytes);
     heap
 }
 
@@ -193,6 +193,13 @@ Rss:                  12 kB
         assert_eq!(h.anon_mappings, 8);
         assert_eq!(h.stack_mappings, 9);
         assert!(h.estimate_bytes >= 3 << 20, "the 3 MiB the child allocated");
+    }
+
+    #[test]
+    fn absurd_sizes_saturate_instead_of_overflowing() {
+        let huge = "Rss: 18014398509481983 kB\n"; // (2^64 - 1) / 1024
+        let text = format!("1-2 rw-p 0 00:00 0 [heap]\n{huge}3-4 rw-p 0 00:00 0\n{huge}");
+        assert_eq!(parse_smaps_heap(&text).estimate_bytes, u64::MAX);
     }
 
     #[test]
