@@ -251,3 +251,39 @@ fn one_collector_tracks_stuck_workers_of_several_targets() {
     assert_eq!(sa.stuck.expect("a: stuck known").count, 1);
     assert_eq!(sb.stuck.expect("b: stuck known").count, 2);
 }
+
+#[test]
+fn resolving_again_after_a_restart_finds_the_new_process() {
+    use leakwatch::config::values::ConfigRegex;
+    use leakwatch::target::{Resolver, Selector};
+    // A command line no other test uses; leakwatch never selects itself or this test.
+    let args = ["--files", "17", "--pipes", "17"];
+    let selector = Selector::CmdlineRegex(ConfigRegex(
+        regex::Regex::new("demo-child --files 17 --pipes 17").unwrap(),
+    ));
+    let resolver = Resolver::new("/proc", "/sys/fs/cgroup");
+
+    let first = LeakyChild::spawn(&args);
+    let a = resolver.resolve(&selector).expect("the first process");
+    assert_eq!(a, target(first.pid()));
+    drop(first); // killed and reaped
+    let mut collector = Collector::new("/proc", "/sys/fs/cgroup");
+    assert_eq!(
+        collector.collect(a, &CollectOptions::default()).state,
+        TargetState::Gone
+    );
+    assert!(
+        resolver.resolve(&selector).is_err(),
+        "nothing matches while it is down"
+    );
+
+    let second = LeakyChild::spawn(&args);
+    let b = resolver.resolve(&selector).expect("the restarted process");
+    assert_eq!(b, target(second.pid()));
+    assert_ne!(a, b, "a new (pid, starttime)");
+    let s = collector.collect(b, &CollectOptions::default());
+    assert_eq!(s.state, TargetState::Running);
+    let files = s.fds.unwrap().by_type.unwrap().file;
+    assert_eq!(files as usize, count_fd_links(second.pid(), "/"));
+    assert!(files >= 17);
+}
