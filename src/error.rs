@@ -88,30 +88,36 @@ const CAP_SYS_PTRACE: u32 = 19;
 /// CAP_DAC_READ_SEARCH) whose links are ptrace-checked (reading them needs CAP_SYS_PTRACE);
 /// `task/*/syscall` is mode 0400 *and* ptrace-checked (both); `smaps`, `smaps_rollup`,
 /// `root/` and `mem` are ptrace-checked. The same uid suffices while the target is dumpable.
-fn needed_caps(path: &Path) -> &'static [(u32, &'static str)] {
+fn needed_caps(path: &Path) -> Option<(&'static [(u32, &'static str)], &'static str)> {
+    const PTRACE: (u32, &str) = (CAP_SYS_PTRACE, "CAP_SYS_PTRACE");
+    const DAC: (u32, &str) = (CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH");
     let has = |name: &str| path.iter().any(|c| c == name);
-    if has("syscall") || has("fd") || has("fdinfo") {
-        &[
-            (CAP_SYS_PTRACE, "CAP_SYS_PTRACE"),
-            (CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"),
-        ]
+    if has("syscall") {
+        Some((
+            &[PTRACE, DAC],
+            "needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, or the target's uid",
+        ))
+    } else if has("fd") || has("fdinfo") {
+        Some((
+            &[PTRACE, DAC],
+            "needs CAP_DAC_READ_SEARCH to list and CAP_SYS_PTRACE to read links, or the target's uid",
+        ))
     } else if has("smaps") || has("smaps_rollup") || has("root") || has("mem") || has("net") {
-        &[(CAP_SYS_PTRACE, "CAP_SYS_PTRACE")]
+        Some((&[PTRACE], "needs CAP_SYS_PTRACE, or the target's uid"))
     } else {
-        &[]
+        None
     }
 }
 
 /// What would grant access to `path`. When leakwatch already holds those capabilities the
 /// advice to add them would mislead: then the kernel's ptrace check itself refused.
 pub fn capability_hint(path: &Path) -> String {
-    let caps = needed_caps(path);
-    if caps.is_empty() {
+    let Some((caps, advice)) = needed_caps(path) else {
         return "needs read access: run as the target's uid or root".into();
-    }
-    let names: Vec<&str> = caps.iter().map(|(_, n)| *n).collect();
+    };
     let own = own_effective_caps();
     if own.is_some_and(|own| caps.iter().all(|(bit, _)| own & (1 << bit) != 0)) {
+        let names: Vec<&str> = caps.iter().map(|(_, n)| *n).collect();
         return format!(
             "refused although leakwatch holds {}: the target is shielded from ptrace \
              (it may hold capabilities leakwatch lacks, live in another user namespace, \
@@ -119,13 +125,7 @@ pub fn capability_hint(path: &Path) -> String {
             names.join(" and ")
         );
     }
-    let has = |name: &str| path.iter().any(|c| c == name);
-    if has("fd") || has("fdinfo") {
-        "needs CAP_DAC_READ_SEARCH to list and CAP_SYS_PTRACE to read links, or the target's uid"
-            .into()
-    } else {
-        format!("needs {}, or the target's uid", names.join(" and "))
-    }
+    advice.to_string()
 }
 
 /// leakwatch's own effective capabilities (`CapEff` of /proc/self/status), read once.

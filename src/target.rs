@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::collect::read_cmdline;
 use crate::collect::stat::read_stat;
 use crate::config::values::ConfigRegex;
 use crate::error::{read_to_string, ReadError};
@@ -98,7 +99,7 @@ impl Resolver {
             Selector::Name(n) => self.oldest(sel, |comm, _| comm == n),
             Selector::NameRegex(r) => self.oldest(sel, |comm, _| r.0.is_match(comm)),
             Selector::CmdlineRegex(r) => {
-                self.oldest(sel, |_, pid_dir| r.0.is_match(&cmdline(pid_dir)))
+                self.oldest(sel, |_, pid_dir| r.0.is_match(&read_cmdline(pid_dir)))
             }
             Selector::Cgroup(path) => self.in_cgroup(&self.rebase(path)),
             Selector::SystemdUnit(unit) => {
@@ -251,12 +252,6 @@ fn find_dir(root: &Path, name: &str, depth: usize) -> Option<PathBuf> {
         level = next;
     }
     None
-}
-
-fn cmdline(pid_dir: &Path) -> String {
-    std::fs::read(pid_dir.join("cmdline"))
-        .map(|b| crate::collect::cmdline_text(&b))
-        .unwrap_or_default()
 }
 
 /// leakwatch's own pid and its ancestors' (never a target).

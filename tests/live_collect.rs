@@ -7,18 +7,10 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{count_fd_links, count_fds, LeakyChild};
+use common::{count_fd_links, count_fds, target, LeakyChild};
 use leakwatch::collect::{fd::scan_fds, stat::read_stat, CollectOptions, Collector};
 use leakwatch::error::UnknownKind;
 use leakwatch::sample::{Collector as Source, Limit, Sample, TargetId, TargetState};
-
-fn target(pid: i32) -> TargetId {
-    let st = read_stat(std::path::Path::new(&format!("/proc/{pid}"))).expect("child stat");
-    TargetId {
-        pid,
-        starttime_ticks: st.starttime_ticks,
-    }
-}
 
 fn collect(pid: i32) -> Sample {
     Collector::new("/proc", "/sys/fs/cgroup").collect(target(pid), &CollectOptions::default())

@@ -155,21 +155,11 @@ fn world_executable_bin() -> (tempfile::TempDir, PathBuf) {
 
 /// `leakwatch inspect --json PID` as uid 65534 holding only `caps` ("" for none).
 fn inspect_as_nobody(bin: &PathBuf, caps: &str, pid: i32) -> Option<Sample> {
-    if !nix::unistd::geteuid().is_root()
-        || Command::new("setpriv").arg("--version").output().is_err()
-    {
-        eprintln!("skipped: needs root and setpriv to drop to another uid");
+    if let Some(why) = common::cannot_drop_privileges() {
+        eprintln!("skipped: {why}");
         return None;
     }
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
-    if caps.is_empty() {
-        cmd.args(["--inh-caps=-all", "--bounding-set=-all"]);
-    } else {
-        cmd.arg(format!("--inh-caps={caps}"))
-            .arg(format!("--ambient-caps={caps}"))
-            .arg(format!("--bounding-set=-all,{caps}"));
-    }
+    let mut cmd = common::setpriv_nobody(caps);
     let out = cmd
         .arg(bin)
         .args([

@@ -11,14 +11,13 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use common::LeakyChild;
 use leakwatch::collect::task::{
     read_syscall, read_threads, syscall_name, SocketLookup, StuckTracker,
 };
-use leakwatch::collect::{fd, mono_ms, stat, CollectOptions, Collector};
+use leakwatch::collect::{fd, mono_ms, CollectOptions, Collector};
 use leakwatch::error::UnknownKind;
 use leakwatch::sample::{Collector as Source, Stuck, SyscallState, TargetId, TcpSocket, TcpState};
 
@@ -59,14 +58,6 @@ fn spawn_child() -> LeakyChild {
 
 fn pid_dir(pid: i32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}"))
-}
-
-fn target_of(pid: i32) -> TargetId {
-    let st = stat::read_stat(&pid_dir(pid)).unwrap();
-    TargetId {
-        pid,
-        starttime_ticks: st.starttime_ticks,
-    }
 }
 
 /// Ground truth: the entries of /proc/PID/task.
@@ -168,7 +159,7 @@ fn reads_every_thread_of_the_child() {
 fn recv_workers_are_stuck_acceptor_and_main_thread_are_not() {
     let child = spawn_child();
     let pid = child.pid();
-    let target = target_of(pid);
+    let target = common::target(pid);
     let mut tracker = StuckTracker::new();
 
     let first = observe(&mut tracker, target);
@@ -202,7 +193,7 @@ fn recv_workers_are_stuck_acceptor_and_main_thread_are_not() {
 fn collector_counts_three_stuck_workers() {
     let child = spawn_child();
     let pid = child.pid();
-    let target = target_of(pid);
+    let target = common::target(pid);
     let mut collector = Collector::new("/proc", "/sys/fs/cgroup");
     let opts = CollectOptions {
         stuck_after: Duration::from_millis(STUCK_AFTER_MS),
@@ -249,7 +240,7 @@ fn poll_on_a_socket_is_seen_through_the_pollfd_array() {
         Ok(SyscallState::In { nr, .. }) if matches!(syscall_name(nr), Some("poll" | "ppoll"))
     )));
 
-    let target = target_of(me);
+    let target = common::target(me);
     let mut tracker = StuckTracker::new();
     let scan = read_threads(&pid_dir(me)).unwrap();
     let task = scan.threads.tasks.iter().find(|t| t.tid == tid).unwrap();
@@ -272,27 +263,10 @@ fn poll_on_a_socket_is_seen_through_the_pollfd_array() {
 }
 
 const PROBE_ENV: &str = "LEAKWATCH_TEST_PROBE_PID";
-const NOBODY: &str = "65534";
-
-fn setpriv_nobody() -> Command {
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        &format!("--reuid={NOBODY}"),
-        &format!("--regid={NOBODY}"),
-        "--clear-groups",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
-    ]);
-    cmd
-}
-
 /// Why the unprivileged test cannot run here, if it cannot.
 fn cannot_drop_privileges() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("not root: cannot run the child as another user".into());
-    }
-    if setpriv_nobody().arg("true").output().is_err() {
-        return Some("setpriv (util-linux) is missing".into());
+    if let Some(why) = common::cannot_drop_privileges() {
+        return Some(why);
     }
     let exe = std::env::current_exe().ok()?;
     let mode = std::fs::metadata(&exe).ok()?.permissions().mode();
@@ -315,18 +289,22 @@ fn unprivileged_reader_gets_unknown_stuck_not_zero() {
     let pid = child.pid();
     let tid = child.ready.recv_tids[0];
 
-    let cat = setpriv_nobody()
+    let cat = common::setpriv_nobody("")
         .args(["cat", &format!("/proc/{pid}/task/{tid}/syscall")])
         .output()
         .unwrap();
-    assert!(!cat.status.success(), "the kernel let uid {NOBODY} read it");
+    assert!(
+        !cat.status.success(),
+        "the kernel let uid {} read it",
+        common::NOBODY
+    );
     assert!(
         String::from_utf8_lossy(&cat.stderr).contains("Permission denied"),
         "{cat:?}"
     );
 
     let exe = std::env::current_exe().unwrap();
-    let probe = setpriv_nobody()
+    let probe = common::setpriv_nobody("")
         .arg(&exe)
         .args(["--exact", "unprivileged_probe", "--ignored", "--nocapture"])
         .env(PROBE_ENV, pid.to_string())
@@ -349,7 +327,7 @@ fn unprivileged_probe() {
         eprintln!("{PROBE_ENV} is not set: nothing to probe");
         return;
     };
-    assert_eq!(nix::unistd::getuid().as_raw().to_string(), NOBODY);
+    assert_eq!(nix::unistd::getuid().as_raw(), common::NOBODY);
     let dir = pid_dir(pid);
     let scan = read_threads(&dir).unwrap();
     assert_eq!(scan.threads.count as usize, task_entries(pid));
@@ -360,7 +338,7 @@ fn unprivileged_probe() {
     assert!(err.path().ends_with("syscall"), "{err}");
 
     let mut collector = Collector::new("/proc", "/sys/fs/cgroup");
-    let sample = collector.collect(target_of(pid), &CollectOptions::default());
+    let sample = collector.collect(common::target(pid), &CollectOptions::default());
     assert_eq!(sample.stuck, None, "unknown, not 0");
     assert_eq!(
         sample.unknown.get(&Source::Stuck).map(|u| u.kind),

@@ -14,7 +14,8 @@ use clap::Args;
 use super::parse_duration;
 use crate::collect::{CollectOptions, Collector};
 use crate::demo_child::ChildProcess;
-use crate::sample::{Limit, Sample, TargetId};
+use crate::sample::{Limit, Sample};
+use crate::target::{Resolver, Selector};
 use crate::units::bytes;
 
 #[derive(Debug, Args)]
@@ -60,12 +61,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         &max_seconds.to_string(),
     ]))?;
     let pid = child.pid();
-    let stat =
-        crate::collect::stat::read_stat(&std::path::Path::new("/proc").join(pid.to_string()))?;
-    let target = TargetId {
-        pid,
-        starttime_ticks: stat.starttime_ticks,
-    };
+    let target = Resolver::new("/proc", "/sys/fs/cgroup").resolve(&Selector::Pid(pid))?;
     println!(
         "leakwatch demo: pid {pid} leaks {} CLOSE_WAIT sockets and one stuck recv() worker per tick, \
          under RLIMIT_NOFILE={}",

@@ -101,9 +101,7 @@ impl Collector {
                 return s;
             }
         };
-        let cmdline = std::fs::read(pid_dir.join("cmdline"))
-            .map(|b| cmdline_text(&b))
-            .unwrap_or_default();
+        let cmdline = read_cmdline(&pid_dir);
         s.process = Some(ProcessInfo {
             comm: stat.comm.clone(),
             cmdline,
@@ -316,6 +314,13 @@ fn start_ms(btime_s: u64, starttime_ticks: u64, ticks_per_s: u64) -> u64 {
     let since_boot_ms = u128::from(starttime_ticks) * 1000 / u128::from(ticks_per_s.max(1));
     let ms = u128::from(btime_s) * 1000 + since_boot_ms;
     u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// `PID_DIR/cmdline` as text; empty when unreadable (kernel threads, zombies, a race).
+pub fn read_cmdline(pid_dir: &Path) -> String {
+    std::fs::read(pid_dir.join("cmdline"))
+        .map(|b| cmdline_text(&b))
+        .unwrap_or_default()
 }
 
 /// `cmdline` is NUL-separated; show it space-separated.

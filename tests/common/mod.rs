@@ -6,6 +6,8 @@ use std::ops::{Deref, DerefMut};
 use std::process::Command;
 
 use leakwatch::demo_child::ChildProcess;
+use leakwatch::sample::TargetId;
+use leakwatch::target::{Resolver, Selector};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_leakwatch");
 
@@ -41,6 +43,13 @@ impl DerefMut for LeakyChild {
     fn deref_mut(&mut self) -> &mut ChildProcess {
         &mut self.0
     }
+}
+
+/// The (pid, starttime) of a live process, as leakwatch identifies it.
+pub fn target(pid: i32) -> TargetId {
+    Resolver::new("/proc", "/sys/fs/cgroup")
+        .resolve(&Selector::Pid(pid))
+        .expect("the process is alive")
 }
 
 /// Ground truth: the entries of /proc/PID/fd, counted by the test itself.
@@ -89,6 +98,37 @@ pub fn ss_states(pid: i32) -> BTreeMap<String, u64> {
         *states.entry(state.to_string()).or_insert(0) += 1;
     }
     states
+}
+
+/// The uid and gid tests drop to (`nobody`).
+pub const NOBODY: u32 = 65534;
+
+/// `setpriv` running as uid/gid 65534 holding only `caps` (e.g. `+dac_read_search`; ""
+/// for none). Append the program to run.
+pub fn setpriv_nobody(caps: &str) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .arg("--clear-groups");
+    if caps.is_empty() {
+        cmd.args(["--inh-caps=-all", "--bounding-set=-all"]);
+    } else {
+        cmd.arg(format!("--inh-caps={caps}"))
+            .arg(format!("--ambient-caps={caps}"))
+            .arg(format!("--bounding-set=-all,{caps}"));
+    }
+    cmd
+}
+
+/// Why this test cannot run a command as another uid here, if it cannot.
+pub fn cannot_drop_privileges() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not root: cannot run a process as another user".into());
+    }
+    if setpriv_nobody("").arg("true").output().is_err() {
+        return Some("setpriv (util-linux) is missing".into());
+    }
+    None
 }
 
 /// Poll `f` until it is true or ~5 s pass.
