@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use raw::OnMissing;
-use raw::{RawConfig, RawJudge, RawRule, RawRules, RawTarget};
+use raw::{RawConfig, RawHttp, RawJudge, RawRule, RawRules, RawTarget};
 
 use crate::target::Selector;
 
@@ -33,7 +33,33 @@ pub struct Config {
     pub smaps_every: Duration,
     pub proc_root: PathBuf,
     pub cgroup_root: PathBuf,
+    /// Export each target's top peers as metric labels (top-K only); off by default for
+    /// cardinality and because peers reveal topology.
+    pub peer_labels: bool,
+    pub http: HttpConfig,
     pub targets: Vec<TargetConfig>,
+}
+
+/// `[http]`: how the endpoints are served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// A file holding the bearer token for `/metrics` and `/status` (`/healthz`, `/livez`
+    /// and `/readyz` stay open: the kubelet sends no secrets).
+    pub token_file: Option<PathBuf>,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A client must send its request headers within this long.
+    pub header_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            token_file: None,
+            max_connections: 512,
+            header_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Default for Config {
@@ -44,6 +70,8 @@ impl Default for Config {
             smaps_every: Duration::from_secs(60),
             proc_root: PathBuf::from("/proc"),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            peer_labels: false,
+            http: HttpConfig::default(),
             targets: Vec::new(),
         }
     }
@@ -350,6 +378,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     let judge = Judge::default().overlay(&raw.judge.unwrap_or_default());
     check_judge(&judge, interval).map_err(|(k, m)| invalid(&format!("judge.{k}"), m))?;
 
+    let http = http(raw.http.unwrap_or_default(), &defaults.http)?;
     let mut targets: Vec<TargetConfig> = Vec::new();
     for (i, spanned) in raw.target.into_iter().enumerate() {
         let span = spanned.span();
@@ -375,8 +404,45 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         smaps_every: raw.smaps_every.map_or(defaults.smaps_every, |d| d.0),
         proc_root: raw.proc_root.unwrap_or(defaults.proc_root),
         cgroup_root: raw.cgroup_root.unwrap_or(defaults.cgroup_root),
+        peer_labels: raw.peer_labels.unwrap_or(defaults.peer_labels),
+        http,
         targets,
     })
+}
+
+fn http(raw: RawHttp, d: &HttpConfig) -> Result<HttpConfig, Invalid> {
+    let invalid = |key: &str, message: String| Invalid {
+        span: None,
+        key: format!("http.{key}"),
+        message,
+    };
+    let max_connections = raw.max_connections.map_or(d.max_connections, |n| n as usize);
+    if max_connections == 0 {
+        return Err(invalid("max_connections", "must be at least 1".into()));
+    }
+    let header_timeout = raw.header_timeout.map_or(d.header_timeout, |h| h.0);
+    if header_timeout < Duration::from_millis(100) {
+        return Err(invalid("header_timeout", "must be at least 100ms".into()));
+    }
+    if let Some(f) = &raw.token_file {
+        read_token(f).map_err(|m| invalid("token_file", m))?;
+    }
+    Ok(HttpConfig {
+        token_file: raw.token_file,
+        max_connections,
+        header_timeout,
+    })
+}
+
+/// The bearer token in `path`: its first line, trimmed; empty or unreadable is an error.
+pub fn read_token(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        return Err(format!("the token file {} is empty", path.display()));
+    }
+    Ok(token)
 }
 
 fn check_judge(j: &Judge, interval: Duration) -> Result<(), (&'static str, String)> {

@@ -112,7 +112,20 @@ pub struct RawConfig {
     pub smaps_every: Option<HumanDuration>,
     pub proc_root: Option<PathBuf>,
     pub cgroup_root: Option<PathBuf>,
+    /// Export each target's top peers as metric labels (top-K only).
+    pub peer_labels: Option<bool>,
+    pub http: Option<RawHttp>,
     pub judge: Option<RawJudge>,
     #[serde(default)]
     pub target: Vec<toml::Spanned<RawTarget>>,
+}
+
+/// `[http]`: how the endpoints are served.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// A file holding the bearer token required by `/metrics` and `/status`.
+    pub token_file: Option<PathBuf>,
+    pub max_connections: Option<u32>,
+    pub header_timeout: Option<HumanDuration>,
 }

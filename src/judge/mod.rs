@@ -1,0 +1,253 @@
+//! Judging: from samples to a verdict. Pure: no I/O, no clock; every time comes from the
+//! samples (`taken_at_mono_ms`) or from the caller.
+//!
+//! Per target, a [`TargetJudge`] keeps one [`Window`] per series and one hysteresis tracker
+//! per rule. Each tick it takes the new sample, projects every series against its limit
+//! ([`trend`]), runs each rule's checks ([`rules`]), applies `fail_after`/`recover_after`,
+//! and composes the [`Verdict`]: only positive evidence fails it. Unknown values, a missing
+//! or zombie target and an exhausted restart budget ([`budget`]) answer healthy with the
+//! reason in `notes`.
+
+pub mod budget;
+pub mod rules;
+pub mod series;
+pub mod trend;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::config::{OnMissing, Series, TargetConfig};
+use crate::sample::{Sample, TargetState};
+
+pub use budget::{Budget, RestartLog};
+pub use rules::{CheckKind, CheckResult, Outcome, RuleState, RuleStatus, RuleTracker};
+pub use series::Observation;
+pub use trend::{Point, Trend, Window};
+
+/// One series as judged this tick: the `/status` "series" entry and the
+/// `growth_per_second` / `seconds_to_exhaustion` metrics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesStatus {
+    pub series: Series,
+    /// The latest value (count or bytes); `None` when unknown.
+    pub value: Option<f64>,
+    /// The limit it is judged against (count or bytes), when there is one.
+    pub limit: Option<f64>,
+    /// Where the limit comes from: `RLIMIT_NOFILE (soft)`, `memory.max`, `config`, ...
+    pub limit_source: Option<String>,
+    /// Why the value is unknown.
+    pub unknown: Option<String>,
+    /// The robust slope over the window; `None` with fewer than 3 points.
+    pub trend: Option<Trend>,
+    /// `(limit - value) / slope` when the trend is trusted and rising and there is a limit.
+    pub seconds_to_exhaustion: Option<f64>,
+}
+
+/// The verdict for one target: what `/healthz/NAME` answers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Verdict {
+    /// `false` only on positive evidence: a rule failing on known values.
+    pub healthy: bool,
+    /// One human line per failing rule, e.g. `fds: 1001/1024 open (97.8% >= 90%)`.
+    pub failing: Vec<String>,
+    /// Why the verdict is healthy although something is wrong or unknown (fail open):
+    /// a missing target, unknown values, an exhausted restart budget.
+    pub notes: Vec<String>,
+}
+
+impl Verdict {
+    pub fn healthy(notes: Vec<String>) -> Verdict {
+        Verdict {
+            healthy: true,
+            failing: Vec::new(),
+            notes,
+        }
+    }
+}
+
+/// What the judge knows of the target this tick.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// A sample of the current target.
+    Sample(&'a Sample),
+    /// No process matches the selector (or it could not be resolved); `reason` says why.
+    Missing { reason: &'a str, now_mono_ms: u64 },
+}
+
+/// Everything judged for one target this tick.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Judged {
+    pub series: Vec<SeriesStatus>,
+    pub rules: Vec<RuleStatus>,
+    pub budget: Budget,
+    pub verdict: Verdict,
+}
+
+/// The judging state of one target: windows, rule trackers, the restart log.
+#[derive(Debug, Clone, Default)]
+pub struct TargetJudge {
+    windows: BTreeMap<Series, Window>,
+    trackers: BTreeMap<Series, RuleTracker>,
+    restarts: RestartLog,
+    /// Monotonic ms when the current target was first seen (warm-up without a start time).
+    first_seen_mono_ms: Option<u64>,
+    /// Whether the last verdict on the current target was unhealthy (a restart that follows
+    /// is counted against the budget).
+    last_unhealthy: bool,
+    restarts_total: u64,
+}
+
+impl TargetJudge {
+    pub fn new() -> TargetJudge {
+        TargetJudge::default()
+    }
+
+    /// Restarts seen since leakwatch started watching (the first target is not one).
+    pub fn restarts_total(&self) -> u64 {
+        self.restarts_total
+    }
+
+    /// The target is a new process (first seen, restarted, or its pid reused): reset the
+    /// windows and rule states. Unless it is the first, count a restart, and charge it to
+    /// the budget when leakwatch's last verdict on the old process was unhealthy.
+    pub fn new_target(&mut self, now_mono_ms: u64) {
+        if self.first_seen_mono_ms.is_some() {
+            self.restarts_total += 1;
+            self.restarts.record(now_mono_ms, self.last_unhealthy);
+        }
+        self.windows.clear();
+        self.trackers.clear();
+        self.first_seen_mono_ms = Some(now_mono_ms);
+        self.last_unhealthy = false;
+    }
+
+    /// Judge one tick.
+    pub fn judge(&mut self, input: Input<'_>, cfg: &TargetConfig) -> Judged {
+        let sample = match input {
+            Input::Sample(s) if s.state == TargetState::Running => s,
+            Input::Sample(s) => {
+                let reason = match s.state {
+                    TargetState::Zombie => "the target exited and is a zombie (not yet reaped)",
+                    _ => "the target exited during the scan",
+                };
+                return self.absent(reason, s.taken_at_mono_ms, cfg);
+            }
+            Input::Missing {
+                reason,
+                now_mono_ms,
+            } => return self.absent(reason, now_mono_ms, cfg),
+        };
+        let now = sample.taken_at_mono_ms;
+        if self.first_seen_mono_ms.is_none() {
+            self.first_seen_mono_ms = Some(now);
+        }
+        let warm = self.warming_up(sample, cfg);
+        let mut series_out = Vec::new();
+        let mut rules_out = Vec::new();
+        for (series, rule) in cfg.effective_rules() {
+            let obs = series::observe(sample, series, &rule);
+            let window = self.windows.entry(series).or_default();
+            if let Some(v) = obs.value {
+                window.push(Point { t_ms: now, value: v });
+            }
+            window.trim(now, cfg.judge.window);
+            let tr = trend::trend(window.points(), &cfg.judge);
+            let tte = trend::seconds_to_exhaustion(obs.value, obs.limit, tr.as_ref());
+            let status = SeriesStatus {
+                series,
+                value: obs.value,
+                limit: obs.limit,
+                limit_source: obs.limit_source.clone(),
+                unknown: obs.unknown.clone(),
+                trend: tr,
+                seconds_to_exhaustion: tte,
+            };
+            let checks = rules::run_checks(&status, &rule, &cfg.judge, warm);
+            let tracker = self.trackers.entry(series).or_default();
+            rules_out.push(tracker.update(series, checks, &cfg.judge));
+            series_out.push(status);
+        }
+        let budget = self.restarts.budget(now, cfg.judge.restart_budget);
+        let verdict = compose(&series_out, &rules_out, &budget);
+        // A restart is charged to the budget only when leakwatch asked for it.
+        self.last_unhealthy = !verdict.healthy;
+        Judged {
+            series: series_out,
+            rules: rules_out,
+            budget,
+            verdict,
+        }
+    }
+
+    fn absent(&mut self, reason: &str, now: u64, cfg: &TargetConfig) -> Judged {
+        let budget = self.restarts.budget(now, cfg.judge.restart_budget);
+        let verdict = match cfg.judge.on_missing {
+            OnMissing::Pass => Verdict::healthy(vec![format!("{reason}; failing open")]),
+            OnMissing::Fail => Verdict {
+                healthy: false,
+                failing: vec![format!("target: {reason} (on_missing = \"fail\")")],
+                notes: Vec::new(),
+            },
+        };
+        Judged {
+            series: Vec::new(),
+            rules: Vec::new(),
+            budget,
+            verdict,
+        }
+    }
+
+    /// Trend rules stay quiet for `warmup` after the target started (by its start time, or
+    /// when leakwatch first saw it if the start time is unknown).
+    fn warming_up(&self, sample: &Sample, cfg: &TargetConfig) -> bool {
+        let warmup_ms = cfg.judge.warmup.as_millis() as u64;
+        if warmup_ms == 0 {
+            return false;
+        }
+        let started = sample.process.as_ref().and_then(|p| p.started_unix_ms);
+        match started {
+            Some(start) => sample.taken_at_unix_ms.saturating_sub(start) < warmup_ms,
+            None => {
+                let first = self.first_seen_mono_ms.unwrap_or(sample.taken_at_mono_ms);
+                sample.taken_at_mono_ms.saturating_sub(first) < warmup_ms
+            }
+        }
+    }
+}
+
+/// The verdict from the rule states: unhealthy on any failing rule with a known value,
+/// unless the restart budget is exhausted (fail open, and say so).
+pub fn compose(series: &[SeriesStatus], rules: &[RuleStatus], budget: &Budget) -> Verdict {
+    let failing: Vec<String> = rules
+        .iter()
+        .filter(|r| r.failing)
+        .filter_map(|r| r.message.clone())
+        .collect();
+    let mut notes: Vec<String> = series
+        .iter()
+        .filter_map(|s| {
+            let why = s.unknown.as_ref()?;
+            let judged = rules
+                .iter()
+                .any(|r| r.series == s.series && r.state == RuleState::Unknown);
+            judged.then(|| format!("{}: unknown ({why}); not judged", s.series))
+        })
+        .collect();
+    if failing.is_empty() {
+        return Verdict::healthy(notes);
+    }
+    if budget.exhausted {
+        notes.insert(0, budget.note());
+        notes.extend(failing.iter().map(|l| format!("would fail: {l}")));
+        return Verdict::healthy(notes);
+    }
+    Verdict {
+        healthy: false,
+        failing,
+        notes,
+    }
+}

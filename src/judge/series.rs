@@ -1,0 +1,129 @@
+//! From a [`Sample`] to one series' value and limit. Natural limits: `fds` → soft
+//! RLIMIT_NOFILE; `cgroup_memory` (the working set) → `memory.max`, else `memory.high`;
+//! `threads` → `pids.max`; `rss`/`anon`/`heap` → the cgroup's memory limit when there is one;
+//! any series → the rule's configured `limit` when it has no natural one.
+
+use crate::config::{Rule, Series};
+use crate::error::UnknownKind;
+use crate::sample::{Collector, Limit, Sample};
+
+/// One series read off a sample.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observation {
+    pub value: Option<f64>,
+    pub limit: Option<f64>,
+    pub limit_source: Option<String>,
+    /// Why the value is unknown, when that is worth saying (permissions, parse errors): a
+    /// series the machine does not offer (no memory cgroup) is simply absent.
+    pub unknown: Option<String>,
+    /// The value was not read this tick (smaps at its slower cadence): hold the rule as is.
+    pub not_collected: bool,
+    /// Why the limit is unknown although the series has one (limits file unreadable).
+    pub limit_unknown: Option<String>,
+}
+
+/// Which collector feeds a series (its reason is the series' reason when unknown).
+pub fn collector(series: Series) -> Collector {
+    match series {
+        Series::Fds => Collector::Fds,
+        Series::TcpEstablished | Series::TcpCloseWait => Collector::Tcp,
+        Series::Rss | Series::Anon => Collector::Memory,
+        Series::Heap => Collector::Heap,
+        Series::CgroupMemory => Collector::CgroupMemory,
+        Series::Threads => Collector::Threads,
+        Series::StuckThreads => Collector::Stuck,
+    }
+}
+
+/// Whether the series is counted in bytes (for formatting).
+pub fn is_bytes(series: Series) -> bool {
+    matches!(
+        series,
+        Series::Rss | Series::Anon | Series::Heap | Series::CgroupMemory
+    )
+}
+
+/// The value and limit of `series` in `sample`.
+pub fn observe(sample: &Sample, series: Series, rule: &Rule) -> Observation {
+    let value: Option<u64> = match series {
+        Series::Fds => sample.fds.as_ref().and_then(|f| f.in_use()),
+        Series::TcpEstablished => sample.tcp.as_ref().map(|t| t.states.established),
+        Series::TcpCloseWait => sample.tcp.as_ref().map(|t| t.states.close_wait),
+        Series::Rss => sample.memory.as_ref().and_then(|m| m.rss_bytes),
+        Series::Anon => sample.memory.as_ref().and_then(|m| m.anon_bytes),
+        Series::Heap => sample.heap.as_ref().map(|h| h.estimate_bytes),
+        Series::CgroupMemory => sample
+            .cgroup_memory
+            .as_ref()
+            .and_then(|c| c.working_set_bytes),
+        Series::Threads => sample.threads.as_ref().map(|t| t.count),
+        Series::StuckThreads => sample.stuck.as_ref().map(|s| s.count),
+    };
+    let mut obs = Observation {
+        value: value.map(|v| v as f64),
+        ..Observation::default()
+    };
+    if value.is_none() {
+        match sample.unknown.get(&collector(series)) {
+            Some(u) if u.kind == UnknownKind::NotCollected => obs.not_collected = true,
+            Some(u) if matches!(u.kind, UnknownKind::Missing | UnknownKind::Unsupported) => {}
+            Some(u) => obs.unknown = Some(u.message.clone()),
+            None => {}
+        }
+    }
+    let natural = natural_limit(sample, series);
+    match natural {
+        NaturalLimit::Limited(v, source) => {
+            obs.limit = Some(v as f64);
+            obs.limit_source = Some(source.to_string());
+        }
+        NaturalLimit::Unknown(why) if rule.limit.is_none() => obs.limit_unknown = Some(why),
+        _ => {
+            if let Some(l) = rule.limit {
+                obs.limit = Some(l);
+                obs.limit_source = Some("config".to_string());
+            }
+        }
+    }
+    obs
+}
+
+enum NaturalLimit {
+    Limited(u64, &'static str),
+    /// There is none (unlimited, or the series has no natural limit).
+    None,
+    /// There is one but it could not be read.
+    Unknown(String),
+}
+
+fn natural_limit(sample: &Sample, series: Series) -> NaturalLimit {
+    let unknown = |c: Collector| {
+        sample
+            .unknown
+            .get(&c)
+            .filter(|u| u.kind == UnknownKind::PermissionDenied || u.kind == UnknownKind::Parse)
+            .map_or(NaturalLimit::None, |u| NaturalLimit::Unknown(u.message.clone()))
+    };
+    match series {
+        Series::Fds => match sample.fd_limit.as_ref().map(|l| l.soft) {
+            Some(Limit::Limited(n)) => NaturalLimit::Limited(n, "RLIMIT_NOFILE (soft)"),
+            Some(Limit::Unlimited) => NaturalLimit::None,
+            None => unknown(Collector::Limits),
+        },
+        Series::CgroupMemory | Series::Rss | Series::Anon | Series::Heap => {
+            let Some(cg) = sample.cgroup_memory.as_ref() else {
+                return unknown(Collector::CgroupMemory);
+            };
+            match (cg.max, cg.high) {
+                (Some(Limit::Limited(n)), _) => NaturalLimit::Limited(n, "memory.max"),
+                (_, Some(Limit::Limited(n))) => NaturalLimit::Limited(n, "memory.high"),
+                _ => NaturalLimit::None,
+            }
+        }
+        Series::Threads => match sample.cgroup_pids.as_ref().and_then(|p| p.max) {
+            Some(Limit::Limited(n)) => NaturalLimit::Limited(n, "pids.max"),
+            _ => NaturalLimit::None,
+        },
+        Series::TcpEstablished | Series::TcpCloseWait | Series::StuckThreads => NaturalLimit::None,
+    }
+}

@@ -1,0 +1,164 @@
+//! The robust slope of a series: Theil–Sen (the median of all pairwise slopes) over the
+//! trend window, trusted as a leak only with enough samples over a long enough span and a
+//! consistent direction (most pairwise slopes rising). A GC sawtooth, a single spike or a
+//! step up then flat leave most pairs flat or falling, so they are never trusted.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::Judge;
+
+/// Share of pairwise slopes that must be positive for growth to count as sustained.
+pub const RISING_SHARE: f64 = 0.8;
+
+/// Above this many points the window is thinned evenly for the pairwise slopes: the cost is
+/// quadratic, and 256 points (32,640 pairs) estimate the median as well as 600.
+const MAX_POINTS: usize = 256;
+
+/// One observation: monotonic milliseconds and the value (count or bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Point {
+    pub t_ms: u64,
+    pub value: f64,
+}
+
+/// The points of one series within the trend window, oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Window {
+    points: Vec<Point>,
+}
+
+impl Window {
+    /// Append a point; one older than the newest (a clock that went back) replaces history.
+    pub fn push(&mut self, p: Point) {
+        if self.points.last().is_some_and(|l| p.t_ms < l.t_ms) {
+            self.points.clear();
+        }
+        self.points.push(p);
+    }
+
+    /// Drop points older than `window` before `now_ms`.
+    pub fn trim(&mut self, now_ms: u64, window: Duration) {
+        let horizon = now_ms.saturating_sub(window.as_millis() as u64);
+        let keep_from = self.points.partition_point(|p| p.t_ms < horizon);
+        if keep_from > 0 {
+            self.points.drain(..keep_from);
+        }
+    }
+
+    pub fn points(&self) -> &[Point] {
+        &self.points
+    }
+
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+}
+
+/// The slope of a window and whether it is trusted as sustained growth.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trend {
+    /// Median pairwise slope, units per second (negative when falling).
+    pub slope_per_s: f64,
+    /// Points in the window.
+    pub samples: usize,
+    /// Time from the oldest to the newest point, seconds.
+    pub span_s: f64,
+    /// Share of pairwise slopes that are positive (0..=1).
+    pub rising_share: f64,
+    /// Growth is established: enough samples over enough time, rising consistently.
+    pub trusted: bool,
+    /// Why it is not trusted, for `/status` (`12/30 samples`, `span 1m < 5m`, ...).
+    pub untrusted_because: Option<String>,
+}
+
+/// The Theil–Sen trend of `points` (oldest first); `None` with fewer than 3 points.
+pub fn trend(points: &[Point], judge: &Judge) -> Option<Trend> {
+    if points.len() < 3 {
+        return None;
+    }
+    let thin = thinned(points);
+    let mut slopes = Vec::with_capacity(thin.len() * (thin.len() - 1) / 2);
+    for (i, a) in thin.iter().enumerate() {
+        for b in &thin[i + 1..] {
+            if b.t_ms > a.t_ms {
+                slopes.push((b.value - a.value) * 1000.0 / (b.t_ms - a.t_ms) as f64);
+            }
+        }
+    }
+    if slopes.is_empty() {
+        return None;
+    }
+    let rising = slopes.iter().filter(|s| **s > 0.0).count();
+    let rising_share = rising as f64 / slopes.len() as f64;
+    let slope = median(&mut slopes);
+    let span_ms = points[points.len() - 1].t_ms - points[0].t_ms;
+    let min_span_ms = judge.min_span.as_millis() as u64;
+    let untrusted_because = if points.len() < judge.min_samples as usize {
+        Some(format!("{}/{} samples", points.len(), judge.min_samples))
+    } else if span_ms < min_span_ms {
+        Some(format!(
+            "span {} < {}",
+            crate::units::duration_ms(span_ms),
+            crate::units::duration_ms(min_span_ms)
+        ))
+    } else if slope <= 0.0 {
+        Some("not rising".to_string())
+    } else if rising_share < RISING_SHARE {
+        Some(format!(
+            "{:.0}% of pairs rising < {:.0}%",
+            rising_share * 100.0,
+            RISING_SHARE * 100.0
+        ))
+    } else {
+        None
+    };
+    Some(Trend {
+        slope_per_s: slope,
+        samples: points.len(),
+        span_s: span_ms as f64 / 1000.0,
+        rising_share,
+        trusted: untrusted_because.is_none(),
+        untrusted_because,
+    })
+}
+
+/// `(limit - value) / slope` for a trusted rising trend with a limit; 0 when already there.
+pub fn seconds_to_exhaustion(
+    value: Option<f64>,
+    limit: Option<f64>,
+    trend: Option<&Trend>,
+) -> Option<f64> {
+    let t = trend.filter(|t| t.trusted && t.slope_per_s > 0.0)?;
+    let (value, limit) = (value?, limit?);
+    Some(((limit - value) / t.slope_per_s).max(0.0))
+}
+
+/// At most [`MAX_POINTS`], evenly spread, always keeping the first and the last.
+fn thinned(points: &[Point]) -> Vec<Point> {
+    if points.len() <= MAX_POINTS {
+        return points.to_vec();
+    }
+    let last = points.len() - 1;
+    (0..MAX_POINTS)
+        .map(|k| points[k * last / (MAX_POINTS - 1)])
+        .collect()
+}
+
+/// The median (the mean of the middle two for an even count); `xs` is reordered.
+fn median(xs: &mut [f64]) -> f64 {
+    let n = xs.len();
+    let mid = n / 2;
+    let (_, m, _) = xs.select_nth_unstable_by(mid, f64::total_cmp);
+    let upper = *m;
+    if n % 2 == 1 {
+        return upper;
+    }
+    let lower = xs[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (lower + upper) / 2.0
+}
