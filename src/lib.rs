@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo_child;
 pub mod error;
 pub mod judge;
+pub mod metrics;
 pub mod report;
 pub mod sample;
 pub mod snapshot;
