@@ -8,9 +8,12 @@
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod daemon;
 pub mod demo_child;
 pub mod error;
+pub mod http;
 pub mod judge;
+pub mod logging;
 pub mod metrics;
 pub mod report;
 pub mod sample;

@@ -88,15 +88,6 @@ fn a_broken_config_is_exit_2_with_file_line_column_and_key() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_with_exit_2() {
-    for cmd in [&["run", "--pid", "1"][..], &["check", "--pid", "1"]] {
-        let out = leakwatch(cmd);
-        assert_eq!(out.status.code(), Some(2));
-        assert!(text(&out.stderr).contains("not available yet"));
-    }
-}
-
-#[test]
 fn version_and_bad_usage() {
     let out = leakwatch(&["--version"]);
     assert!(text(&out.stdout).starts_with("leakwatch "));

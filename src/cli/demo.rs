@@ -1,41 +1,49 @@
-//! `leakwatch demo`: the incident this tool exists for, on loopback, in under a minute.
+//! `leakwatch demo`: the incident this tool exists for, on loopback, in about a minute.
 //!
-//! A built-in child (`leakwatch demo-child`) runs under a low RLIMIT_NOFILE and, every
-//! tick, opens connections whose peer hangs up (CLOSE_WAIT, never closed) and parks another
-//! worker in `recv()` on a connection whose peer never sends, until it hits EMFILE.
-//! leakwatch samples it from the outside each tick and prints what it sees; at the end it
-//! says when the 90 % line was crossed and how long before EMFILE that was.
+//! A built-in child (`leakwatch demo-child`) runs under RLIMIT_NOFILE=512 and, every tick,
+//! opens connections whose peer hangs up (CLOSE_WAIT, never closed) and parks another
+//! worker in `recv()` on a connection whose peer never sends, until it hits EMFILE. The
+//! real daemon watches it (same loop, same judging, same HTTP server as `leakwatch run`);
+//! each line shows what leakwatch sees and what `GET /healthz` really answers. The summary
+//! says when `/healthz` turned 503, when the child hit EMFILE, and the lead time.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
 use super::parse_duration;
-use crate::collect::{CollectOptions, Collector};
+use crate::config::{Config, Judge, Rule, Series, TargetConfig};
+use crate::daemon;
 use crate::demo_child::ChildProcess;
-use crate::sample::{Limit, Sample};
-use crate::target::{Resolver, Selector};
-use crate::units::bytes;
+use crate::judge::rules::{approx_secs, rate_text};
+use crate::judge::SeriesStatus;
+use crate::snapshot::Snapshot;
+use crate::target::Selector;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Time between two looks.
+    /// Time between two ticks (leakwatch's interval and the child's leak step).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
     /// The child's soft RLIMIT_NOFILE.
     #[arg(long, default_value_t = 512)]
     pub nofile: u64,
-    /// CLOSE_WAIT sockets the child leaks per tick.
-    #[arg(long, default_value_t = 12)]
+    /// CLOSE_WAIT sockets the child leaks per tick (plus one stuck recv() worker).
+    #[arg(long, default_value_t = 8)]
     pub close_wait_per_tick: u32,
+    /// Where leakwatch serves HTTP (another free port is used if this one is taken).
+    #[arg(long, default_value = "127.0.0.1:9717")]
+    pub listen: SocketAddr,
     /// Give up after this long.
     #[arg(long, default_value = "110s", value_parser = parse_duration)]
     pub max: Duration,
 }
 
-/// The share of the fd limit that a level rule would fail at.
-const WARN_RATIO: f64 = 0.9;
+/// The share of the fd limit that the level rule fails at.
+const LEVEL: f64 = 0.9;
 
 pub fn run(args: &DemoArgs) -> ExitCode {
     match demo(args) {
@@ -44,6 +52,39 @@ pub fn run(args: &DemoArgs) -> ExitCode {
             eprintln!("leakwatch demo: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The demo's judging: the defaults' rules on a one-minute scale (a real service gets
+/// `window = "10m"`, `exhaust_within = "30m"`).
+fn demo_config(pid: i32, args: &DemoArgs) -> Config {
+    let judge = Judge {
+        window: Duration::from_secs(60),
+        min_samples: 10,
+        min_span: args.interval * 9,
+        warmup: Duration::ZERO,
+        fail_after: 2,
+        recover_after: 3,
+        stuck_after: args.interval * 3,
+        ..Judge::default()
+    };
+    let mut target = TargetConfig::from_selector(Selector::Pid(pid));
+    target.name = "demo-child".into();
+    target.judge = judge.clone();
+    target.rules = vec![(
+        Series::Fds,
+        Rule {
+            max_ratio: Some(LEVEL),
+            exhaust_within: Some(Duration::from_secs(60)),
+            ..Rule::default()
+        },
+    )];
+    Config {
+        listen: args.listen,
+        interval: args.interval,
+        judge,
+        targets: vec![target],
+        ..Config::default()
     }
 }
 
@@ -61,115 +102,183 @@ fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         &max_seconds.to_string(),
     ]))?;
     let pid = child.pid();
-    let target = Resolver::new("/proc", "/sys/fs/cgroup").resolve(&Selector::Pid(pid))?;
+    let mut config = demo_config(pid, args);
+    let daemon = match daemon::spawn(config.clone()) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("({} is taken: {e:#}; using a free port)", args.listen);
+            config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+            daemon::spawn(config)?
+        }
+    };
+    let base = format!("http://{}", daemon.addr);
     println!(
-        "leakwatch demo: pid {pid} leaks {} CLOSE_WAIT sockets and one stuck recv() worker per tick, \
-         under RLIMIT_NOFILE={}",
+        "leakwatch demo: child pid {pid} leaks {} CLOSE_WAIT sockets and one worker stuck in recv() \
+         per tick, under RLIMIT_NOFILE={}",
         args.close_wait_per_tick, args.nofile
     );
-    println!("peers: {}", join(&child.ready.listeners));
-    println!("   time    fds/limit      close_wait  established  stuck  heap");
+    println!("leakwatch serves {base}/healthz, {base}/metrics and {base}/status (try curl now)");
+    println!("rules: fds at {:.0}% of the limit, or exhausting it within 1m (a trend needs 10 samples)\n", LEVEL * 100.0);
+    println!(
+        "  time   fds/limit       close_wait  estab  stuck  fds growth  exhausted in  /healthz"
+    );
 
-    let mut collector = Collector::new("/proc", "/sys/fs/cgroup");
-    let opts = CollectOptions {
-        stuck_after: args.interval * 3,
-        ..CollectOptions::default()
-    };
     let started = Instant::now();
-    let mut warned_at: Option<(Duration, u64)> = None;
-    let mut emfile_at: Option<(Duration, String)> = None;
-    while emfile_at.is_none() && started.elapsed() < args.max {
+    let mut events = Events::default();
+    while events.emfile.is_none() && started.elapsed() < args.max {
         let tick = Instant::now();
         for cmd in [
             format!("close-wait {}", args.close_wait_per_tick),
             "recv-workers 1".into(),
         ] {
             let answer = child.command(&cmd)?;
-            if answer.starts_with("error") && emfile_at.is_none() {
-                emfile_at = Some((started.elapsed(), answer));
+            if answer.starts_with("error") && events.emfile.is_none() {
+                events.emfile = Some((started.elapsed(), answer));
             }
         }
-        let s = collector.collect(target, &opts);
-        let (used, limit) = fd_usage(&s);
-        if warned_at.is_none() && limit > 0 && used as f64 >= WARN_RATIO * limit as f64 {
-            warned_at = Some((started.elapsed(), used));
-        }
-        println!("{}", line(started.elapsed(), &s, warned_at.is_some()));
+        // Let the daemon's tick that follows the leak step land first.
+        std::thread::sleep(args.interval / 2);
+        let snap = daemon.snapshots.borrow().clone();
+        let (code, body) = http_get(daemon.addr, "/healthz").unwrap_or((0, String::new()));
+        events.observe(started.elapsed(), &snap, code, &body);
+        println!("{}", line(started.elapsed(), &snap, code));
         std::thread::sleep(args.interval.saturating_sub(tick.elapsed()));
     }
-    summary(warned_at, emfile_at, args);
-    Ok(ExitCode::SUCCESS)
+    drop(child);
+    daemon.shutdown()?;
+    Ok(events.summary(args))
 }
 
-fn join(addrs: &[std::net::SocketAddr]) -> String {
-    addrs
+/// What happened when, for the summary.
+#[derive(Default)]
+struct Events {
+    unhealthy: Option<(Duration, String)>,
+    level: Option<(Duration, f64)>,
+    emfile: Option<(Duration, String)>,
+}
+
+impl Events {
+    fn observe(&mut self, at: Duration, snap: &Snapshot, code: u16, body: &str) {
+        if code == 503 && self.unhealthy.is_none() {
+            self.unhealthy = Some((at, body.trim().to_string()));
+        }
+        if let Some(f) = fds(snap) {
+            if let (Some(v), Some(l)) = (f.value, f.limit) {
+                if self.level.is_none() && v >= LEVEL * l {
+                    self.level = Some((at, v));
+                }
+            }
+        }
+    }
+
+    fn summary(&self, args: &DemoArgs) -> ExitCode {
+        println!();
+        match &self.unhealthy {
+            Some((at, body)) => println!("{:>4.0}s  /healthz turned 503: {body}", at.as_secs_f64()),
+            None => println!("/healthz never turned 503"),
+        }
+        if let Some((at, v)) = self.level {
+            println!(
+                "{:>4.0}s  fds reached {:.0}% of the limit ({v:.0}/{}): where a level rule alone would fail",
+                at.as_secs_f64(),
+                LEVEL * 100.0,
+                args.nofile
+            );
+        }
+        match &self.emfile {
+            Some((at, why)) => println!(
+                "{:>4.0}s  the child ran out of fds: {why}",
+                at.as_secs_f64()
+            ),
+            None => println!("the child did not run out within {:?}", args.max),
+        }
+        let (Some((u, _)), Some((e, _))) = (&self.unhealthy, &self.emfile) else {
+            return ExitCode::from(1);
+        };
+        if u >= e {
+            println!("\n/healthz failed only after the child ran out: no lead time");
+            return ExitCode::from(1);
+        }
+        println!(
+            "\nlead time: {:.0}s between /healthz turning 503 and EMFILE. A liveness probe on \
+             /healthz restarts the service in that window, on your terms.",
+            e.saturating_sub(*u).as_secs_f64()
+        );
+        ExitCode::SUCCESS
+    }
+}
+
+fn fds(snap: &Snapshot) -> Option<&SeriesStatus> {
+    snap.targets
+        .first()?
+        .judged
+        .series
         .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+        .find(|s| s.series == Series::Fds)
 }
 
-/// fds in use (allocated, else open) and the soft limit (0 when unknown or unlimited).
-fn fd_usage(s: &Sample) -> (u64, u64) {
-    let used = s.fds.as_ref().and_then(|f| f.in_use()).unwrap_or(0);
-    let limit = match s.fd_limit.map(|l| l.soft) {
-        Some(Limit::Limited(l)) => l,
-        _ => 0,
-    };
-    (used, limit)
-}
-
-fn line(at: Duration, s: &Sample, over: bool) -> String {
-    let (used, limit) = fd_usage(s);
-    let pct = if limit > 0 {
-        used as f64 * 100.0 / limit as f64
+fn line(at: Duration, snap: &Snapshot, code: u16) -> String {
+    let t = snap.targets.first();
+    let sample = t.and_then(|t| t.sample.as_ref());
+    let opt = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
+    let tcp = sample.and_then(|s| s.tcp.as_ref());
+    let f = fds(snap);
+    let (used, limit) = (
+        f.and_then(|f| f.value).unwrap_or(0.0),
+        f.and_then(|f| f.limit).unwrap_or(0.0),
+    );
+    let pct = if limit > 0.0 {
+        used * 100.0 / limit
     } else {
         0.0
     };
-    let tcp = s.tcp.as_ref();
-    let opt = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
+    let growth = f
+        .and_then(|f| f.trend.as_ref())
+        .map_or("-".to_string(), |t| {
+            let mark = if t.trusted { "" } else { "?" };
+            format!("{}{mark}", rate_text(t.slope_per_s, false))
+        });
+    let tte = f
+        .and_then(|f| f.seconds_to_exhaustion)
+        .map_or("-".to_string(), |s| format!("~{}", approx_secs(s)));
+    let verdict = match code {
+        200 => "200 ok".to_string(),
+        503 => "503 UNHEALTHY".to_string(),
+        0 => "no answer".to_string(),
+        c => c.to_string(),
+    };
     format!(
-        "  {:>4.0}s  {:>4}/{:<4} {:>3.0}%{}  {:>10}  {:>11}  {:>5}  {}",
+        "  {:>4.0}s  {:>4.0}/{:<4.0} {:>3.0}%  {:>10}  {:>5}  {:>5}  {:>10}  {:>12}  {verdict}",
         at.as_secs_f64(),
         used,
         limit,
         pct,
-        if over { " !" } else { "  " },
         opt(tcp.map(|t| t.states.close_wait)),
         opt(tcp.map(|t| t.states.established)),
-        opt(s.stuck.as_ref().map(|st| st.count)),
-        s.heap
-            .as_ref()
-            .map_or("?".into(), |h| bytes(h.estimate_bytes)),
+        opt(sample.and_then(|s| s.stuck.as_ref()).map(|s| s.count)),
+        growth,
+        tte,
     )
 }
 
-fn summary(warned: Option<(Duration, u64)>, emfile: Option<(Duration, String)>, args: &DemoArgs) {
-    println!();
-    match &warned {
-        Some((at, used)) => println!(
-            "{:.0}s: fds crossed {:.0}% of the limit ({used}/{}): where a fds rule at max_ratio = {WARN_RATIO} fails",
-            at.as_secs_f64(),
-            WARN_RATIO * 100.0,
-            args.nofile
-        ),
-        None => println!("fds never crossed {:.0}% of the limit", WARN_RATIO * 100.0),
-    }
-    match &emfile {
-        Some((at, why)) => println!(
-            "{:.0}s: the child could no longer open sockets: {why}",
-            at.as_secs_f64()
-        ),
-        None => println!("the child did not run out within {:?}", args.max),
-    }
-    if let (Some((w, _)), Some((e, _))) = (warned, emfile) {
-        println!(
-            "lead time: {:.0}s between the 90% line and EMFILE, at this leak rate",
-            e.saturating_sub(w).as_secs_f64()
-        );
-    }
-    println!(
-        "\n(`leakwatch run` will serve this as /healthz with trend rules, that fail earlier still: \
-         not available yet)"
-    );
+/// A minimal HTTP/1.1 GET: the status code and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((code, body))
 }

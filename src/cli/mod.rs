@@ -3,8 +3,10 @@
 //! A thin layer: parse with clap, call the library, print errors with their whole cause
 //! chain, map outcomes to exit codes (0 ok, 1 unhealthy, 2 unknown or error).
 
+mod check;
 mod demo;
 mod inspect;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::values::ConfigRegex;
 use crate::config::Config;
 use crate::demo_child::{self, ChildArgs};
+use crate::logging::LogFormat;
 use crate::target::Selector;
 
 #[derive(Debug, Parser)]
@@ -27,17 +30,19 @@ RLIMIT_NOFILE, TCP sockets by state, RSS and heap, cgroup memory, threads stuck 
 calls) and serves a /healthz that fails before the limit is hit."
 )]
 pub struct Cli {
+    /// Log line format on stderr (level from LEAKWATCH_LOG, e.g. `debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Watch targets and serve /healthz, /metrics and /status [not yet available].
-    Run(RunArgs),
-    /// One-shot verdict for exec probes and cron: exit 0 healthy, 1 unhealthy, 2 unknown
-    /// [not yet available].
-    Check(CheckArgs),
+    /// Watch targets and serve /healthz, /livez, /readyz, /metrics and /status.
+    Run(run::RunArgs),
+    /// One-shot verdict for exec probes and cron: exit 0 healthy, 1 unhealthy, 2 unknown.
+    Check(check::CheckArgs),
     /// Show one process: fds by type, TCP by state and peer, memory and heap, cgroup memory,
     /// threads and stuck workers.
     Inspect(inspect::InspectArgs),
@@ -49,27 +54,6 @@ pub enum Command {
     /// The built-in leaking child (for tests and the demo).
     #[command(hide = true)]
     DemoChild(ChildArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Config file.
-    #[arg(short = 'c', long = "config")]
-    pub config: Option<PathBuf>,
-    #[command(flatten)]
-    pub selector: SelectorArgs,
-    /// Address for HTTP (overrides `listen`).
-    #[arg(long)]
-    pub listen: Option<std::net::SocketAddr>,
-}
-
-#[derive(Debug, Args)]
-pub struct CheckArgs {
-    #[command(flatten)]
-    pub selector: SelectorArgs,
-    /// Sample for this long before judging ("30s").
-    #[arg(long = "for", value_parser = parse_duration)]
-    pub for_: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,12 +118,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Parse the command line, run, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // check and demo speak on stdout; their logs only say what went wrong.
+    let level = match cli.command {
+        Command::Check(_) => "error",
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    crate::logging::init(cli.log_format, level);
     match cli.command {
         Command::Demo(args) => demo::run(&args),
-        Command::Run(_) | Command::Check(_) => {
-            eprintln!("leakwatch: this command is not available yet; inspect, demo and config are");
-            ExitCode::from(2)
-        }
+        Command::Run(args) => run::run(&args),
+        Command::Check(args) => check::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Config(ConfigCommand::Example) => {
             print!("{}", crate::config::EXAMPLE);

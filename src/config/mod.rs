@@ -37,6 +37,9 @@ pub struct Config {
     /// cardinality and because peers reveal topology.
     pub peer_labels: bool,
     pub http: HttpConfig,
+    /// `[judge]`: the judging of targets given on the command line, and the base every
+    /// `[[target]]` overlays.
+    pub judge: Judge,
     pub targets: Vec<TargetConfig>,
 }
 
@@ -72,6 +75,7 @@ impl Default for Config {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             peer_labels: false,
             http: HttpConfig::default(),
+            judge: Judge::default(),
             targets: Vec::new(),
         }
     }
@@ -406,6 +410,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         cgroup_root: raw.cgroup_root.unwrap_or(defaults.cgroup_root),
         peer_labels: raw.peer_labels.unwrap_or(defaults.peer_labels),
         http,
+        judge,
         targets,
     })
 }
@@ -416,7 +421,9 @@ fn http(raw: RawHttp, d: &HttpConfig) -> Result<HttpConfig, Invalid> {
         key: format!("http.{key}"),
         message,
     };
-    let max_connections = raw.max_connections.map_or(d.max_connections, |n| n as usize);
+    let max_connections = raw
+        .max_connections
+        .map_or(d.max_connections, |n| n as usize);
     if max_connections == 0 {
         return Err(invalid("max_connections", "must be at least 1".into()));
     }

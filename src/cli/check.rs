@@ -1,0 +1,199 @@
+//! `leakwatch check`: sample a target for a while, judge it like the daemon does, print the
+//! verdict, and exit 0 healthy, 1 unhealthy, 2 unknown or error — for exec probes, cron and
+//! monitoring plugins. Levels are judged from the first sample; trends only when the
+//! duration covers the judge's `min_samples` and `min_span`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{parse_duration, SelectorArgs};
+use crate::daemon::Watchdog;
+use crate::snapshot::TargetStatus;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Config file (its targets and judging).
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub selector: SelectorArgs,
+    /// Sample for this long before judging ("30s"); 0 judges one sample.
+    #[arg(long = "for", value_parser = parse_duration, default_value = "0s")]
+    pub for_: Duration,
+    /// Time between samples.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub interval: Duration,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Unhealthy,
+    Unknown,
+}
+
+impl Outcome {
+    fn code(self) -> u8 {
+        match self {
+            Outcome::Ok => 0,
+            Outcome::Unhealthy => 1,
+            Outcome::Unknown => 2,
+        }
+    }
+}
+
+pub fn run(args: &CheckArgs) -> ExitCode {
+    let mut config = match super::run::load(args.config.as_ref(), &args.selector, None) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let interval = args.interval.max(Duration::from_millis(100));
+    let ticks = (args.for_.as_millis() / interval.as_millis()) as u32 + 1;
+    // A level seen on every sample of a short check fails it: hysteresis cannot wait for
+    // more ticks than the check takes.
+    for t in &mut config.targets {
+        t.judge.fail_after = t.judge.fail_after.min(ticks).max(1);
+    }
+    let mut w = Watchdog::new(config);
+    let mut last = Vec::new();
+    for i in 0..ticks {
+        let started = Instant::now();
+        last = w.tick();
+        if i + 1 < ticks {
+            std::thread::sleep(interval.saturating_sub(started.elapsed()));
+        }
+    }
+    let outcome = outcome(&last);
+    if args.json {
+        print_json(outcome, &last);
+    } else {
+        print_text(outcome, &last);
+    }
+    ExitCode::from(outcome.code())
+}
+
+/// Unhealthy on any failing target; unknown when a target is missing or a judged value
+/// could not be read; else ok.
+pub fn outcome(targets: &[TargetStatus]) -> Outcome {
+    if targets.iter().any(|t| !t.verdict().healthy) {
+        Outcome::Unhealthy
+    } else if targets.iter().any(|t| !t.found || has_unknown(t)) {
+        Outcome::Unknown
+    } else {
+        Outcome::Ok
+    }
+}
+
+fn has_unknown(t: &TargetStatus) -> bool {
+    t.judged
+        .rules
+        .iter()
+        .any(|r| r.state == crate::judge::RuleState::Unknown)
+}
+
+fn print_text(outcome: Outcome, targets: &[TargetStatus]) {
+    let word = match outcome {
+        Outcome::Ok => "OK",
+        Outcome::Unhealthy => "UNHEALTHY",
+        Outcome::Unknown => "UNKNOWN",
+    };
+    println!("leakwatch check: {word}");
+    for t in targets {
+        let who = match t.target {
+            Some(id) => format!("{} (pid {})", t.name, id.pid),
+            None => t.name.clone(),
+        };
+        println!("  {who}: {}", summary(t));
+        for line in &t.verdict().failing {
+            println!("    FAIL {line}");
+        }
+        for note in &t.verdict().notes {
+            println!("    note {note}");
+        }
+    }
+}
+
+/// `fds 37/1024, threads 5` from the judged series.
+fn summary(t: &TargetStatus) -> String {
+    if !t.found {
+        return t
+            .missing_reason
+            .clone()
+            .unwrap_or_else(|| "not found".into());
+    }
+    let parts: Vec<String> = t
+        .judged
+        .series
+        .iter()
+        .filter_map(|s| {
+            let v = s.value?;
+            let bytes = crate::judge::series::is_bytes(s.series);
+            let fmt = |x: f64| {
+                if bytes {
+                    crate::units::bytes(x as u64)
+                } else {
+                    format!("{x:.0}")
+                }
+            };
+            Some(match s.limit {
+                Some(l) => format!("{} {}/{}", s.series, fmt(v), fmt(l)),
+                None => format!("{} {}", s.series, fmt(v)),
+            })
+        })
+        .collect();
+    if parts.is_empty() {
+        "no values".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn print_json(outcome: Outcome, targets: &[TargetStatus]) {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        result: Outcome,
+        exit_code: u8,
+        targets: Vec<Target<'a>>,
+    }
+    #[derive(Serialize)]
+    struct Target<'a> {
+        name: &'a str,
+        found: bool,
+        pid: Option<i32>,
+        healthy: bool,
+        failing: &'a [String],
+        notes: &'a [String],
+        series: &'a [crate::judge::SeriesStatus],
+    }
+    let out = Out {
+        result: outcome,
+        exit_code: outcome.code(),
+        targets: targets
+            .iter()
+            .map(|t| Target {
+                name: &t.name,
+                found: t.found,
+                pid: t.target.map(|id| id.pid),
+                healthy: t.verdict().healthy,
+                failing: &t.verdict().failing,
+                notes: &t.verdict().notes,
+                series: &t.judged.series,
+            })
+            .collect(),
+    };
+    match serde_json::to_string_pretty(&out) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: {e}"),
+    }
+}

@@ -1,0 +1,281 @@
+//! One tick for every target: resolve (following restarts and pid reuse), collect, judge.
+//! Synchronous and blocking (it reads /proc): the daemon runs it on a blocking thread,
+//! `check` calls it directly.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use crate::collect::{mono_ms, unix_ms, CollectOptions, Collector};
+use crate::config::{Config, TargetConfig};
+use crate::error::UnknownKind;
+use crate::judge::{Input, TargetJudge};
+use crate::sample::{Collector as Source, Sample, TargetId, TargetState};
+use crate::snapshot::{CollectorErrors, TargetStatus};
+use crate::target::{Resolver, Selector};
+
+/// How many peers the top-K lists keep.
+const TOP_PEERS: usize = 10;
+
+/// The state of every target between ticks.
+#[derive(Debug)]
+pub struct Watchdog {
+    config: Config,
+    resolver: Resolver,
+    collector: Collector,
+    targets: Vec<Watched>,
+}
+
+/// One target's state between ticks.
+#[derive(Debug)]
+struct Watched {
+    cfg: TargetConfig,
+    judge: TargetJudge,
+    current: Option<TargetId>,
+    since_unix_ms: Option<u64>,
+    last_smaps_mono_ms: Option<u64>,
+    errors: BTreeMap<(Source, UnknownKind), u64>,
+    /// What was last logged per collector, so a lasting problem is logged once.
+    logged: BTreeMap<Source, UnknownKind>,
+    logged_missing: Option<String>,
+    was_healthy: bool,
+}
+
+impl Watched {
+    fn new(cfg: TargetConfig) -> Watched {
+        Watched {
+            cfg,
+            judge: TargetJudge::new(),
+            current: None,
+            since_unix_ms: None,
+            last_smaps_mono_ms: None,
+            errors: BTreeMap::new(),
+            logged: BTreeMap::new(),
+            logged_missing: None,
+            was_healthy: true,
+        }
+    }
+}
+
+impl Watchdog {
+    pub fn new(config: Config) -> Watchdog {
+        let targets = config.targets.iter().cloned().map(Watched::new).collect();
+        Watchdog {
+            resolver: Resolver::new(&config.proc_root, &config.cgroup_root),
+            collector: Collector::new(&config.proc_root, &config.cgroup_root),
+            config,
+            targets,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Take a new config: targets whose name and selector did not change keep their
+    /// windows, rule states and restart log; the others start afresh. Returns what changed,
+    /// for the log.
+    pub fn reload(&mut self, config: Config) -> Vec<String> {
+        let mut changes = Vec::new();
+        if config.proc_root != self.config.proc_root
+            || config.cgroup_root != self.config.cgroup_root
+        {
+            self.resolver = Resolver::new(&config.proc_root, &config.cgroup_root);
+            self.collector = Collector::new(&config.proc_root, &config.cgroup_root);
+            changes.push("proc_root/cgroup_root changed: every target starts afresh".into());
+            self.targets.clear();
+        }
+        let mut old: Vec<Watched> = std::mem::take(&mut self.targets);
+        for cfg in &config.targets {
+            let kept = old
+                .iter()
+                .position(|w| w.cfg.name == cfg.name && w.cfg.selector == cfg.selector);
+            let w = match kept {
+                Some(i) => {
+                    let mut w = old.swap_remove(i);
+                    if w.cfg != *cfg {
+                        changes.push(format!("{}: judging changed, windows kept", cfg.name));
+                    }
+                    w.cfg = cfg.clone();
+                    w
+                }
+                None => {
+                    changes.push(format!("{}: new target ({})", cfg.name, cfg.selector));
+                    Watched::new(cfg.clone())
+                }
+            };
+            self.targets.push(w);
+        }
+        changes.extend(
+            old.iter()
+                .map(|w| format!("{}: no longer watched", w.cfg.name)),
+        );
+        self.config = config;
+        changes
+    }
+
+    /// One tick: every target resolved, sampled and judged.
+    pub fn tick(&mut self) -> Vec<TargetStatus> {
+        let mut out = Vec::with_capacity(self.targets.len());
+        for w in &mut self.targets {
+            let started = Instant::now();
+            let sample = observe(w, &self.resolver, &mut self.collector, &self.config);
+            let poll = started.elapsed().as_secs_f64();
+            out.push(judge(w, sample, poll));
+        }
+        out
+    }
+}
+
+/// Resolve and collect one target; `Err` says why there is no process to sample.
+fn observe(
+    w: &mut Watched,
+    resolver: &Resolver,
+    collector: &mut Collector,
+    config: &Config,
+) -> Result<Sample, String> {
+    // A pidfile may point elsewhere at any time; other selectors keep their process while
+    // it lives (the oldest match stays the oldest).
+    let reresolve = w.current.is_none() || matches!(w.cfg.selector, Selector::Pidfile(_));
+    if reresolve {
+        switch_to(
+            w,
+            resolver
+                .resolve(&w.cfg.selector)
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let Some(id) = w.current else {
+        return Err("no target".into());
+    };
+    let sample = collect(w, collector, config, id);
+    if sample.state == TargetState::Running || reresolve {
+        return Ok(sample);
+    }
+    // The process exited, is a zombie, or its pid was reused: look for its successor.
+    match resolver.resolve(&w.cfg.selector) {
+        Ok(next) if next != id => {
+            switch_to(w, next);
+            Ok(collect(w, collector, config, next))
+        }
+        Ok(_) => Ok(sample),
+        Err(e) => {
+            w.current = None;
+            Err(format!("{} exited; {e}", id))
+        }
+    }
+}
+
+fn switch_to(w: &mut Watched, id: TargetId) {
+    if w.current == Some(id) {
+        return;
+    }
+    if let Some(old) = w.current {
+        info!(target_name = %w.cfg.name, old = %old, new = %id, "target restarted: windows and rule states reset");
+    } else {
+        info!(target_name = %w.cfg.name, target = %id, selector = %w.cfg.selector, "watching");
+    }
+    w.judge.new_target(mono_ms());
+    w.current = Some(id);
+    w.since_unix_ms = Some(unix_ms());
+    w.last_smaps_mono_ms = None;
+    w.logged.clear();
+    w.logged_missing = None;
+}
+
+fn collect(w: &mut Watched, collector: &mut Collector, config: &Config, id: TargetId) -> Sample {
+    let now = mono_ms();
+    let every = config.smaps_every.as_millis() as u64;
+    let smaps = w
+        .last_smaps_mono_ms
+        .is_none_or(|t| now.saturating_sub(t) >= every);
+    if smaps {
+        w.last_smaps_mono_ms = Some(now);
+    }
+    let opts = CollectOptions {
+        smaps,
+        top_peers: TOP_PEERS,
+        stuck_after: w.cfg.judge.stuck_after,
+    };
+    collector.collect(id, &opts)
+}
+
+fn judge(w: &mut Watched, observed: Result<Sample, String>, poll_s: f64) -> TargetStatus {
+    let (judged, sample, missing) = match observed {
+        Ok(sample) => {
+            count_errors(w, &sample);
+            let j = w.judge.judge(Input::Sample(&sample), &w.cfg);
+            (j, Some(sample), None)
+        }
+        Err(reason) => {
+            if w.logged_missing.as_deref() != Some(reason.as_str()) {
+                warn!(target_name = %w.cfg.name, reason = %reason, "target not found");
+                w.logged_missing = Some(reason.clone());
+            }
+            let input = Input::Missing {
+                reason: &reason,
+                now_mono_ms: mono_ms(),
+            };
+            (w.judge.judge(input, &w.cfg), None, Some(reason))
+        }
+    };
+    log_flip(w, &judged.verdict);
+    let found = sample
+        .as_ref()
+        .is_some_and(|s| s.state == TargetState::Running);
+    TargetStatus {
+        name: w.cfg.name.clone(),
+        selector: w.cfg.selector.to_string(),
+        found,
+        target: w.current,
+        missing_reason: missing,
+        watching_since_unix_ms: w.since_unix_ms.filter(|_| w.current.is_some()),
+        restarts_total: w.judge.restarts_total(),
+        sample,
+        judged,
+        collector_errors_total: w
+            .errors
+            .iter()
+            .map(|(&(collector, reason), &count)| CollectorErrors {
+                collector,
+                reason,
+                count,
+            })
+            .collect(),
+        poll_duration_seconds: Some(poll_s),
+    }
+}
+
+/// Count every collector failure, and log each new one once (with its capability hint).
+fn count_errors(w: &mut Watched, sample: &Sample) {
+    for (&source, u) in &sample.unknown {
+        let error = match u.kind {
+            UnknownKind::NotCollected | UnknownKind::Gone | UnknownKind::Zombie => continue,
+            UnknownKind::Unsupported => false,
+            _ => true,
+        };
+        if error {
+            *w.errors.entry((source, u.kind)).or_default() += 1;
+        }
+        if w.logged.get(&source) != Some(&u.kind) {
+            let (name, collector, reason) = (&w.cfg.name, source.as_str(), u.kind.as_str());
+            if error {
+                warn!(target_name = %name, collector, reason, "{}", u.message);
+            } else {
+                info!(target_name = %name, collector, reason, "{}", u.message);
+            }
+            w.logged.insert(source, u.kind);
+        }
+    }
+    w.logged.retain(|s, _| sample.unknown.contains_key(s));
+}
+
+fn log_flip(w: &mut Watched, v: &crate::judge::Verdict) {
+    if w.was_healthy && !v.healthy {
+        warn!(target_name = %w.cfg.name, failing = %v.failing.join("; "), "unhealthy: /healthz now answers 503");
+    } else if !w.was_healthy && v.healthy {
+        info!(target_name = %w.cfg.name, "healthy again");
+    }
+    w.was_healthy = v.healthy;
+}
