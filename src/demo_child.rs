@@ -7,8 +7,9 @@
 //!
 //! Protocol: it prints one `ready {json}` line, then reads commands from stdin, one per line,
 //! answering each with `ok` or `error: ...`: `files N`, `close-files N`, `pipes N`,
-//! `established N`, `close-wait N`, `recv-workers N`, `grow N` (MiB), `churn N` (a thread opening and closing
-//! N files in a loop), `exit`. It exits when stdin closes, on `exit`, or after
+//! `established N`, `close-wait N`, `recv-workers N`, `grow N` / `shrink N` (MiB),
+//! `churn N` (a thread opening and closing N files in a loop), `idle-threads N` (parked,
+//! like an idle pool), `exit`. It exits when stdin closes, on `exit`, or after
 //! `--max-seconds`, so a forgotten child never outlives its test.
 
 use std::io::{BufRead, BufReader, Write};
@@ -204,6 +205,13 @@ impl Held {
         }
     }
 
+    /// Give back the last `mib` MiB grown (1 MiB blocks are mmapped, so RSS drops).
+    fn shrink(&mut self, mib: u32) {
+        for _ in 0..mib {
+            self.memory.pop();
+        }
+    }
+
     fn close_files(&mut self, n: u32) {
         for _ in 0..n {
             self.files.pop();
@@ -263,6 +271,16 @@ fn spawn_churn(n: u32) {
     });
 }
 
+/// A pool thread with nothing to do: parked in a futex wait, which is idle, not stuck.
+fn spawn_idle() -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("idle-pool".into())
+        .spawn(|| loop {
+            std::thread::park();
+        })
+        .map(drop)
+}
+
 /// Apply one stdin command.
 fn command(held: &mut Held, line: &str) -> Result<(), String> {
     let mut words = line.split_whitespace();
@@ -293,6 +311,16 @@ fn command(held: &mut Held, line: &str) -> Result<(), String> {
         }
         "churn" => {
             spawn_churn(n);
+            Ok(())
+        }
+        "shrink" => {
+            held.shrink(n);
+            Ok(())
+        }
+        "idle-threads" => {
+            for _ in 0..n {
+                spawn_idle().map_err(|e| e.to_string())?;
+            }
             Ok(())
         }
         _ => Err(format!("unknown command {verb:?}")),

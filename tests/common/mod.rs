@@ -1,6 +1,8 @@
 //! Test helpers: the real leaking child, and ground truth read independently of leakwatch.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 use std::process::Command;

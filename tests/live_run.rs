@@ -1,0 +1,289 @@
+//! `leakwatch run` end to end against real children: a leak fails /healthz before the child's
+//! first EMFILE; a noisy but healthy child never gets a 503; a restart is followed and
+//! counted; a missing target and an unreadable one answer 200 with the reason.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::daemon::{config_file, Daemon};
+use common::LeakyChild;
+
+/// Judging on a fast scale: ticks of 100 ms, trends from 10 samples over 1 s.
+const FAST_JUDGE: &str = r#"
+interval = "100ms"
+[judge]
+window = "10s"
+min_samples = 10
+min_span = "1s"
+warmup = "0s"
+fail_after = 2
+recover_after = 2
+"#;
+
+#[test]
+fn healthz_fails_before_the_child_runs_out_of_fds() {
+    let mut child = LeakyChild::spawn(&["--nofile", "256"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(
+        dir.path(),
+        "leak.toml",
+        &format!(
+            "{FAST_JUDGE}\n[[target]]\nname = \"leaky\"\npid = {}\n[target.rules.fds]\nmax_ratio = 0.9\nexhaust_within = \"20s\"\n",
+            child.pid()
+        ),
+    );
+    let d = Daemon::start(&["-c", cfg.to_str().unwrap()]);
+    assert!(d.wait_ticks(2, Duration::from_secs(10)));
+    let started = Instant::now();
+    let mut unhealthy: Option<(Duration, String)> = None;
+    let mut emfile: Option<Duration> = None;
+    while emfile.is_none() && started.elapsed() < Duration::from_secs(60) {
+        // ~20 fds a second: the limit is ~12 s away from the start.
+        let answer = child.command("files 2");
+        if answer.starts_with("error") {
+            emfile = Some(started.elapsed());
+            assert!(answer.contains("Too many open files"), "{answer}");
+        }
+        let (code, body) = d.get("/healthz");
+        if code == 503 && unhealthy.is_none() {
+            unhealthy = Some((started.elapsed(), body));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (turned, body) = unhealthy.expect("/healthz never turned 503");
+    let emfile = emfile.expect("the child never hit EMFILE");
+    println!(
+        "/healthz turned 503 at {turned:?}, EMFILE at {emfile:?}: lead time {:?}\n{body}",
+        emfile.saturating_sub(turned)
+    );
+    assert!(
+        turned < emfile,
+        "503 at {turned:?} came after EMFILE at {emfile:?}"
+    );
+    assert!(
+        body.starts_with("fds: "),
+        "one line per failing rule, named after it: {body}"
+    );
+    let (_, metrics) = d.get("/metrics");
+    assert!(
+        metrics.contains("leakwatch_healthy{target=\"leaky\"} 0"),
+        "{metrics}"
+    );
+}
+
+/// fd churn, a memory sawtooth, an idle thread pool, a thread in accept(), established
+/// connections: noise that must never restart a healthy service.
+#[test]
+fn a_noisy_healthy_child_never_gets_a_503() {
+    let mut child = LeakyChild::spawn(&["--nofile", "96", "--accept-thread", "--established", "4"]);
+    child.command("churn 30");
+    child.command("idle-threads 8");
+    child.command("grow 64");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(
+        dir.path(),
+        "noisy.toml",
+        &format!(
+            r#"
+interval = "100ms"
+smaps_every = "1s"
+[judge]
+window = "20s"
+min_samples = 30
+min_span = "3s"
+warmup = "0s"
+stuck_after = "1s"
+[[target]]
+name = "noisy"
+pid = {}
+[target.rules.fds]
+max_ratio = 0.9
+exhaust_within = "30m"
+[target.rules.rss]
+limit = "256MiB"
+max_ratio = 0.9
+exhaust_within = "30m"
+[target.rules.heap]
+limit = "256MiB"
+exhaust_within = "30m"
+[target.rules.stuck_threads]
+max = 0
+"#,
+            child.pid()
+        ),
+    );
+    let d = Daemon::start(&["-c", cfg.to_str().unwrap()]);
+    assert!(d.wait_ticks(2, Duration::from_secs(10)));
+    let started = Instant::now();
+    let (mut fds_seen, mut rss_seen) = (Vec::new(), Vec::new());
+    let mut step = 0u32;
+    while started.elapsed() < Duration::from_secs(40) {
+        // A sawtooth: +16 MiB every 0.4 s for 2 s, then all of it given back.
+        step += 1;
+        if step % 5 == 0 {
+            child.command("shrink 64");
+        } else {
+            child.command("grow 16");
+        }
+        let (code, body) = d.get("/healthz");
+        assert_eq!(code, 200, "a healthy child got {code}: {body}");
+        let s = d.status();
+        let series = &s["targets"][0]["judged"]["series"];
+        for entry in series.as_array().unwrap() {
+            match entry["series"].as_str() {
+                Some("fds") => fds_seen.push(entry["value"].as_f64().unwrap_or(0.0)),
+                Some("rss") => rss_seen.push(entry["value"].as_f64().unwrap_or(0.0)),
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let range = |v: &[f64]| {
+        v.iter().copied().fold(f64::MIN, f64::max) - v.iter().copied().fold(f64::MAX, f64::min)
+    };
+    let ticks = d.status()["ticks_total"].as_u64().unwrap();
+    println!(
+        "{ticks} ticks; fds moved over {} and rss over {:.0} MiB, always 200",
+        range(&fds_seen),
+        range(&rss_seen) / 1048576.0
+    );
+    assert!(ticks > 200, "{ticks} ticks");
+    assert!(
+        range(&fds_seen) >= 5.0,
+        "the fd churn was not seen: {fds_seen:?}"
+    );
+    assert!(
+        range(&rss_seen) >= 32.0 * 1048576.0,
+        "the sawtooth was not seen"
+    );
+    let stuck = d.status()["targets"][0]["sample"]["stuck"]["count"].as_u64();
+    assert_eq!(stuck, Some(0), "idle and accept() threads are not stuck");
+}
+
+#[test]
+fn a_restarted_target_is_followed_and_counted() {
+    // The nofile value marks these children's command lines for the selector.
+    let mut first = LeakyChild::spawn(&["--nofile", "1011", "--files", "3"]);
+    let d = Daemon::start(&["--cmdline-regex", "demo-child --nofile 1011"]);
+    assert!(d.wait_ticks(1, Duration::from_secs(10)));
+    let s = d.status();
+    assert_eq!(s["targets"][0]["target"]["pid"], first.pid());
+    first.command("exit");
+    drop(first);
+    let second = LeakyChild::spawn(&["--nofile", "1011"]);
+    let followed = common::eventually(|| d.status()["targets"][0]["target"]["pid"] == second.pid());
+    assert!(followed, "not followed: {}", d.status());
+    let (code, _) = d.get("/healthz");
+    assert_eq!(code, 200);
+    let (_, metrics) = d.get("/metrics");
+    assert!(
+        metrics.contains(&format!(
+            "leakwatch_target_restarts_total{{target=\"{}\"}} 1",
+            d.status()["targets"][0]["name"].as_str().unwrap()
+        )),
+        "{metrics}"
+    );
+    assert!(
+        d.log_text().contains("target restarted"),
+        "{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn a_missing_target_answers_200_with_the_reason() {
+    let d = Daemon::start(&["--name", "no-such-comm-x"]);
+    assert!(d.wait_ticks(1, Duration::from_secs(10)));
+    let (code, body) = d.get("/healthz");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("no process matches name = \"no-such-comm-x\""),
+        "{body}"
+    );
+    let (ready, _) = d.get("/readyz");
+    assert_eq!(ready, 503);
+    let (_, metrics) = d.get("/metrics");
+    assert!(
+        metrics.contains("leakwatch_target_up{target=\"no-such-comm-x\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn on_missing_fail_turns_a_missing_target_into_a_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(
+        dir.path(),
+        "m.toml",
+        "interval = \"100ms\"\n[judge]\non_missing = \"fail\"\n[[target]]\nname = \"no-such-comm-y\"\n",
+    );
+    let d = Daemon::start(&["-c", cfg.to_str().unwrap()]);
+    assert!(d.wait_ticks(1, Duration::from_secs(10)));
+    let (code, body) = d.get("/healthz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("on_missing"), "{body}");
+}
+
+/// leakwatch as `nobody` without capabilities, watching a root child: the fd count is still
+/// known (st_size), the sockets are not. A rule on sockets is unknown, named with the
+/// capability that would help, and /healthz stays 200.
+#[test]
+fn an_unreadable_target_answers_200_with_the_reason() {
+    if let Some(why) = common::cannot_drop_privileges() {
+        println!("skipped: {why}");
+        return;
+    }
+    let child = LeakyChild::spawn(&["--close-wait", "5"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(
+        dir.path(),
+        "u.toml",
+        &format!(
+            "interval = \"100ms\"\n[[target]]\nname = \"other-uid\"\npid = {}\n[target.rules.tcp_close_wait]\nmax = 0\n",
+            child.pid()
+        ),
+    );
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let mut cmd = common::setpriv_nobody("");
+    cmd.arg(common::BIN)
+        .args(["run", "-c", cfg.to_str().unwrap()]);
+    let d = Daemon::start_with(&mut cmd);
+    assert!(d.wait_ticks(2, Duration::from_secs(10)));
+    let (code, body) = d.get("/healthz");
+    assert_eq!(
+        code, 200,
+        "5 CLOSE_WAIT > max 0 must not fail on unknown data: {body}"
+    );
+    assert!(body.contains("tcp_close_wait: unknown"), "{body}");
+    assert!(
+        body.contains("CAP_"),
+        "the capability that would help: {body}"
+    );
+    let s = d.status();
+    let fds = s["targets"][0]["judged"]["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["series"] == "fds")
+        .cloned()
+        .unwrap();
+    assert!(
+        fds["value"].as_f64().unwrap() >= 5.0,
+        "the kernel's count stays known: {fds}"
+    );
+}
+
+#[test]
+fn sigterm_drains_and_exits_0() {
+    let child = LeakyChild::spawn(&[]);
+    let d = Daemon::start(&["--pid", &child.pid().to_string()]);
+    assert!(d.wait_ticks(1, Duration::from_secs(10)));
+    let status = d.stop().expect("exited within 10 s");
+    assert_eq!(status.code(), Some(0));
+}
