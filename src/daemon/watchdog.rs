@@ -279,3 +279,128 @@ fn log_flip(w: &mut Watched, v: &crate::judge::Verdict) {
     }
     w.was_healthy = v.healthy;
 }
+
+#[cfg(test)]
+mod tests {
+    //! The tick on a fixture /proc tree: pid reuse (a new starttime), a vanished target and
+    //! a zombie, which a live test cannot stage on demand.
+
+    use std::fs;
+    use std::path::Path;
+
+    use super::*;
+
+    const STAT: &str = include_str!("../../tests/fixtures/proc/stat_kernel_6_18");
+    const STATUS: &str = include_str!("../../tests/fixtures/proc/status_kernel_6_18");
+    const LIMITS: &str = include_str!("../../tests/fixtures/proc/limits_kernel_6_18");
+
+    /// `/proc/4242` whose stat says `state` and `starttime`.
+    fn write_pid(root: &Path, state: char, starttime: u64) {
+        let dir = root.join("4242");
+        fs::create_dir_all(dir.join("fd")).unwrap();
+        let mut fields: Vec<String> = STAT
+            .trim()
+            .replacen("2063 (sleep)", "4242 (fixture)", 1)
+            .split(' ')
+            .map(String::from)
+            .collect();
+        fields[2] = state.to_string();
+        fields[21] = starttime.to_string();
+        fs::write(dir.join("stat"), fields.join(" ") + "\n").unwrap();
+        fs::write(dir.join("status"), STATUS).unwrap();
+        fs::write(dir.join("limits"), LIMITS).unwrap();
+        fs::write(dir.join("cmdline"), "fixture\0").unwrap();
+        for i in 0..3 {
+            let link = dir.join("fd").join(i.to_string());
+            if !link.exists() {
+                std::os::unix::fs::symlink("/dev/null", link).unwrap();
+            }
+        }
+    }
+
+    fn watchdog(root: &Path) -> Watchdog {
+        fs::write(root.join("stat"), "cpu  0 0 0 0\nbtime 1763700000\n").unwrap();
+        let config = Config {
+            proc_root: root.to_path_buf(),
+            cgroup_root: root.join("no-cgroup"),
+            targets: vec![TargetConfig::from_selector(Selector::Pid(4242))],
+            ..Config::default()
+        };
+        Watchdog::new(config)
+    }
+
+    fn fds_samples(t: &TargetStatus) -> usize {
+        t.judged
+            .series
+            .iter()
+            .find(|s| s.series == crate::config::Series::Fds)
+            .and_then(|s| s.trend.as_ref())
+            .map_or(0, |tr| tr.samples)
+    }
+
+    #[test]
+    fn a_reused_pid_is_a_restart_with_fresh_windows() {
+        let root = tempfile::tempdir().unwrap();
+        write_pid(root.path(), 'S', 1000);
+        let mut w = watchdog(root.path());
+        for _ in 0..3 {
+            w.tick();
+        }
+        let t = &w.tick()[0];
+        assert!(t.found);
+        assert_eq!(t.restarts_total, 0);
+        assert_eq!(fds_samples(t), 4);
+        assert_eq!(t.target.map(|id| id.starttime_ticks), Some(1000));
+
+        write_pid(root.path(), 'S', 2000);
+        let t = &w.tick()[0];
+        assert!(t.found);
+        assert_eq!(t.target.map(|id| id.starttime_ticks), Some(2000));
+        assert_eq!(t.restarts_total, 1);
+        assert!(fds_samples(t) < 3, "windows reset on pid reuse");
+        assert!(t.verdict().healthy);
+    }
+
+    #[test]
+    fn a_vanished_target_is_missing_and_fails_open() {
+        let root = tempfile::tempdir().unwrap();
+        write_pid(root.path(), 'S', 1000);
+        let mut w = watchdog(root.path());
+        assert!(w.tick()[0].found);
+        fs::remove_dir_all(root.path().join("4242")).unwrap();
+        let t = &w.tick()[0];
+        assert!(!t.found);
+        assert!(t.target.is_none());
+        let why = t.missing_reason.as_deref().unwrap_or("");
+        assert!(why.contains("pid 4242") && why.contains("exited"), "{why}");
+        assert!(t.verdict().healthy);
+        assert!(
+            t.verdict().notes[0].contains("failing open"),
+            "{:?}",
+            t.verdict()
+        );
+
+        // It comes back as a new process: a restart.
+        write_pid(root.path(), 'S', 3000);
+        let t = &w.tick()[0];
+        assert!(t.found);
+        assert_eq!(t.restarts_total, 1);
+    }
+
+    #[test]
+    fn a_zombie_target_fails_open_with_the_reason() {
+        let root = tempfile::tempdir().unwrap();
+        write_pid(root.path(), 'S', 1000);
+        let mut w = watchdog(root.path());
+        w.tick();
+        write_pid(root.path(), 'Z', 1000);
+        let t = &w.tick()[0];
+        assert!(!t.found);
+        assert!(t.verdict().healthy);
+        assert!(
+            t.verdict().notes.iter().any(|n| n.contains("zombie")),
+            "{:?}",
+            t.verdict()
+        );
+    }
+}
