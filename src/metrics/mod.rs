@@ -10,6 +10,7 @@
 pub mod families;
 mod out;
 mod target;
+pub mod testing;
 
 use prometheus::process_collector::ProcessCollector;
 
