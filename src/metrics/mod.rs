@@ -12,6 +12,9 @@ mod out;
 mod target;
 pub mod testing;
 
+#[cfg(test)]
+mod tests;
+
 use prometheus::process_collector::ProcessCollector;
 
 use crate::snapshot::Snapshot;
