@@ -61,7 +61,11 @@ impl Out {
     /// value that is not a finite number (or a negative counter) is left out: it is unknown.
     pub fn put(&self, f: &Family, labels: &[&str], value: f64) {
         if !value.is_finite() || (f.kind == Kind::Counter && value < 0.0) {
-            tracing::warn!(metric = f.name, value, "value not exported");
+            tracing::debug!(
+                metric = f.name,
+                value,
+                "not a finite number (or a negative counter): left out"
+            );
             return;
         }
         let res = match f.kind {
