@@ -334,3 +334,18 @@ fn parse_sample_reads_the_text_format() {
     assert_eq!(parse_sample("# HELP m x"), None);
     assert_eq!(parse_sample(r#"m{a="x} 1"#), None);
 }
+
+#[test]
+fn a_bad_sample_is_skipped_not_a_panic() {
+    let out = out::Out::new();
+    out.put(&families::OPEN_FDS, &["app", "one label too many"], 1.0);
+    out.put(&families::TARGET_RESTARTS, &["app"], -1.0);
+    out.put(&families::THREADS, &["app"], 3.0);
+    let text = out.encode();
+    assert!(!text.contains("leakwatch_open_fds"), "{text}");
+    assert!(!text.contains("leakwatch_target_restarts_total"), "{text}");
+    assert_eq!(
+        sample_value(&text, "leakwatch_threads", &[("target", "app")]),
+        Some(3.0)
+    );
+}
