@@ -1,0 +1,222 @@
+//! Every metric family `/metrics` exports: name, HELP (with its unit), type and labels.
+//! Names are an interface (dashboards, alerts and the README table rely on them): change
+//! them only together with the golden file `tests/fixtures/metrics/golden.prom`.
+
+/// Gauge or counter; counters are set from totals kept in the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    Counter,
+}
+
+/// One metric family.
+#[derive(Debug)]
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    /// Label names, in the order values are passed to [`super::out::Out::put`].
+    pub labels: &'static [&'static str],
+}
+
+const fn gauge(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Family {
+    Family {
+        name,
+        help,
+        kind: Kind::Gauge,
+        labels,
+    }
+}
+
+const fn counter(
+    name: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Family {
+    Family {
+        name,
+        help,
+        kind: Kind::Counter,
+        labels,
+    }
+}
+
+// leakwatch itself (no target label).
+
+pub const BUILD_INFO: Family = gauge(
+    "leakwatch_build_info",
+    &["version"],
+    "leakwatch's version in the label; the value is always 1.",
+);
+pub const TICKS: Family = counter(
+    "leakwatch_ticks_total",
+    &[],
+    "Ticks (resolve, collect, judge and publish every target) since leakwatch started, count.",
+);
+pub const TICKS_SKIPPED: Family = counter(
+    "leakwatch_ticks_skipped_total",
+    &[],
+    "Ticks skipped because the previous one overran the interval, count.",
+);
+pub const TICK_DURATION: Family = gauge(
+    "leakwatch_tick_duration_seconds",
+    &[],
+    "Duration of the last tick over all targets, seconds.",
+);
+pub const CONFIG_RELOADS: Family = counter(
+    "leakwatch_config_reloads_total",
+    &["result"],
+    "Config reloads by result: ok, or failed (the old config kept running), count.",
+);
+
+// One target: its process and verdict.
+
+pub const TARGET_UP: Family = gauge(
+    "leakwatch_target_up",
+    &["target"],
+    "1 when a process matches the target's selector and was sampled this tick, else 0.",
+);
+pub const TARGET_RESTARTS: Family = counter(
+    "leakwatch_target_restarts_total",
+    &["target"],
+    "New processes seen for the target since leakwatch started (restarts, pid reuse), count.",
+);
+pub const HEALTHY: Family = gauge(
+    "leakwatch_healthy",
+    &["target"],
+    "1 when /healthz for the target answers 200, 0 when it answers 503.",
+);
+pub const RESTART_BUDGET_EXHAUSTED: Family = gauge(
+    "leakwatch_restart_budget_exhausted",
+    &["target"],
+    "1 when restart_budget restarts followed an unhealthy verdict within the last hour and \
+     leakwatch fails open, else 0.",
+);
+pub const RULE_FAILING: Family = gauge(
+    "leakwatch_rule_failing",
+    &["target", "rule"],
+    "1 when the rule (named after its series) counts against the verdict, else 0.",
+);
+pub const GROWTH: Family = gauge(
+    "leakwatch_growth_per_second",
+    &["target", "series"],
+    "Robust (Theil-Sen) slope of the series over the trend window, units per second \
+     (bytes/s for memory series, count/s otherwise); negative when falling.",
+);
+pub const TIME_TO_EXHAUSTION: Family = gauge(
+    "leakwatch_seconds_to_exhaustion",
+    &["target", "series"],
+    "Projected time until the series reaches its limit at its trusted growth rate, seconds.",
+);
+pub const POLL_DURATION: Family = gauge(
+    "leakwatch_poll_duration_seconds",
+    &["target"],
+    "Duration of the target's collection in the last tick, seconds.",
+);
+pub const COLLECTOR_ERRORS: Family = counter(
+    "leakwatch_collector_errors_total",
+    &["target", "collector", "reason"],
+    "Collector failures for the target since leakwatch started, by collector and reason, count.",
+);
+
+// One target: what the sample says.
+
+pub const OPEN_FDS: Family = gauge(
+    "leakwatch_open_fds",
+    &["target"],
+    "File descriptors the target holds (what RLIMIT_NOFILE is checked against), count.",
+);
+pub const MAX_FDS: Family = gauge(
+    "leakwatch_max_fds",
+    &["target"],
+    "The target's soft RLIMIT_NOFILE, count; absent when unlimited or unknown.",
+);
+pub const OPEN_FDS_BY_TYPE: Family = gauge(
+    "leakwatch_open_fds_by_type",
+    &["target", "type"],
+    "The target's open fds by what they point at (socket, pipe, anon_inode, file, other), count.",
+);
+pub const TCP_SOCKETS: Family = gauge(
+    "leakwatch_tcp_sockets",
+    &["target", "state"],
+    "The target's TCP sockets (IPv4 and IPv6) by state, count.",
+);
+pub const TCP_PEER_SOCKETS: Family = gauge(
+    "leakwatch_tcp_peer_sockets",
+    &["target", "state", "direction", "peer", "local_port"],
+    "The target's TCP sockets to its top peers, count (only with peer_labels = true). \
+     Outbound: peer is IP:PORT; inbound: peer is the client's IP and local_port the \
+     target's listening port.",
+);
+pub const MEMORY: Family = gauge(
+    "leakwatch_memory_bytes",
+    &["target", "kind"],
+    "The target process's memory, bytes: rss, anon, file, shmem and swap from \
+     /proc/PID/status; heap is the malloc estimate from /proc/PID/smaps.",
+);
+pub const CGROUP_MEMORY: Family = gauge(
+    "leakwatch_cgroup_memory_bytes",
+    &["target", "kind"],
+    "Memory of the target's whole cgroup, bytes: current, max (absent when unlimited), \
+     working_set (current - inactive_file), anon, file, sock.",
+);
+pub const CGROUP_MEMORY_EVENTS: Family = counter(
+    "leakwatch_cgroup_memory_events_total",
+    &["target", "event"],
+    "Memory events of the target's cgroup as the kernel counts them (memory.events; cgroup v1: \
+     failcnt as max), count.",
+);
+pub const CGROUP_MEMORY_PRESSURE: Family = gauge(
+    "leakwatch_cgroup_memory_pressure",
+    &["target", "kind", "window"],
+    "Share of wall time the target's cgroup stalled on memory over the window (memory.pressure \
+     avg10/avg60/avg300), ratio 0..1 (the kernel's percent / 100); kind some: at least one \
+     task stalled, full: all tasks.",
+);
+pub const CGROUP_MEMORY_STALL: Family = counter(
+    "leakwatch_cgroup_memory_pressure_stall_seconds_total",
+    &["target", "kind"],
+    "Total time the target's cgroup stalled on memory (memory.pressure total), seconds; kind \
+     some: at least one task stalled, full: all tasks.",
+);
+pub const THREADS: Family = gauge(
+    "leakwatch_threads",
+    &["target"],
+    "The target's threads, count.",
+);
+pub const STUCK_THREADS: Family = gauge(
+    "leakwatch_stuck_threads",
+    &["target"],
+    "The target's workers blocked in one socket call without a context switch for at least \
+     stuck_after, count.",
+);
+
+/// Every family, registered on each render (families without samples are left out).
+pub const ALL: &[&Family] = &[
+    &BUILD_INFO,
+    &TICKS,
+    &TICKS_SKIPPED,
+    &TICK_DURATION,
+    &CONFIG_RELOADS,
+    &TARGET_UP,
+    &TARGET_RESTARTS,
+    &HEALTHY,
+    &RESTART_BUDGET_EXHAUSTED,
+    &RULE_FAILING,
+    &GROWTH,
+    &TIME_TO_EXHAUSTION,
+    &POLL_DURATION,
+    &COLLECTOR_ERRORS,
+    &OPEN_FDS,
+    &MAX_FDS,
+    &OPEN_FDS_BY_TYPE,
+    &TCP_SOCKETS,
+    &TCP_PEER_SOCKETS,
+    &MEMORY,
+    &CGROUP_MEMORY,
+    &CGROUP_MEMORY_EVENTS,
+    &CGROUP_MEMORY_PRESSURE,
+    &CGROUP_MEMORY_STALL,
+    &THREADS,
+    &STUCK_THREADS,
+];

@@ -1,0 +1,58 @@
+//! `/metrics`: the published [`Snapshot`] in the Prometheus text format (version 0.0.4).
+//!
+//! Each render builds a fresh registry from the snapshot ([`out`]), so nothing is global
+//! and a target removed from the config disappears from the next scrape. The families and
+//! their HELP texts are in [`families`]; one target's series in [`target`]. A value the
+//! snapshot does not know is left out, never exported as 0 ("unknown is not zero").
+//! Counters whose totals the snapshot keeps (restarts, collector errors, ticks) are fresh
+//! counters raised to that total.
+
+pub mod families;
+mod out;
+mod target;
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
+
+use prometheus::process_collector::ProcessCollector;
+
+use crate::snapshot::Snapshot;
+
+use families::*;
+use out::Out;
+
+/// The text format's content type, for the `Content-Type` header of `/metrics`.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The whole `/metrics` body: every target's series, leakwatch's own state, and the
+/// `process_*` metrics of the leakwatch process itself (CPU, resident memory, open fds).
+pub fn render(snapshot: &Snapshot) -> String {
+    let out = fill(snapshot);
+    out.register(Box::new(ProcessCollector::for_self()));
+    out.encode()
+}
+
+/// [`render`] without the `process_*` metrics: a function of the snapshot alone (the
+/// golden file and tests compare it byte for byte).
+pub fn render_targets(snapshot: &Snapshot) -> String {
+    fill(snapshot).encode()
+}
+
+fn fill(snapshot: &Snapshot) -> Out {
+    let out = Out::new();
+    global(&out, snapshot);
+    for t in &snapshot.targets {
+        target::export(&out, t, snapshot.peer_labels);
+    }
+    out
+}
+
+fn global(out: &Out, s: &Snapshot) {
+    out.put(&BUILD_INFO, &[&s.version], 1.0);
+    out.put(&TICKS, &[], s.ticks_total as f64);
+    out.put(&TICKS_SKIPPED, &[], s.ticks_skipped_total as f64);
+    out.put(&TICK_DURATION, &[], s.tick_duration_us as f64 / 1e6);
+    out.put(&CONFIG_RELOADS, &["ok"], s.config.reloads_ok as f64);
+    out.put(&CONFIG_RELOADS, &["failed"], s.config.reloads_failed as f64);
+}
