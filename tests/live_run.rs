@@ -287,3 +287,47 @@ fn sigterm_drains_and_exits_0() {
     let status = d.stop().expect("exited within 10 s");
     assert_eq!(status.code(), Some(0));
 }
+
+/// promtool on what a live daemon serves, watching a child with sockets and a stuck worker.
+#[test]
+fn promtool_accepts_live_metrics() {
+    let child = LeakyChild::spawn(&[
+        "--close-wait",
+        "3",
+        "--established",
+        "2",
+        "--recv-threads",
+        "1",
+    ]);
+    let d = Daemon::start(&["--pid", &child.pid().to_string()]);
+    assert!(d.wait_ticks(2, Duration::from_secs(10)));
+    let (code, text) = d.get("/metrics");
+    assert_eq!(code, 200);
+    let pid = child.pid().to_string();
+    let name = format!("pid-{pid}");
+    let v = |metric: &str, labels: &[(&str, &str)]| {
+        let mut all = vec![("target", name.as_str())];
+        all.extend_from_slice(labels);
+        leakwatch::metrics::testing::sample_value(&text, metric, &all)
+    };
+    assert_eq!(v("leakwatch_target_up", &[]), Some(1.0));
+    assert_eq!(
+        v("leakwatch_tcp_sockets", &[("state", "close_wait")]),
+        Some(3.0)
+    );
+    assert!(
+        v("leakwatch_open_fds", &[]).unwrap_or(0.0) >= 10.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("process_open_fds"),
+        "leakwatch's own process metrics"
+    );
+    match leakwatch::metrics::testing::promtool_check(&text).expect("run promtool") {
+        Some(report) => assert!(report.success, "promtool: {}\n{text}", report.output),
+        None if std::env::var_os("LEAKWATCH_REQUIRE_PROMTOOL").is_some() => {
+            panic!("promtool is required (LEAKWATCH_REQUIRE_PROMTOOL) but not installed")
+        }
+        None => println!("skipped promtool: not installed"),
+    }
+}
