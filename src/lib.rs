@@ -10,6 +10,7 @@ pub mod collect;
 pub mod config;
 pub mod demo_child;
 pub mod error;
+pub mod http;
 pub mod judge;
 pub mod metrics;
 pub mod report;
