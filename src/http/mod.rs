@@ -16,6 +16,7 @@ mod export;
 mod guard;
 mod health;
 mod probes;
+mod server;
 
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,7 @@ use tokio::sync::watch;
 use crate::snapshot::Snapshot;
 
 pub use guard::constant_time_eq;
+pub use server::{bind, serve, MAX_CONNECTION_LIFETIME, SHUTDOWN_GRACE};
 
 /// What the handlers read: the published snapshot and the bearer token, each on a `watch`
 /// channel so the poll loop publishes a new snapshot and a config reload swaps the token

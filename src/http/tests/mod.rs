@@ -4,6 +4,7 @@
 
 mod health;
 mod routes;
+mod server;
 
 use std::sync::Arc;
 
