@@ -69,13 +69,13 @@ async fn readyz_names_what_is_not_ready() {
 
 #[tokio::test]
 async fn metrics_is_prometheus_text() {
-    let a = get(state(snapshot(vec![healthy("app")]), None), "/metrics").await;
+    let snap = snapshot(vec![healthy("app")]);
+    let a = get(state(snap.clone(), None), "/metrics").await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(
         a.header("content-type"),
         "text/plain; version=0.0.4; charset=utf-8"
     );
-    let snap = snapshot(vec![healthy("app")]);
     assert_eq!(a.body, crate::metrics::render(&snap));
 }
 
