@@ -1,31 +1,82 @@
-//! Placeholder: replaced by the HTTP server (branch `http`).
-use std::future::Future;
-use std::net::SocketAddr;
+//! The HTTP endpoints: `/healthz`, `/healthz/{name}`, `/livez`, `/readyz`, `/metrics` and
+//! `/status`, all answered from the latest published [`Snapshot`] (never from /proc), so a
+//! probe is answered from memory in microseconds even while a slow poll is running.
+//!
+//! [`app`] builds the router apart from [`serve`] (axum's `examples/testing` style): the
+//! handlers are tested with `tower::ServiceExt::oneshot`, without a socket. [`serve`] runs
+//! hyper directly because it needs what `axum::serve` lacks: a header-read timeout, a bound
+//! on the header size, a connection cap and a bounded graceful shutdown.
+//!
+//! Rules every response follows ([`guard`]): only GET and HEAD (anything else is 405 with
+//! `Allow: GET, HEAD`); a request with a body is 413 before routing; `Cache-Control:
+//! no-store`; `/metrics` and `/status` need the bearer token when one is configured, while
+//! the probes stay open (the kubelet sends no secrets).
+
+mod export;
+mod guard;
+mod health;
+mod probes;
+mod server;
+
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use axum::middleware;
+use axum::routing::{get, MethodRouter};
+use axum::Router;
 use tokio::sync::watch;
 
-use crate::config::HttpConfig;
 use crate::snapshot::Snapshot;
 
-#[derive(Clone)]
+pub use guard::constant_time_eq;
+pub use server::{bind, serve, MAX_CONNECTION_LIFETIME, SHUTDOWN_GRACE};
+
+/// What the handlers read: the published snapshot and the bearer token, each on a `watch`
+/// channel so the poll loop publishes a new snapshot and a config reload swaps the token
+/// without restarting the server.
+#[derive(Debug, Clone)]
 pub struct AppState {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// `None`: `/metrics` and `/status` are open.
     pub token: watch::Receiver<Option<Arc<str>>>,
 }
 
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    Ok(TcpListener::bind(addr).await?)
+impl AppState {
+    /// The current snapshot (a cheap `Arc` clone; the channel is not held).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.borrow())
+    }
+
+    /// The current token.
+    pub fn token(&self) -> Option<Arc<str>> {
+        self.token.borrow().clone()
+    }
 }
 
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    cfg: &HttpConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let _ = (listener, state, cfg);
-    shutdown.await;
-    Ok(())
+/// The whole HTTP surface as a router; [`serve`] puts it on a socket.
+pub fn app(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/metrics", only_get(get(export::metrics)))
+        .route("/status", only_get(get(export::status)))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::require_token,
+        ));
+    Router::new()
+        .route("/healthz", only_get(get(health::healthz)))
+        .route("/healthz/{name}", only_get(get(health::healthz_target)))
+        .route("/livez", only_get(get(probes::livez)))
+        .route("/readyz", only_get(get(probes::readyz)))
+        .merge(protected)
+        .fallback(guard::not_found)
+        .with_state(state)
+        .layer(middleware::from_fn(guard::reject_body))
+        .layer(middleware::map_response(guard::no_store))
+}
+
+/// A GET route (HEAD comes with it) whose other methods answer 405 with `Allow: GET, HEAD`.
+fn only_get(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route.fallback(guard::method_not_allowed)
 }
