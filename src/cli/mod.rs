@@ -121,7 +121,7 @@ pub fn main() -> ExitCode {
     // check and demo speak on stdout; their logs only say what went wrong.
     let level = match cli.command {
         Command::Check(_) => "error",
-        Command::Demo(_) => "warn",
+        Command::Demo(_) => "error",
         _ => "info",
     };
     crate::logging::init(cli.log_format, level);
