@@ -152,7 +152,10 @@ impl TargetJudge {
             let obs = series::observe(sample, series, &rule);
             let window = self.windows.entry(series).or_default();
             if let Some(v) = obs.value {
-                window.push(Point { t_ms: now, value: v });
+                window.push(Point {
+                    t_ms: now,
+                    value: v,
+                });
             }
             window.trim(now, cfg.judge.window);
             let tr = trend::trend(window.points(), &cfg.judge);

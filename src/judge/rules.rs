@@ -83,7 +83,12 @@ pub struct RuleTracker {
 
 impl RuleTracker {
     /// Take this tick's checks and return the rule's state.
-    pub fn update(&mut self, series: Series, checks: Vec<CheckResult>, judge: &Judge) -> RuleStatus {
+    pub fn update(
+        &mut self,
+        series: Series,
+        checks: Vec<CheckResult>,
+        judge: &Judge,
+    ) -> RuleStatus {
         let outcome = combine(&checks);
         match outcome {
             Outcome::Fail => {
@@ -161,7 +166,12 @@ fn combine(checks: &[CheckResult]) -> Outcome {
 }
 
 /// Run every check the rule configures against this tick's series status.
-pub fn run_checks(s: &SeriesStatus, rule: &Rule, judge: &Judge, warming_up: bool) -> Vec<CheckResult> {
+pub fn run_checks(
+    s: &SeriesStatus,
+    rule: &Rule,
+    judge: &Judge,
+    warming_up: bool,
+) -> Vec<CheckResult> {
     let mut out = Vec::new();
     let mut push = |check, outcome, detail: String| {
         out.push(CheckResult {
@@ -191,7 +201,12 @@ pub fn run_checks(s: &SeriesStatus, rule: &Rule, judge: &Judge, warming_up: bool
         push(
             CheckKind::Max,
             pass_fail(fail),
-            format!("{}{} ({op} max {})", amount(value, b), noun(s.series), amount(max, b)),
+            format!(
+                "{}{} ({op} max {})",
+                amount(value, b),
+                noun(s.series),
+                amount(max, b)
+            ),
         );
     }
     if let Some(ratio) = rule.max_ratio {

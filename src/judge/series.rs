@@ -102,7 +102,9 @@ fn natural_limit(sample: &Sample, series: Series) -> NaturalLimit {
             .unknown
             .get(&c)
             .filter(|u| u.kind == UnknownKind::PermissionDenied || u.kind == UnknownKind::Parse)
-            .map_or(NaturalLimit::None, |u| NaturalLimit::Unknown(u.message.clone()))
+            .map_or(NaturalLimit::None, |u| {
+                NaturalLimit::Unknown(u.message.clone())
+            })
     };
     match series {
         Series::Fds => match sample.fd_limit.as_ref().map(|l| l.soft) {
