@@ -400,7 +400,7 @@ pub fn approx_secs(s: f64) -> String {
 }
 
 /// A configured duration as written: `30m`, `1h`, `90s`.
-fn exact_secs(s: f64) -> String {
+pub fn exact_secs(s: f64) -> String {
     let s = s.round() as u64;
     if s >= 3600 && s % 3600 == 0 {
         format!("{}h", s / 3600)
