@@ -331,12 +331,14 @@ fn growth(s: &SeriesStatus, max_rate: f64, warming_up: bool, b: bool) -> (Outcom
     }
     let fail = t.slope_per_s > max_rate;
     let op = if fail { ">" } else { "<=" };
+    // Both sides in the threshold's unit: `+120.0/min (> 10.0/min)`, not `+2.0/s (> 10.0/min)`.
+    let per = rate_per(max_rate, b);
     (
         pass_fail(fail),
         format!(
             "{} ({op} {})",
-            rate_text(t.slope_per_s, b),
-            rate_text(max_rate, b).trim_start_matches('+')
+            rate_in(t.slope_per_s, b, per),
+            rate_in(max_rate, b, per).trim_start_matches('+')
         ),
     )
 }
@@ -358,29 +360,49 @@ fn amount(v: f64, bytes: bool) -> String {
     }
 }
 
-/// `+2.1/min` for counts; `+119.0 KiB/s` for bytes (per minute below 1 KiB/s).
+/// `+2.1/min` for counts (per second from 1/s); `+119.0 KiB/s` for bytes (per minute below
+/// 1 KiB/s).
 pub fn rate_text(per_s: f64, bytes: bool) -> String {
-    let sign = if per_s < 0.0 { "-" } else { "+" };
-    let a = per_s.abs();
-    if bytes {
-        if a >= 1024.0 {
-            format!("{sign}{}/s", units::bytes(a as u64))
-        } else {
-            format!("{sign}{}/min", units::bytes((a * 60.0) as u64))
-        }
-    } else if a >= 1.0 {
-        format!("{sign}{}/s", trim_float((a * 10.0).round() / 10.0))
+    rate_in(per_s, bytes, rate_per(per_s, bytes))
+}
+
+/// The unit a rate reads best in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Per {
+    Second,
+    Minute,
+}
+
+fn rate_per(per_s: f64, bytes: bool) -> Per {
+    let one = if bytes { 1024.0 } else { 1.0 };
+    if per_s.abs() >= one {
+        Per::Second
     } else {
-        format!("{sign}{:.1}/min", a * 60.0)
+        Per::Minute
     }
 }
 
-/// `1024` for whole numbers, `0.5` otherwise.
-fn trim_float(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
+fn rate_in(per_s: f64, bytes: bool, per: Per) -> String {
+    let sign = if per_s < 0.0 { "-" } else { "+" };
+    let (a, unit) = match per {
+        Per::Second => (per_s.abs(), "s"),
+        Per::Minute => (per_s.abs() * 60.0, "min"),
+    };
+    if bytes {
+        format!("{sign}{}/{unit}", units::bytes(a as u64))
     } else {
-        format!("{:.1}", v)
+        format!("{sign}{a:.1}/{unit}")
+    }
+}
+
+/// `1024` for whole numbers, `0.5` otherwise; to one decimal, so a configured `0.57` reads
+/// `57` although 0.57 × 100 is 56.99999999999999 in floating point.
+fn trim_float(v: f64) -> String {
+    let r = (v * 10.0).round() / 10.0;
+    if r.fract() == 0.0 && r.abs() < 1e15 {
+        format!("{}", r as i64)
+    } else {
+        format!("{r:.1}")
     }
 }
 
