@@ -248,12 +248,8 @@ fn push_ratio(
     b: bool,
 ) {
     let Some(limit) = s.limit.filter(|l| *l > 0.0) else {
-        let outcome = if s.limit_source.is_none() && s.unknown.is_none() {
-            Outcome::NotApplicable
-        } else {
-            Outcome::Unknown
-        };
-        return push(CheckKind::MaxRatio, outcome, "no limit".to_string());
+        let (outcome, detail) = no_limit(s);
+        return push(CheckKind::MaxRatio, outcome, detail);
     };
     let share = value / limit;
     let fail = share >= ratio;
@@ -272,6 +268,15 @@ fn push_ratio(
     );
 }
 
+/// A check that needs a limit, without one: unknown when the series has one that could not
+/// be read (fail open, with a note), else not applicable.
+fn no_limit(s: &SeriesStatus) -> (Outcome, String) {
+    match &s.limit_unknown {
+        Some(why) => (Outcome::Unknown, format!("limit unknown: {why}")),
+        None => (Outcome::NotApplicable, "no limit".to_string()),
+    }
+}
+
 fn exhaust(
     s: &SeriesStatus,
     value: f64,
@@ -281,7 +286,7 @@ fn exhaust(
     b: bool,
 ) -> (Outcome, String) {
     let Some(limit) = s.limit.filter(|l| *l > 0.0) else {
-        return (Outcome::NotApplicable, "no limit".to_string());
+        return no_limit(s);
     };
     if warming_up {
         return (Outcome::Quiet, "warming up".to_string());
