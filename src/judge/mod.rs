@@ -41,6 +41,8 @@ pub struct SeriesStatus {
     pub limit_source: Option<String>,
     /// Why the value is unknown.
     pub unknown: Option<String>,
+    /// The value is not read every tick (smaps at its slower cadence) and was not this one.
+    pub not_collected: bool,
     /// Why the limit is unknown although the series has one (`/proc/PID/limits` or
     /// `memory.max` unreadable): checks against it are not judged.
     pub limit_unknown: Option<String>,
@@ -169,6 +171,7 @@ impl TargetJudge {
                 limit: obs.limit,
                 limit_source: obs.limit_source.clone(),
                 unknown: obs.unknown.clone(),
+                not_collected: obs.not_collected,
                 limit_unknown: obs.limit_unknown.clone(),
                 trend: tr,
                 seconds_to_exhaustion: tte,

@@ -180,12 +180,13 @@ pub fn run_checks(
             detail,
         })
     };
-    let held = s.value.is_none() && s.unknown.is_none();
     let Some(value) = s.value else {
         let (outcome, detail) = match &s.unknown {
             Some(why) => (Outcome::Unknown, format!("unknown: {why}")),
-            None if held => (Outcome::Hold, "not read this tick".to_string()),
-            None => (Outcome::Unknown, "unknown".to_string()),
+            None if s.not_collected => (Outcome::Hold, "not read this tick".to_string()),
+            // The machine does not offer it (no memory cgroup): nothing to judge. Not held:
+            // a rule must not stay failing on evidence that is gone.
+            None => (Outcome::NotApplicable, "not available".to_string()),
         };
         for (check, on) in configured(rule) {
             if on {
