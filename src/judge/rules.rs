@@ -259,11 +259,11 @@ fn push_ratio(
         CheckKind::MaxRatio,
         pass_fail(fail),
         format!(
-            "{}/{}{} ({:.1}% {op} {}%)",
+            "{}/{}{} ({} {op} {}%)",
             amount(value, b),
             amount(limit, b),
             noun(s.series),
-            share * 100.0,
+            percent(share, fail),
             trim_float(ratio * 100.0)
         ),
     );
@@ -305,8 +305,8 @@ fn exhaust(
         return (
             Outcome::Pass,
             format!(
-                "{rate}, usage {:.0}% below usage_floor {}%",
-                value / limit * 100.0,
+                "{rate}, usage {} below usage_floor {}%",
+                percent(value / limit, false),
                 trim_float(judge.usage_floor * 100.0)
             ),
         );
@@ -399,6 +399,19 @@ fn rate_in(per_s: f64, bytes: bool, per: Per) -> String {
     } else {
         format!("{sign}{a:.1}/{unit}")
     }
+}
+
+/// A share as a percentage with one decimal: rounded when it is at or over the threshold it
+/// is compared with (`97.8%` for 1001/1024), rounded down when under it, so a share just
+/// under never reads as the threshold itself (`89.9% < 90%`, not `90.0% < 90%`).
+fn percent(share: f64, at_or_over: bool) -> String {
+    let tenths = share * 1000.0;
+    let tenths = if at_or_over {
+        tenths.round()
+    } else {
+        tenths.floor()
+    };
+    format!("{:.1}%", tenths / 10.0)
 }
 
 /// `1024` for whole numbers, `0.5` otherwise; to one decimal, so a configured `0.57` reads
