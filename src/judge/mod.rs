@@ -41,6 +41,11 @@ pub struct SeriesStatus {
     pub limit_source: Option<String>,
     /// Why the value is unknown.
     pub unknown: Option<String>,
+    /// The value is not read every tick (smaps at its slower cadence) and was not this one.
+    pub not_collected: bool,
+    /// Why the limit is unknown although the series has one (`/proc/PID/limits` or
+    /// `memory.max` unreadable): checks against it are not judged.
+    pub limit_unknown: Option<String>,
     /// The robust slope over the window; `None` with fewer than 3 points.
     pub trend: Option<Trend>,
     /// `(limit - value) / slope` when the trend is trusted and rising and there is a limit.
@@ -166,6 +171,8 @@ impl TargetJudge {
                 limit: obs.limit,
                 limit_source: obs.limit_source.clone(),
                 unknown: obs.unknown.clone(),
+                not_collected: obs.not_collected,
+                limit_unknown: obs.limit_unknown.clone(),
                 trend: tr,
                 seconds_to_exhaustion: tte,
             };
@@ -233,11 +240,15 @@ pub fn compose(series: &[SeriesStatus], rules: &[RuleStatus], budget: &Budget) -
     let mut notes: Vec<String> = series
         .iter()
         .filter_map(|s| {
-            let why = s.unknown.as_ref()?;
+            let what = match (&s.unknown, &s.limit_unknown) {
+                (Some(why), _) => format!("unknown ({why})"),
+                (None, Some(why)) => format!("limit unknown ({why})"),
+                (None, None) => return None,
+            };
             let judged = rules
                 .iter()
                 .any(|r| r.series == s.series && r.state == RuleState::Unknown);
-            judged.then(|| format!("{}: unknown ({why}); not judged", s.series))
+            judged.then(|| format!("{}: {what}; not judged", s.series))
         })
         .collect();
     if failing.is_empty() {

@@ -180,12 +180,13 @@ pub fn run_checks(
             detail,
         })
     };
-    let held = s.value.is_none() && s.unknown.is_none();
     let Some(value) = s.value else {
         let (outcome, detail) = match &s.unknown {
             Some(why) => (Outcome::Unknown, format!("unknown: {why}")),
-            None if held => (Outcome::Hold, "not read this tick".to_string()),
-            None => (Outcome::Unknown, "unknown".to_string()),
+            None if s.not_collected => (Outcome::Hold, "not read this tick".to_string()),
+            // The machine does not offer it (no memory cgroup): nothing to judge. Not held:
+            // a rule must not stay failing on evidence that is gone.
+            None => (Outcome::NotApplicable, "not available".to_string()),
         };
         for (check, on) in configured(rule) {
             if on {
@@ -248,12 +249,8 @@ fn push_ratio(
     b: bool,
 ) {
     let Some(limit) = s.limit.filter(|l| *l > 0.0) else {
-        let outcome = if s.limit_source.is_none() && s.unknown.is_none() {
-            Outcome::NotApplicable
-        } else {
-            Outcome::Unknown
-        };
-        return push(CheckKind::MaxRatio, outcome, "no limit".to_string());
+        let (outcome, detail) = no_limit(s);
+        return push(CheckKind::MaxRatio, outcome, detail);
     };
     let share = value / limit;
     let fail = share >= ratio;
@@ -262,14 +259,23 @@ fn push_ratio(
         CheckKind::MaxRatio,
         pass_fail(fail),
         format!(
-            "{}/{}{} ({:.1}% {op} {}%)",
+            "{}/{}{} ({} {op} {}%)",
             amount(value, b),
             amount(limit, b),
             noun(s.series),
-            share * 100.0,
+            percent(share, fail),
             trim_float(ratio * 100.0)
         ),
     );
+}
+
+/// A check that needs a limit, without one: unknown when the series has one that could not
+/// be read (fail open, with a note), else not applicable.
+fn no_limit(s: &SeriesStatus) -> (Outcome, String) {
+    match &s.limit_unknown {
+        Some(why) => (Outcome::Unknown, format!("limit unknown: {why}")),
+        None => (Outcome::NotApplicable, "no limit".to_string()),
+    }
 }
 
 fn exhaust(
@@ -281,7 +287,7 @@ fn exhaust(
     b: bool,
 ) -> (Outcome, String) {
     let Some(limit) = s.limit.filter(|l| *l > 0.0) else {
-        return (Outcome::NotApplicable, "no limit".to_string());
+        return no_limit(s);
     };
     if warming_up {
         return (Outcome::Quiet, "warming up".to_string());
@@ -299,8 +305,8 @@ fn exhaust(
         return (
             Outcome::Pass,
             format!(
-                "{rate}, usage {:.0}% below usage_floor {}%",
-                value / limit * 100.0,
+                "{rate}, usage {} below usage_floor {}%",
+                percent(value / limit, false),
                 trim_float(judge.usage_floor * 100.0)
             ),
         );
@@ -331,12 +337,14 @@ fn growth(s: &SeriesStatus, max_rate: f64, warming_up: bool, b: bool) -> (Outcom
     }
     let fail = t.slope_per_s > max_rate;
     let op = if fail { ">" } else { "<=" };
+    // Both sides in the threshold's unit: `+120.0/min (> 10.0/min)`, not `+2.0/s (> 10.0/min)`.
+    let per = rate_per(max_rate, b);
     (
         pass_fail(fail),
         format!(
             "{} ({op} {})",
-            rate_text(t.slope_per_s, b),
-            rate_text(max_rate, b).trim_start_matches('+')
+            rate_in(t.slope_per_s, b, per),
+            rate_in(max_rate, b, per).trim_start_matches('+')
         ),
     )
 }
@@ -358,29 +366,62 @@ fn amount(v: f64, bytes: bool) -> String {
     }
 }
 
-/// `+2.1/min` for counts; `+119.0 KiB/s` for bytes (per minute below 1 KiB/s).
+/// `+2.1/min` for counts (per second from 1/s); `+119.0 KiB/s` for bytes (per minute below
+/// 1 KiB/s).
 pub fn rate_text(per_s: f64, bytes: bool) -> String {
-    let sign = if per_s < 0.0 { "-" } else { "+" };
-    let a = per_s.abs();
-    if bytes {
-        if a >= 1024.0 {
-            format!("{sign}{}/s", units::bytes(a as u64))
-        } else {
-            format!("{sign}{}/min", units::bytes((a * 60.0) as u64))
-        }
-    } else if a >= 1.0 {
-        format!("{sign}{}/s", trim_float((a * 10.0).round() / 10.0))
+    rate_in(per_s, bytes, rate_per(per_s, bytes))
+}
+
+/// The unit a rate reads best in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Per {
+    Second,
+    Minute,
+}
+
+fn rate_per(per_s: f64, bytes: bool) -> Per {
+    let one = if bytes { 1024.0 } else { 1.0 };
+    if per_s.abs() >= one {
+        Per::Second
     } else {
-        format!("{sign}{:.1}/min", a * 60.0)
+        Per::Minute
     }
 }
 
-/// `1024` for whole numbers, `0.5` otherwise.
-fn trim_float(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
+fn rate_in(per_s: f64, bytes: bool, per: Per) -> String {
+    let sign = if per_s < 0.0 { "-" } else { "+" };
+    let (a, unit) = match per {
+        Per::Second => (per_s.abs(), "s"),
+        Per::Minute => (per_s.abs() * 60.0, "min"),
+    };
+    if bytes {
+        format!("{sign}{}/{unit}", units::bytes(a as u64))
     } else {
-        format!("{:.1}", v)
+        format!("{sign}{a:.1}/{unit}")
+    }
+}
+
+/// A share as a percentage with one decimal: rounded when it is at or over the threshold it
+/// is compared with (`97.8%` for 1001/1024), rounded down when under it, so a share just
+/// under never reads as the threshold itself (`89.9% < 90%`, not `90.0% < 90%`).
+fn percent(share: f64, at_or_over: bool) -> String {
+    let tenths = share * 1000.0;
+    let tenths = if at_or_over {
+        tenths.round()
+    } else {
+        tenths.floor()
+    };
+    format!("{:.1}%", tenths / 10.0)
+}
+
+/// `1024` for whole numbers, `0.5` otherwise; to one decimal, so a configured `0.57` reads
+/// `57` although 0.57 × 100 is 56.99999999999999 in floating point.
+fn trim_float(v: f64) -> String {
+    let r = (v * 10.0).round() / 10.0;
+    if r.fract() == 0.0 && r.abs() < 1e15 {
+        format!("{}", r as i64)
+    } else {
+        format!("{r:.1}")
     }
 }
 
@@ -400,7 +441,7 @@ pub fn approx_secs(s: f64) -> String {
 }
 
 /// A configured duration as written: `30m`, `1h`, `90s`.
-fn exact_secs(s: f64) -> String {
+pub fn exact_secs(s: f64) -> String {
     let s = s.round() as u64;
     if s >= 3600 && s % 3600 == 0 {
         format!("{}h", s / 3600)

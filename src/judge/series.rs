@@ -97,11 +97,13 @@ enum NaturalLimit {
 }
 
 fn natural_limit(sample: &Sample, series: Series) -> NaturalLimit {
+    // As for values: a source the machine does not offer is no limit; one that failed
+    // (permissions, I/O, parse) is an unknown limit.
     let unknown = |c: Collector| {
         sample
             .unknown
             .get(&c)
-            .filter(|u| u.kind == UnknownKind::PermissionDenied || u.kind == UnknownKind::Parse)
+            .filter(|u| !matches!(u.kind, UnknownKind::Missing | UnknownKind::Unsupported))
             .map_or(NaturalLimit::None, |u| {
                 NaturalLimit::Unknown(u.message.clone())
             })

@@ -105,7 +105,7 @@ pub fn trend(points: &[Point], judge: &Judge) -> Option<Trend> {
         Some(format!(
             "span {} < {}",
             crate::units::duration_ms(span_ms),
-            crate::units::duration_ms(min_span_ms)
+            super::rules::exact_secs(judge.min_span.as_secs_f64())
         ))
     } else if slope <= 0.0 {
         Some("not rising".to_string())
@@ -161,4 +161,95 @@ fn median(xs: &mut [f64]) -> f64 {
     }
     let lower = xs[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (lower + upper) / 2.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&mut [5.0]), 5.0);
+        assert_eq!(median(&mut [-1.0, 7.0]), 3.0);
+        // Ties and a wild value: the middle stays the middle.
+        assert_eq!(median(&mut [0.0, 0.0, 1e300, 0.0]), 0.0);
+    }
+
+    fn line(n: u64, step_ms: u64, per_s: f64) -> Vec<Point> {
+        (0..n)
+            .map(|i| Point {
+                t_ms: i * step_ms,
+                value: 1000.0 + per_s * (i * step_ms) as f64 / 1000.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn thinned_keeps_the_ends_and_spreads_evenly() {
+        let short = line(256, 1000, 1.0);
+        assert_eq!(thinned(&short), short);
+        let long = line(1801, 1000, 1.0);
+        let thin = thinned(&long);
+        assert_eq!(thin.len(), MAX_POINTS);
+        assert_eq!(thin.first(), long.first());
+        assert_eq!(thin.last(), long.last());
+        let gaps: Vec<u64> = thin.windows(2).map(|w| w[1].t_ms - w[0].t_ms).collect();
+        assert!(gaps.iter().all(|g| (7000..=8000).contains(g)), "{gaps:?}");
+    }
+
+    #[test]
+    fn a_thinned_window_keeps_the_slope() {
+        // 30 min at 1 s, 119 KiB/s with a few MiB of jitter.
+        let mut points = line(1801, 1000, 119.0 * 1024.0);
+        for (i, p) in points.iter_mut().enumerate() {
+            p.value += [0.0, 3.0, 1.0, 4.0, 1.0][i % 5] * 1_048_576.0;
+        }
+        let t = trend(&points, &Judge::default()).unwrap();
+        assert_eq!(t.samples, 1801);
+        assert_eq!(t.span_s, 1800.0);
+        assert!(t.trusted, "{t:?}");
+        assert!((t.slope_per_s / 1024.0 - 119.0).abs() < 0.5, "{t:?}");
+    }
+
+    #[test]
+    fn untrusted_reasons() {
+        let judge = Judge::default();
+        assert_eq!(trend(&line(2, 5000, 1.0), &judge), None);
+        let why = |p: &[Point]| trend(p, &judge).unwrap().untrusted_because;
+        assert_eq!(why(&line(29, 5000, 1.0)).as_deref(), Some("29/30 samples"));
+        assert_eq!(
+            why(&line(40, 5000, 1.0)).as_deref(),
+            Some("span 3m15s < 5m")
+        );
+        assert_eq!(why(&line(61, 5000, 0.0)).as_deref(), Some("not rising"));
+        assert_eq!(why(&line(61, 5000, -1.0)).as_deref(), Some("not rising"));
+        assert_eq!(why(&line(61, 5000, 1.0)), None);
+    }
+
+    #[test]
+    fn a_clock_going_back_restarts_the_window() {
+        let mut w = Window::default();
+        for t_ms in [1000, 2000, 3000] {
+            w.push(Point { t_ms, value: 1.0 });
+        }
+        w.push(Point {
+            t_ms: 500,
+            value: 2.0,
+        });
+        assert_eq!(
+            w.points(),
+            &[Point {
+                t_ms: 500,
+                value: 2.0
+            }]
+        );
+        w.push(Point {
+            t_ms: 700_000,
+            value: 3.0,
+        });
+        w.trim(700_000, Duration::from_secs(600));
+        assert_eq!(w.len(), 1);
+    }
 }
