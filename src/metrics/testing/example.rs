@@ -287,6 +287,8 @@ fn series(
         limit,
         limit_source: limit.map(|_| "example".into()),
         unknown: None,
+        limit_unknown: None,
+        not_collected: false,
         trend,
         seconds_to_exhaustion,
     }
