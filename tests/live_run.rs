@@ -164,13 +164,12 @@ max = 0
 #[test]
 fn a_restarted_target_is_followed_and_counted() {
     // The nofile value marks these children's command lines for the selector.
-    let mut first = LeakyChild::spawn(&["--nofile", "1011", "--files", "3"]);
+    let first = LeakyChild::spawn(&["--nofile", "1011", "--files", "3"]);
     let d = Daemon::start(&["--cmdline-regex", "demo-child --nofile 1011"]);
     assert!(d.wait_ticks(1, Duration::from_secs(10)));
     let s = d.status();
     assert_eq!(s["targets"][0]["target"]["pid"], first.pid());
-    first.command("exit");
-    drop(first);
+    drop(first); // killed by its pid and reaped
     let second = LeakyChild::spawn(&["--nofile", "1011"]);
     let followed = common::eventually(|| d.status()["targets"][0]["target"]["pid"] == second.pid());
     assert!(followed, "not followed: {}", d.status());
