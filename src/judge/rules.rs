@@ -316,11 +316,15 @@ fn exhaust(
     let op = if fail { "<" } else { ">=" };
     (
         pass_fail(fail),
-        format!(
-            "{rate}, limit {limit_text} in ~{} ({op} {})",
-            approx_secs(tte),
-            exact_secs(horizon_s)
-        ),
+        if tte < 1.0 {
+            format!("{rate}, limit {limit_text} reached")
+        } else {
+            format!(
+                "{rate}, limit {limit_text} in ~{} ({op} {})",
+                approx_secs(tte),
+                exact_secs(horizon_s)
+            )
+        },
     )
 }
 
