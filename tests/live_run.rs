@@ -118,7 +118,12 @@ max = 0
     let started = Instant::now();
     let (mut fds_seen, mut rss_seen) = (Vec::new(), Vec::new());
     let mut step = 0u32;
-    while started.elapsed() < Duration::from_secs(40) {
+    // Two minutes by default (about 1,200 ticks); LEAKWATCH_NOISY_SECS to soak longer.
+    let secs = std::env::var("LEAKWATCH_NOISY_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
+    while started.elapsed() < Duration::from_secs(secs) {
         // A sawtooth: +16 MiB every 0.4 s for 2 s, then all of it given back.
         step += 1;
         if step % 5 == 0 {

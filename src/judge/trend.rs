@@ -99,8 +99,9 @@ pub fn trend(points: &[Point], judge: &Judge) -> Option<Trend> {
     let slope = median(&mut slopes);
     let span_ms = points[points.len() - 1].t_ms - points[0].t_ms;
     let min_span_ms = judge.min_span.as_millis() as u64;
-    let untrusted_because = if points.len() < judge.min_samples as usize {
-        Some(format!("{}/{} samples", points.len(), judge.min_samples))
+    let needed = samples_needed(points.len(), span_ms, judge);
+    let untrusted_because = if points.len() < needed {
+        Some(format!("{}/{needed} samples", points.len()))
     } else if span_ms < min_span_ms {
         Some(format!(
             "span {} < {}",
@@ -126,6 +127,16 @@ pub fn trend(points: &[Point], judge: &Judge) -> Option<Trend> {
         trusted: untrusted_because.is_none(),
         untrusted_because,
     })
+}
+
+/// `min_samples`, or fewer for a series read at a slower cadence than the tick (the heap,
+/// from smaps every minute): at most half of what the window can hold at the cadence seen,
+/// and never fewer than 3. Without this a 10-minute window of minutely reads could never
+/// hold 30 samples, and heap trends would never be trusted.
+fn samples_needed(n: usize, span_ms: u64, judge: &Judge) -> usize {
+    let cadence_ms = (span_ms / (n.max(2) as u64 - 1)).max(1);
+    let capacity = judge.window.as_millis() as u64 / cadence_ms;
+    (judge.min_samples as usize).min((capacity / 2).max(3) as usize)
 }
 
 /// `(limit - value) / slope` for a trusted rising trend with a limit; 0 when already there.
@@ -251,5 +262,38 @@ mod tests {
         });
         w.trim(700_000, Duration::from_secs(600));
         assert_eq!(w.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod cadence_tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn rising(n: u64, every_ms: u64) -> Vec<Point> {
+        (0..n)
+            .map(|i| Point {
+                t_ms: i * every_ms,
+                value: (i * 1000) as f64,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn minutely_reads_are_trusted_in_a_ten_minute_window() {
+        let judge = Judge::default();
+        // smaps every 60 s: 6 reads over 5 min is enough for a 10-min window.
+        let t = trend(&rising(6, 60_000), &judge).unwrap();
+        assert!(t.trusted, "{t:?}");
+        // Reads every tick still need min_samples.
+        let t = trend(&rising(20, 5_000), &judge).unwrap();
+        assert_eq!(t.untrusted_because.as_deref(), Some("20/30 samples"));
+        let judge = Judge {
+            window: Duration::from_secs(600),
+            ..Judge::default()
+        };
+        let t = trend(&rising(4, 60_000), &judge).unwrap();
+        assert_eq!(t.untrusted_because.as_deref(), Some("4/5 samples"));
     }
 }
