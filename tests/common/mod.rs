@@ -24,7 +24,13 @@ impl LeakyChild {
 
     /// Start a prepared command (e.g. wrapped in `setpriv`) that runs the demo child.
     pub fn spawn_with(cmd: &mut Command) -> LeakyChild {
-        let cmd = cmd.arg("--max-seconds").arg("120");
+        Self::spawn_lasting(cmd, 120)
+    }
+
+    /// Like [`spawn_with`](Self::spawn_with), for a child that must outlive a long test: it
+    /// exits by itself after `seconds`.
+    pub fn spawn_lasting(cmd: &mut Command, seconds: u64) -> LeakyChild {
+        let cmd = cmd.arg("--max-seconds").arg(seconds.to_string());
         LeakyChild(ChildProcess::start(cmd).expect("start demo-child"))
     }
 
