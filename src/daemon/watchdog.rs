@@ -343,17 +343,22 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         write_pid(root.path(), 'S', 1000);
         let mut w = watchdog(root.path());
+        // Ticks a few ms apart: a trend needs distinct sample times.
+        let tick = |w: &mut Watchdog| {
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            w.tick()
+        };
         for _ in 0..3 {
-            w.tick();
+            tick(&mut w);
         }
-        let t = &w.tick()[0];
+        let t = &tick(&mut w)[0];
         assert!(t.found);
         assert_eq!(t.restarts_total, 0);
         assert_eq!(fds_samples(t), 4);
         assert_eq!(t.target.map(|id| id.starttime_ticks), Some(1000));
 
         write_pid(root.path(), 'S', 2000);
-        let t = &w.tick()[0];
+        let t = &tick(&mut w)[0];
         assert!(t.found);
         assert_eq!(t.target.map(|id| id.starttime_ticks), Some(2000));
         assert_eq!(t.restarts_total, 1);
