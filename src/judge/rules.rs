@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::series::is_bytes;
-use super::SeriesStatus;
+use super::{SeriesStatus, Trend};
 use crate::config::{Judge, Rule, Series};
 use crate::units;
 
@@ -278,6 +278,22 @@ fn no_limit(s: &SeriesStatus) -> (Outcome, String) {
     }
 }
 
+/// The trend a trend check may act on, or why it passes (no trusted growth) or stays
+/// quiet (warm-up).
+fn trusted_trend(s: &SeriesStatus, warming_up: bool) -> Result<&Trend, (Outcome, String)> {
+    if warming_up {
+        return Err((Outcome::Quiet, "warming up".to_string()));
+    }
+    let Some(t) = s.trend.as_ref() else {
+        return Err((Outcome::Pass, "no trend yet".to_string()));
+    };
+    if !t.trusted {
+        let why = t.untrusted_because.as_deref().unwrap_or("untrusted");
+        return Err((Outcome::Pass, format!("no sustained growth ({why})")));
+    }
+    Ok(t)
+}
+
 fn exhaust(
     s: &SeriesStatus,
     value: f64,
@@ -289,16 +305,10 @@ fn exhaust(
     let Some(limit) = s.limit.filter(|l| *l > 0.0) else {
         return no_limit(s);
     };
-    if warming_up {
-        return (Outcome::Quiet, "warming up".to_string());
-    }
-    let Some(t) = s.trend.as_ref() else {
-        return (Outcome::Pass, "no trend yet".to_string());
+    let t = match trusted_trend(s, warming_up) {
+        Ok(t) => t,
+        Err(quiet_or_pass) => return quiet_or_pass,
     };
-    if !t.trusted {
-        let why = t.untrusted_because.as_deref().unwrap_or("untrusted");
-        return (Outcome::Pass, format!("no sustained growth ({why})"));
-    }
     let rate = rate_text(t.slope_per_s, b);
     let limit_text = amount(limit, b);
     if value / limit < judge.usage_floor {
@@ -329,16 +339,10 @@ fn exhaust(
 }
 
 fn growth(s: &SeriesStatus, max_rate: f64, warming_up: bool, b: bool) -> (Outcome, String) {
-    if warming_up {
-        return (Outcome::Quiet, "warming up".to_string());
-    }
-    let Some(t) = s.trend.as_ref() else {
-        return (Outcome::Pass, "no trend yet".to_string());
+    let t = match trusted_trend(s, warming_up) {
+        Ok(t) => t,
+        Err(quiet_or_pass) => return quiet_or_pass,
     };
-    if !t.trusted {
-        let why = t.untrusted_because.as_deref().unwrap_or("untrusted");
-        return (Outcome::Pass, format!("no sustained growth ({why})"));
-    }
     let fail = t.slope_per_s > max_rate;
     let op = if fail { ">" } else { "<=" };
     // Both sides in the threshold's unit: `+120.0/min (> 10.0/min)`, not `+2.0/s (> 10.0/min)`.
