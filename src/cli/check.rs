@@ -139,13 +139,7 @@ fn summary(t: &TargetStatus) -> String {
         .filter_map(|s| {
             let v = s.value?;
             let bytes = crate::judge::series::is_bytes(s.series);
-            let fmt = |x: f64| {
-                if bytes {
-                    crate::units::bytes(x as u64)
-                } else {
-                    format!("{x:.0}")
-                }
-            };
+            let fmt = |x: f64| crate::judge::rules::amount(x, bytes);
             Some(match s.limit {
                 Some(l) => format!("{} {}/{}", s.series, fmt(v), fmt(l)),
                 None => format!("{} {}", s.series, fmt(v)),

@@ -366,7 +366,8 @@ fn noun(series: Series) -> &'static str {
     }
 }
 
-fn amount(v: f64, bytes: bool) -> String {
+/// A value as the verdict lines print it: `1.8 GiB` for bytes, `1001` for counts.
+pub fn amount(v: f64, bytes: bool) -> String {
     if bytes {
         units::bytes(v.max(0.0) as u64)
     } else {
