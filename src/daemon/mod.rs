@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 use crate::collect::{mono_ms, unix_ms};
 use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::snapshot::{ConfigInfo, Snapshot, TargetStatus, STALE_AFTER_INTERVALS};
+use crate::snapshot::{ConfigInfo, Snapshot, TargetStatus};
 
 pub use notify::Notifier;
 pub use watchdog::Watchdog;
@@ -167,12 +167,9 @@ type Tick = (Watchdog, Option<Vec<TargetStatus>>, Duration);
 struct TickLoop {
     parts: Parts,
     notifier: Notifier,
-    started_unix_ms: u64,
-    started_mono_ms: u64,
-    seq: u64,
-    ticks_total: u64,
+    /// Counted between publications; everything else carried from tick to tick (start time,
+    /// sequence, ticks) lives in the last published snapshot.
     ticks_skipped_total: u64,
-    last_publish_mono_ms: Option<u64>,
     info: ConfigInfo,
 }
 
@@ -185,12 +182,7 @@ impl TickLoop {
         TickLoop {
             parts,
             notifier,
-            started_unix_ms: unix_ms(),
-            started_mono_ms: mono_ms(),
-            seq: 0,
-            ticks_total: 0,
             ticks_skipped_total: 0,
-            last_publish_mono_ms: None,
             info,
         }
     }
@@ -282,25 +274,22 @@ impl TickLoop {
     }
 
     fn publish(&mut self, targets: Vec<TargetStatus>, took: Duration) {
-        self.seq += 1;
-        self.ticks_total += 1;
-        let now = mono_ms();
-        self.last_publish_mono_ms = Some(now);
+        let prev = self.parts.snapshots.borrow().clone();
         let snap = Snapshot {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            seq: self.seq,
-            started_unix_ms: self.started_unix_ms,
+            version: prev.version.clone(),
+            seq: prev.seq + 1,
+            started_unix_ms: prev.started_unix_ms,
             published_unix_ms: unix_ms(),
-            published_mono_ms: now,
+            published_mono_ms: mono_ms(),
             interval_ms: self.parts.config.interval.as_millis() as u64,
-            ticks_total: self.ticks_total,
+            ticks_total: prev.ticks_total + 1,
             ticks_skipped_total: self.ticks_skipped_total,
             tick_duration_us: took.as_micros() as u64,
             config: self.info.clone(),
             peer_labels: self.parts.config.peer_labels,
             targets,
         };
-        let first = self.ticks_total == 1;
+        let first = snap.ticks_total == 1;
         let status = status_line(&snap);
         self.parts.snapshots.send_replace(Arc::new(snap));
         if first {
@@ -310,12 +299,10 @@ impl TickLoop {
         }
     }
 
-    /// Ticks keep completing: the last one within [`STALE_AFTER_INTERVALS`] intervals (or,
-    /// before the first, since start).
+    /// Ticks keep completing: the last publication (before the first tick, the start) is
+    /// not stale, by the same measure `/livez` uses.
     fn healthy_loop(&self) -> bool {
-        let since = self.last_publish_mono_ms.unwrap_or(self.started_mono_ms);
-        let limit = self.parts.config.interval.as_millis() as u64 * STALE_AFTER_INTERVALS;
-        mono_ms().saturating_sub(since) <= limit
+        !self.parts.snapshots.borrow().is_stale(mono_ms())
     }
 }
 
