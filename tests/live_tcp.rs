@@ -66,18 +66,22 @@ fn namespace_inodes(pid: i32) -> HashSet<u64> {
         .collect()
 }
 
+/// 5 held connections, 30 CLOSE_WAIT over 3 peers, 2 recv() workers: the TCP mix both
+/// tests compare against.
+const MIXED: [&str; 8] = [
+    "--established",
+    "5",
+    "--close-wait",
+    "30",
+    "--peers",
+    "3",
+    "--recv-threads",
+    "2",
+];
+
 #[test]
 fn counts_match_ss_and_other_processes_never_count() {
-    let mut child = LeakyChild::spawn(&[
-        "--established",
-        "5",
-        "--close-wait",
-        "30",
-        "--peers",
-        "3",
-        "--recv-threads",
-        "2",
-    ]);
+    let mut child = LeakyChild::spawn(&MIXED);
     // Another process in the same network namespace, with sockets of the same kinds.
     let other = LeakyChild::spawn(&["--established", "4", "--close-wait", "7"]);
     let pid = child.pid();
@@ -158,16 +162,7 @@ fn counts_match_ss_and_other_processes_never_count() {
 
 #[test]
 fn collector_reports_the_same_tcp_section() {
-    let child = LeakyChild::spawn(&[
-        "--established",
-        "5",
-        "--close-wait",
-        "30",
-        "--peers",
-        "3",
-        "--recv-threads",
-        "2",
-    ]);
+    let child = LeakyChild::spawn(&MIXED);
     let pid = child.pid();
     let (_, _, expect) = settled(pid);
     let starttime_ticks = stat::read_stat(Path::new(&pid_dir(pid)))
