@@ -168,10 +168,16 @@ pub const CGROUP_MEMORY_EVENTS: Family = counter(
 );
 pub const CGROUP_MEMORY_PRESSURE: Family = gauge(
     "leakwatch_cgroup_memory_pressure",
-    &["target", "kind", "window"],
-    "Share of wall time the target's cgroup stalled on memory over the window (memory.pressure \
-     avg10/avg60/avg300), ratio 0..1 (the kernel's percent / 100); kind some: at least one \
-     task stalled, full: all tasks.",
+    &["target", "window"],
+    "Share of wall time at least one task of the target's cgroup stalled on memory over the \
+     window (memory.pressure \"some\" avg10/avg60/avg300), ratio 0..1 (the kernel's percent / \
+     100).",
+);
+pub const CGROUP_MEMORY_PRESSURE_FULL: Family = gauge(
+    "leakwatch_cgroup_memory_pressure_full",
+    &["target", "window"],
+    "Share of wall time all tasks of the target's cgroup stalled on memory over the window \
+     (memory.pressure \"full\" avg10/avg60/avg300), ratio 0..1.",
 );
 pub const CGROUP_MEMORY_STALL: Family = counter(
     "leakwatch_cgroup_memory_pressure_stall_seconds_total",
@@ -216,6 +222,7 @@ pub const ALL: &[&Family] = &[
     &CGROUP_MEMORY,
     &CGROUP_MEMORY_EVENTS,
     &CGROUP_MEMORY_PRESSURE,
+    &CGROUP_MEMORY_PRESSURE_FULL,
     &CGROUP_MEMORY_STALL,
     &THREADS,
     &STUCK_THREADS,

@@ -149,24 +149,21 @@ fn cgroup_memory(out: &Out, name: &str, cg: &CgroupMemory) {
         }
     }
     if let Some(p) = &cg.pressure {
-        pressure(out, name, "some", &p.some);
+        pressure(out, &CGROUP_MEMORY_PRESSURE, name, "some", &p.some);
         if let Some(full) = &p.full {
-            pressure(out, name, "full", full);
+            pressure(out, &CGROUP_MEMORY_PRESSURE_FULL, name, "full", full);
         }
     }
 }
 
-fn pressure(out: &Out, name: &str, kind: &str, line: &PressureLine) {
+/// One memory.pressure line: its three windows in `family`, its total in the stall counter.
+fn pressure(out: &Out, family: &Family, name: &str, kind: &str, line: &PressureLine) {
     for (window, percent) in [
         ("10s", line.avg10),
         ("60s", line.avg60),
         ("300s", line.avg300),
     ] {
-        out.put(
-            &CGROUP_MEMORY_PRESSURE,
-            &[name, kind, window],
-            ratio(percent),
-        );
+        out.put(family, &[name, window], ratio(percent));
     }
     let stalled_s = line.total_us as f64 / 1e6;
     out.put(&CGROUP_MEMORY_STALL, &[name, kind], stalled_s);

@@ -113,8 +113,13 @@ fn unknown_values_are_left_out_not_zero() {
     ));
     assert!(!has(
         &text,
+        "leakwatch_cgroup_memory_pressure_full",
+        &[app, ("window", "10s")]
+    ));
+    assert!(has(
+        &text,
         "leakwatch_cgroup_memory_pressure",
-        &[app, ("kind", "full")]
+        &[app, ("window", "10s")]
     ));
     assert!(!has(
         &text,
@@ -261,11 +266,13 @@ fn every_state_and_series_label() {
 #[test]
 fn pressure_is_a_ratio_of_the_kernels_percent() {
     let text = render_targets(&example_snapshot());
-    let some300 = [("target", "app"), ("kind", "some"), ("window", "300s")];
+    // The spec's family carries "some" under the window label alone; "full" has its own.
+    let w300 = [("target", "app"), ("window", "300s")];
     assert_eq!(
-        sample_value(&text, "leakwatch_cgroup_memory_pressure", &some300),
+        sample_value(&text, "leakwatch_cgroup_memory_pressure", &w300),
         Some(0.0031)
     );
+    assert!(sample_value(&text, "leakwatch_cgroup_memory_pressure_full", &w300).is_some());
     let stall = [("target", "app"), ("kind", "full")];
     let name = "leakwatch_cgroup_memory_pressure_stall_seconds_total";
     assert_eq!(sample_value(&text, name, &stall), Some(1.7305));
