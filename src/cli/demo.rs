@@ -7,8 +7,7 @@
 //! each line shows what leakwatch sees and what `GET /healthz` really answers. The summary
 //! says when `/healthz` turned 503, when the child hit EMFILE, and the lead time.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use super::parse_duration;
 use crate::config::{Config, Judge, Rule, Series, TargetConfig};
 use crate::daemon;
 use crate::demo_child::ChildProcess;
+use crate::http::client;
 use crate::judge::rules::{approx_secs, rate_text};
 use crate::judge::SeriesStatus;
 use crate::snapshot::Snapshot;
@@ -139,7 +139,8 @@ fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         // Let the daemon's tick that follows the leak step land first.
         std::thread::sleep(args.interval / 2);
         let snap = daemon.snapshots.borrow().clone();
-        let (code, body) = http_get(daemon.addr, "/healthz").unwrap_or((0, String::new()));
+        let (code, body) = client::get(daemon.addr, "/healthz", Duration::from_secs(2))
+            .unwrap_or((0, String::new()));
         events.observe(started.elapsed(), &snap, code, &body);
         println!("{}", line(started.elapsed(), &snap, code));
         std::thread::sleep(args.interval.saturating_sub(tick.elapsed()));
@@ -259,26 +260,4 @@ fn line(at: Duration, snap: &Snapshot, code: u16) -> String {
         growth,
         tte,
     )
-}
-
-/// A minimal HTTP/1.1 GET: the status code and the body.
-pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok((code, body))
 }

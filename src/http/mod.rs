@@ -12,6 +12,7 @@
 //! no-store`; `/metrics` and `/status` need the bearer token when one is configured, while
 //! the probes stay open (the kubelet sends no secrets).
 
+pub mod client;
 mod export;
 mod guard;
 mod health;

@@ -25,7 +25,6 @@ use crate::sample::{Sample, TargetState};
 
 pub use budget::{Budget, RestartLog};
 pub use rules::{CheckKind, CheckResult, Outcome, RuleState, RuleStatus, RuleTracker};
-pub use series::Observation;
 pub use trend::{Point, Trend, Window};
 
 /// One series as judged this tick: the `/status` "series" entry and the
@@ -154,28 +153,18 @@ impl TargetJudge {
         let mut series_out = Vec::new();
         let mut rules_out = Vec::new();
         for (series, rule) in cfg.effective_rules() {
-            let obs = series::observe(sample, series, &rule);
+            let mut status = series::observe(sample, series, &rule);
             let window = self.windows.entry(series).or_default();
-            if let Some(v) = obs.value {
+            if let Some(v) = status.value {
                 window.push(Point {
                     t_ms: now,
                     value: v,
                 });
             }
             window.trim(now, cfg.judge.window);
-            let tr = trend::trend(window.points(), &cfg.judge);
-            let tte = trend::seconds_to_exhaustion(obs.value, obs.limit, tr.as_ref());
-            let status = SeriesStatus {
-                series,
-                value: obs.value,
-                limit: obs.limit,
-                limit_source: obs.limit_source.clone(),
-                unknown: obs.unknown.clone(),
-                not_collected: obs.not_collected,
-                limit_unknown: obs.limit_unknown.clone(),
-                trend: tr,
-                seconds_to_exhaustion: tte,
-            };
+            status.trend = trend::trend(window.points(), &cfg.judge);
+            status.seconds_to_exhaustion =
+                trend::seconds_to_exhaustion(status.value, status.limit, status.trend.as_ref());
             let checks = rules::run_checks(&status, &rule, &cfg.judge, warm);
             let tracker = self.trackers.entry(series).or_default();
             rules_out.push(tracker.update(series, checks, &cfg.judge));

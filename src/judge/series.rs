@@ -7,20 +7,7 @@ use crate::config::{Rule, Series};
 use crate::error::UnknownKind;
 use crate::sample::{Collector, Limit, Sample};
 
-/// One series read off a sample.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Observation {
-    pub value: Option<f64>,
-    pub limit: Option<f64>,
-    pub limit_source: Option<String>,
-    /// Why the value is unknown, when that is worth saying (permissions, parse errors): a
-    /// series the machine does not offer (no memory cgroup) is simply absent.
-    pub unknown: Option<String>,
-    /// The value was not read this tick (smaps at its slower cadence): hold the rule as is.
-    pub not_collected: bool,
-    /// Why the limit is unknown although the series has one (limits file unreadable).
-    pub limit_unknown: Option<String>,
-}
+use super::SeriesStatus;
 
 /// Which collector feeds a series (its reason is the series' reason when unknown).
 pub fn collector(series: Series) -> Collector {
@@ -43,8 +30,9 @@ pub fn is_bytes(series: Series) -> bool {
     )
 }
 
-/// The value and limit of `series` in `sample`.
-pub fn observe(sample: &Sample, series: Series, rule: &Rule) -> Observation {
+/// The value and limit of `series` in `sample`; its trend is left for the caller, who holds
+/// the window.
+pub fn observe(sample: &Sample, series: Series, rule: &Rule) -> SeriesStatus {
     let value: Option<u64> = match series {
         Series::Fds => sample.fds.as_ref().and_then(|f| f.in_use()),
         Series::TcpEstablished => sample.tcp.as_ref().map(|t| t.states.established),
@@ -59,9 +47,16 @@ pub fn observe(sample: &Sample, series: Series, rule: &Rule) -> Observation {
         Series::Threads => sample.threads.as_ref().map(|t| t.count),
         Series::StuckThreads => sample.stuck.as_ref().map(|s| s.count),
     };
-    let mut obs = Observation {
+    let mut obs = SeriesStatus {
+        series,
         value: value.map(|v| v as f64),
-        ..Observation::default()
+        limit: None,
+        limit_source: None,
+        unknown: None,
+        not_collected: false,
+        limit_unknown: None,
+        trend: None,
+        seconds_to_exhaustion: None,
     };
     if value.is_none() {
         match sample.unknown.get(&collector(series)) {

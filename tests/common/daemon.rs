@@ -2,12 +2,13 @@
 //! ephemeral loopback port (read back from its log), stopped by its pid on drop.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use leakwatch::http::client;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -71,25 +72,8 @@ impl Daemon {
 
     /// Send a raw request; the status code and body of the answer (0 when none).
     pub fn request(&self, raw: &str) -> (u16, String) {
-        let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_secs(3)) else {
-            return (0, String::new());
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        if s.write_all(raw.as_bytes()).is_err() {
-            return (0, String::new());
-        }
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        let code = text
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map_or("", |(_, b)| b)
-            .to_string();
-        (code, body)
+        client::exchange(self.addr, raw.as_bytes(), Duration::from_secs(5))
+            .unwrap_or((0, String::new()))
     }
 
     /// `/status` as JSON.
