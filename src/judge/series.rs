@@ -1,7 +1,9 @@
 //! From a [`Sample`] to one series' value and limit. Natural limits: `fds` → soft
 //! RLIMIT_NOFILE; `cgroup_memory` (the working set) → `memory.max`, else `memory.high`;
-//! `threads` → `pids.max`; `rss`/`anon`/`heap` → the cgroup's memory limit when there is one;
+//! `threads` → what `pids.max` leaves them after the cgroup's other tasks; `rss`/`anon`/`heap` → the cgroup's memory limit when there is one;
 //! any series → the rule's configured `limit` when it has no natural one.
+
+use std::borrow::Cow;
 
 use crate::config::{Rule, Series};
 use crate::error::UnknownKind;
@@ -70,7 +72,7 @@ pub fn observe(sample: &Sample, series: Series, rule: &Rule) -> SeriesStatus {
     match natural {
         NaturalLimit::Limited(v, source) => {
             obs.limit = Some(v as f64);
-            obs.limit_source = Some(source.to_string());
+            obs.limit_source = Some(source.into_owned());
         }
         NaturalLimit::Unknown(why) if rule.limit.is_none() => obs.limit_unknown = Some(why),
         _ => {
@@ -84,7 +86,7 @@ pub fn observe(sample: &Sample, series: Series, rule: &Rule) -> SeriesStatus {
 }
 
 enum NaturalLimit {
-    Limited(u64, &'static str),
+    Limited(u64, Cow<'static, str>),
     /// There is none (unlimited, or the series has no natural limit).
     None,
     /// There is one but it could not be read.
@@ -105,7 +107,7 @@ fn natural_limit(sample: &Sample, series: Series) -> NaturalLimit {
     };
     match series {
         Series::Fds => match sample.fd_limit.as_ref().map(|l| l.soft) {
-            Some(Limit::Limited(n)) => NaturalLimit::Limited(n, "RLIMIT_NOFILE (soft)"),
+            Some(Limit::Limited(n)) => NaturalLimit::Limited(n, "RLIMIT_NOFILE (soft)".into()),
             Some(Limit::Unlimited) => NaturalLimit::None,
             None => unknown(Collector::Limits),
         },
@@ -114,15 +116,37 @@ fn natural_limit(sample: &Sample, series: Series) -> NaturalLimit {
                 return unknown(Collector::CgroupMemory);
             };
             match (cg.max, cg.high) {
-                (Some(Limit::Limited(n)), _) => NaturalLimit::Limited(n, "memory.max"),
-                (_, Some(Limit::Limited(n))) => NaturalLimit::Limited(n, "memory.high"),
+                (Some(Limit::Limited(n)), _) => NaturalLimit::Limited(n, "memory.max".into()),
+                (_, Some(Limit::Limited(n))) => NaturalLimit::Limited(n, "memory.high".into()),
                 _ => NaturalLimit::None,
             }
         }
-        Series::Threads => match sample.cgroup_pids.as_ref().and_then(|p| p.max) {
-            Some(Limit::Limited(n)) => NaturalLimit::Limited(n, "pids.max"),
-            _ => NaturalLimit::None,
+        Series::Threads => match sample.cgroup_pids {
+            Some(_) => threads_limit(sample),
+            None => unknown(Collector::CgroupPids),
         },
         Series::TcpEstablished | Series::TcpCloseWait | Series::StuckThreads => NaturalLimit::None,
     }
+}
+
+/// What `pids.max` leaves for the target's threads. The pids controller counts every task of
+/// the cgroup, so tasks of other processes there (workers, helpers) use the same allowance:
+/// the target's threads run out at `pids.max - (pids.current - threads)`.
+fn threads_limit(sample: &Sample) -> NaturalLimit {
+    let pids = sample.cgroup_pids.as_ref();
+    let Some(Limit::Limited(max)) = pids.and_then(|p| p.max) else {
+        return NaturalLimit::None;
+    };
+    let threads = sample.threads.as_ref().map(|t| t.count);
+    let others = match (pids.and_then(|p| p.current), threads) {
+        (Some(current), Some(threads)) => current.saturating_sub(threads),
+        _ => 0,
+    };
+    if others == 0 {
+        return NaturalLimit::Limited(max, "pids.max".into());
+    }
+    NaturalLimit::Limited(
+        max.saturating_sub(others),
+        format!("pids.max {max} less {others} tasks of other processes in the cgroup").into(),
+    )
 }

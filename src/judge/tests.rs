@@ -8,8 +8,8 @@ use super::*;
 use crate::config::{OnMissing, Rule, Series, TargetConfig};
 use crate::error::{Unknown, UnknownKind};
 use crate::sample::{
-    CgroupMemory, Collector, FdLimit, Fds, Heap, Limit, ProcessInfo, Sample, TargetState, Tcp,
-    Threads,
+    CgroupMemory, CgroupPids, Collector, FdLimit, Fds, Heap, Limit, ProcessInfo, Sample,
+    TargetState, Tcp, Threads,
 };
 use crate::target::Selector;
 
@@ -1085,6 +1085,77 @@ fn a_leak_in_bytes_reads_in_bytes() {
         js[62].verdict.failing,
         vec!["cgroup_memory: +119.0 KiB/s, limit 2.0 GiB in ~53m (< 1h)".to_string()]
     );
+}
+
+// 15b. Threads against pids.max
+
+/// One tick with the target at `threads` in a cgroup holding `current` tasks of `max`.
+fn threads_in_cgroup(feed: &mut Feed, threads: u64, current: Option<u64>, max: Limit) -> Judged {
+    feed.tick(|f, s| {
+        f.set(s, Series::Threads, threads);
+        s.cgroup_pids = Some(CgroupPids {
+            current,
+            max: Some(max),
+            ..CgroupPids::default()
+        });
+    })
+}
+
+#[test]
+fn threads_alone_in_their_cgroup_are_judged_against_pids_max() {
+    // The default rule: 90% of pids.max.
+    let mut feed = Feed::new(target(Vec::new()));
+    let js: Vec<_> = (0..3)
+        .map(|_| threads_in_cgroup(&mut feed, 910, Some(910), Limit::Limited(1000)))
+        .collect();
+    let s = status(&js[2], Series::Threads);
+    assert_eq!(s.limit, Some(1000.0));
+    assert_eq!(s.limit_source.as_deref(), Some("pids.max"));
+    assert_eq!(
+        js[2].verdict.failing,
+        vec!["threads: 910/1000 (91.0% >= 90%)".to_string()]
+    );
+}
+
+#[test]
+fn other_tasks_in_the_cgroup_use_the_same_pids_max() {
+    // 850 threads of 1000 is 85%, but 100 tasks of other processes share the allowance: the
+    // target runs out at 900, and 850/900 is 94.4%.
+    let mut feed = Feed::new(target(Vec::new()));
+    let js: Vec<_> = (0..3)
+        .map(|_| threads_in_cgroup(&mut feed, 850, Some(950), Limit::Limited(1000)))
+        .collect();
+    let s = status(&js[2], Series::Threads);
+    assert_eq!(s.limit, Some(900.0));
+    assert_eq!(
+        s.limit_source.as_deref(),
+        Some("pids.max 1000 less 100 tasks of other processes in the cgroup")
+    );
+    assert_eq!(
+        js[2].verdict.failing,
+        vec!["threads: 850/900 (94.4% >= 90%)".to_string()]
+    );
+
+    // Without pids.current (a v1 root, say) pids.max is all there is to go by.
+    let mut feed = Feed::new(target(Vec::new()));
+    let j = threads_in_cgroup(&mut feed, 850, None, Limit::Limited(1000));
+    assert_eq!(status(&j, Series::Threads).limit, Some(1000.0));
+    assert_eq!(
+        outcome(&j, Series::Threads, CheckKind::MaxRatio),
+        Outcome::Pass
+    );
+}
+
+#[test]
+fn unlimited_pids_leave_threads_without_a_limit() {
+    let mut feed = Feed::new(target(Vec::new()));
+    let j = threads_in_cgroup(&mut feed, 5000, Some(5000), Limit::Unlimited);
+    assert_eq!(status(&j, Series::Threads).limit, None);
+    assert_eq!(
+        outcome(&j, Series::Threads, CheckKind::MaxRatio),
+        Outcome::NotApplicable
+    );
+    assert_eq!(j.verdict, Verdict::healthy(Vec::new()));
 }
 
 // 16. Heap at its own cadence
