@@ -1,13 +1,14 @@
 //! From a [`Sample`] to one series' value and limit. Natural limits: `fds` → soft
 //! RLIMIT_NOFILE; `cgroup_memory` (the working set) → `memory.max`, else `memory.high`;
-//! `threads` → what `pids.max` leaves them after the cgroup's other tasks; `rss`/`anon`/`heap` → the cgroup's memory limit when there is one;
-//! any series → the rule's configured `limit` when it has no natural one.
+//! `threads` → what `pids.max` leaves after the cgroup's other tasks; `rss`/`anon`/`heap` →
+//! the cgroup's memory limit when there is one; any series → the rule's configured `limit`
+//! when it has no natural one.
 
 use std::borrow::Cow;
 
 use crate::config::{Rule, Series};
 use crate::error::UnknownKind;
-use crate::sample::{Collector, Limit, Sample};
+use crate::sample::{CgroupPids, Collector, Limit, Sample};
 
 use super::SeriesStatus;
 
@@ -121,8 +122,8 @@ fn natural_limit(sample: &Sample, series: Series) -> NaturalLimit {
                 _ => NaturalLimit::None,
             }
         }
-        Series::Threads => match sample.cgroup_pids {
-            Some(_) => threads_limit(sample),
+        Series::Threads => match &sample.cgroup_pids {
+            Some(pids) => threads_limit(pids, sample.threads.as_ref().map(|t| t.count)),
             None => unknown(Collector::CgroupPids),
         },
         Series::TcpEstablished | Series::TcpCloseWait | Series::StuckThreads => NaturalLimit::None,
@@ -132,13 +133,11 @@ fn natural_limit(sample: &Sample, series: Series) -> NaturalLimit {
 /// What `pids.max` leaves for the target's threads. The pids controller counts every task of
 /// the cgroup, so tasks of other processes there (workers, helpers) use the same allowance:
 /// the target's threads run out at `pids.max - (pids.current - threads)`.
-fn threads_limit(sample: &Sample) -> NaturalLimit {
-    let pids = sample.cgroup_pids.as_ref();
-    let Some(Limit::Limited(max)) = pids.and_then(|p| p.max) else {
+fn threads_limit(pids: &CgroupPids, threads: Option<u64>) -> NaturalLimit {
+    let Some(Limit::Limited(max)) = pids.max else {
         return NaturalLimit::None;
     };
-    let threads = sample.threads.as_ref().map(|t| t.count);
-    let others = match (pids.and_then(|p| p.current), threads) {
+    let others = match (pids.current, threads) {
         (Some(current), Some(threads)) => current.saturating_sub(threads),
         _ => 0,
     };
