@@ -47,6 +47,9 @@ struct Feed {
     fd_limit: Limit,
     memory_max: Limit,
     memory_high: Limit,
+    pids_max: Limit,
+    /// Tasks of other processes in the target's pids cgroup; `None`: no `pids.current`.
+    other_tasks: Option<u64>,
 }
 
 impl Feed {
@@ -63,6 +66,8 @@ impl Feed {
             fd_limit: Limit::Limited(1024),
             memory_max: Limit::Limited(2 * GIB),
             memory_high: Limit::Unlimited,
+            pids_max: Limit::Unlimited,
+            other_tasks: Some(0),
         }
     }
 
@@ -160,7 +165,12 @@ impl Feed {
                 s.threads = Some(Threads {
                     count: value,
                     ..Threads::default()
-                })
+                });
+                s.cgroup_pids = Some(CgroupPids {
+                    current: self.other_tasks.map(|n| n + value),
+                    max: Some(self.pids_max),
+                    ..CgroupPids::default()
+                });
             }
             other => panic!("the feed does not set {other}"),
         }
@@ -1089,25 +1099,12 @@ fn a_leak_in_bytes_reads_in_bytes() {
 
 // 15b. Threads against pids.max
 
-/// One tick with the target at `threads` in a cgroup holding `current` tasks of `max`.
-fn threads_in_cgroup(feed: &mut Feed, threads: u64, current: Option<u64>, max: Limit) -> Judged {
-    feed.tick(|f, s| {
-        f.set(s, Series::Threads, threads);
-        s.cgroup_pids = Some(CgroupPids {
-            current,
-            max: Some(max),
-            ..CgroupPids::default()
-        });
-    })
-}
-
 #[test]
 fn threads_alone_in_their_cgroup_are_judged_against_pids_max() {
     // The default rule: 90% of pids.max.
     let mut feed = Feed::new(target(Vec::new()));
-    let js: Vec<_> = (0..3)
-        .map(|_| threads_in_cgroup(&mut feed, 910, Some(910), Limit::Limited(1000)))
-        .collect();
+    feed.pids_max = Limit::Limited(1000);
+    let js = feed.values(Series::Threads, [910; 3]);
     let s = status(&js[2], Series::Threads);
     assert_eq!(s.limit, Some(1000.0));
     assert_eq!(s.limit_source.as_deref(), Some("pids.max"));
@@ -1122,9 +1119,9 @@ fn other_tasks_in_the_cgroup_use_the_same_pids_max() {
     // 850 threads of 1000 is 85%, but 100 tasks of other processes share the allowance: the
     // target runs out at 900, and 850/900 is 94.4%.
     let mut feed = Feed::new(target(Vec::new()));
-    let js: Vec<_> = (0..3)
-        .map(|_| threads_in_cgroup(&mut feed, 850, Some(950), Limit::Limited(1000)))
-        .collect();
+    feed.pids_max = Limit::Limited(1000);
+    feed.other_tasks = Some(100);
+    let js = feed.values(Series::Threads, [850; 3]);
     let s = status(&js[2], Series::Threads);
     assert_eq!(s.limit, Some(900.0));
     assert_eq!(
@@ -1138,7 +1135,9 @@ fn other_tasks_in_the_cgroup_use_the_same_pids_max() {
 
     // Without pids.current (a v1 root, say) pids.max is all there is to go by.
     let mut feed = Feed::new(target(Vec::new()));
-    let j = threads_in_cgroup(&mut feed, 850, None, Limit::Limited(1000));
+    feed.pids_max = Limit::Limited(1000);
+    feed.other_tasks = None;
+    let j = feed.value(Series::Threads, 850);
     assert_eq!(status(&j, Series::Threads).limit, Some(1000.0));
     assert_eq!(
         outcome(&j, Series::Threads, CheckKind::MaxRatio),
@@ -1149,7 +1148,7 @@ fn other_tasks_in_the_cgroup_use_the_same_pids_max() {
 #[test]
 fn unlimited_pids_leave_threads_without_a_limit() {
     let mut feed = Feed::new(target(Vec::new()));
-    let j = threads_in_cgroup(&mut feed, 5000, Some(5000), Limit::Unlimited);
+    let j = feed.value(Series::Threads, 5000);
     assert_eq!(status(&j, Series::Threads).limit, None);
     assert_eq!(
         outcome(&j, Series::Threads, CheckKind::MaxRatio),
