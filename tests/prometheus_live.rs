@@ -104,8 +104,8 @@ fn prometheus_config(leakwatch: SocketAddr) -> String {
         .expect("scrape-kubernetes.yml has scrape_configs");
     let last_section = text
         .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with([' ', '#']))
-        .last();
+        .rev()
+        .find(|l| !l.is_empty() && !l.starts_with([' ', '#']));
     assert_eq!(
         last_section,
         Some("scrape_configs:"),
