@@ -2,12 +2,13 @@
 //! Prometheus stores for `leakwatch_open_fds{target=...}` is the child's fd count read from
 //! /proc, the scrape is healthy (its parser accepts the exposition, with no duplicate or
 //! out-of-order samples), the alert rules load and evaluate, and one of them fires on a
-//! refused config reload.
+//! refused config reload. leakwatch serves /metrics behind a bearer token, which the scrape
+//! configs send as their comments say.
 //!
 //! The server runs `packaging/prometheus/prometheus.yml` (the README's scrape config) with
-//! the address and intervals replaced, plus the Kubernetes job of `scrape-kubernetes.yml`
-//! with its pod discovery replaced by the labels discovery would give a pod, so both recipes
-//! are the ones tested.
+//! the address and intervals replaced and its token lines uncommented, plus the Kubernetes
+//! job of `scrape-kubernetes.yml` with its pod discovery replaced by the labels discovery
+//! would give a pod, so both recipes are the ones tested.
 //!
 //! Without the `prometheus` binary (Debian: `apt-get install --no-install-recommends
 //! prometheus`) the test says so and passes, unless `LEAKWATCH_REQUIRE_PROMETHEUS=1` (CI sets
@@ -51,10 +52,16 @@ fn replace_once(text: &str, from: &str, to: &str, file: &str) -> String {
 /// with the Kubernetes job appended. Its discovery is replaced by what it would find: one
 /// annotated running pod (leakwatch's address), one pod without the annotation and one
 /// annotated pod still Pending, both to be dropped by the job's relabeling.
-fn prometheus_config(leakwatch: SocketAddr) -> String {
+fn prometheus_config(leakwatch: SocketAddr, token_file: &Path) -> String {
+    let commented_token = "    # authorization:\n    #   credentials_file: /etc/leakwatch/token\n";
+    let token = format!(
+        "    authorization:\n      credentials_file: {}\n",
+        token_file.display()
+    );
     let file = "packaging/prometheus/prometheus.yml";
-    let mut text = replace_once(
-        SCRAPE_CONFIG,
+    let mut text = replace_once(SCRAPE_CONFIG, commented_token, &token, file);
+    text = replace_once(
+        &text,
         "\"127.0.0.1:9717\"",
         &format!("\"{leakwatch}\""),
         file,
@@ -93,11 +100,13 @@ fn prometheus_config(leakwatch: SocketAddr) -> String {
         pod("cart-unannotated", "Running", false),
         pod("cart-starting", "Pending", true),
     );
+    let kube_file = "packaging/prometheus/scrape-kubernetes.yml";
+    let kube = replace_once(KUBERNETES_CONFIG, commented_token, &token, kube_file);
     let kube = replace_once(
-        KUBERNETES_CONFIG,
+        &kube,
         "    kubernetes_sd_configs:\n      - role: pod\n",
         &discovered,
-        "packaging/prometheus/scrape-kubernetes.yml",
+        kube_file,
     );
     let (_, jobs) = kube
         .split_once("\nscrape_configs:\n")
@@ -288,9 +297,12 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-/// leakwatch's config: one target, sampled every 250 ms.
-fn leakwatch_config(pid: i32) -> String {
-    format!("interval = \"250ms\"\n[[target]]\nname = \"shop-api\"\npid = {pid}\n")
+/// leakwatch's config: one target, sampled every 250 ms; /metrics behind a token.
+fn leakwatch_config(pid: i32, token_file: &Path) -> String {
+    format!(
+        "interval = \"250ms\"\n[http]\ntoken_file = \"{}\"\n[[target]]\nname = \"shop-api\"\npid = {pid}\n",
+        token_file.display()
+    )
 }
 
 #[test]
@@ -312,12 +324,19 @@ fn prometheus_scrapes_the_real_fd_count_and_fires_an_alert() {
     ]);
     let pid = child.pid();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_file(dir.path(), "leakwatch.toml", &leakwatch_config(pid));
+    let token = config_file(dir.path(), "token", "s3cret-metrics-token\n");
+    let cfg = config_file(dir.path(), "leakwatch.toml", &leakwatch_config(pid, &token));
     let d = Daemon::start(&["-c", cfg.to_str().unwrap()]);
-    assert!(d.wait_ticks(1, Duration::from_secs(10)), "{}", d.log_text());
+    // /metrics needs the token: a scrape that is up below sent it.
+    assert_eq!(d.get("/metrics").0, 401);
+    let authorized = d.request(
+        "GET /status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret-metrics-token\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(authorized.0, 200, "{}", authorized.1);
+    assert!(authorized.1.contains("\"ticks_total\""), "{}", authorized.1);
 
     let t0 = Instant::now();
-    let prom = Prometheus::start(&binary, &prometheus_config(d.addr));
+    let prom = Prometheus::start(&binary, &prometheus_config(d.addr, &token));
     let ready = t0.elapsed();
 
     // The first value Prometheus stores is the child's real count (which has not moved).
