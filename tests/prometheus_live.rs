@@ -258,6 +258,22 @@ impl Prometheus {
         }
     }
 
+    /// Wait (bounded) until the one value of `promql` is `expected`.
+    fn wait_for(&self, promql: &str, expected: f64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let v = self.wait_value(promql, within);
+            if v == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{promql}: {v}, never {expected} within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
     }
@@ -360,25 +376,14 @@ fn prometheus_scrapes_the_real_fd_count_and_fires_an_alert() {
     assert_eq!(child.command("files 7"), "ok");
     let moved = real + 7;
     assert_eq!(count_fds(pid), moved);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while prom.wait_value(open_fds, Duration::from_secs(5)) != moved as f64 {
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus never saw {moved} fds"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    prom.wait_for(open_fds, moved as f64, Duration::from_secs(15));
     assert_eq!(prom.query(open_fds)[0].1, count_fds(pid) as f64);
 
     // The Kubernetes job, found through the pod's annotations, scrapes the same leakwatch.
     let pod_fds = format!(
         r#"leakwatch_open_fds{{job="leakwatch-pods",namespace="{NAMESPACE}",pod="{POD}",controller="cart",target="shop-api"}}"#
     );
-    let pod_value = prom.wait_value(&pod_fds, Duration::from_secs(10));
-    assert!(
-        pod_value == moved as f64 || pod_value == real as f64,
-        "{pod_value}"
-    );
+    prom.wait_for(&pod_fds, count_fds(pid) as f64, Duration::from_secs(15));
 
     // Both scrapes are up, with no error: Prometheus' own parser took every line.
     for job in ["leakwatch", "leakwatch-pods"] {
