@@ -50,8 +50,9 @@ fn replace_once(text: &str, from: &str, to: &str, file: &str) -> String {
 
 /// The packaged scrape config aimed at `leakwatch`, scraping and evaluating every second,
 /// with the Kubernetes job appended. Its discovery is replaced by what it would find: one
-/// annotated running pod (leakwatch's address), one pod without the annotation and one
-/// annotated pod still Pending, both to be dropped by the job's relabeling.
+/// annotated running pod (leakwatch's address) with two container ports, to be scraped
+/// once, one pod without the annotation and one annotated pod still Pending, both to be
+/// dropped by the job's relabeling.
 fn prometheus_config(leakwatch: SocketAddr, token_file: &Path) -> String {
     let commented_token = "    # authorization:\n    #   credentials_file: /etc/leakwatch/token\n";
     let token = format!(
@@ -83,10 +84,10 @@ fn prometheus_config(leakwatch: SocketAddr, token_file: &Path) -> String {
         } else {
             String::new()
         };
-        // The address discovery gives (a container port) is never scraped: the job
-        // rewrites it from the pod's IP and annotation.
+        // The addresses discovery gives (one per container port) are never scraped: the
+        // job rewrites them from the pod's IP and annotation, into one target.
         format!(
-            "      - targets: [\"127.0.0.1:1\"]\n        labels:\n{annotations}          \
+            "      - targets: [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n        labels:\n{annotations}          \
              __meta_kubernetes_pod_ip: 127.0.0.1\n          \
              __meta_kubernetes_pod_phase: {phase}\n          \
              __meta_kubernetes_namespace: {NAMESPACE}\n          \
@@ -414,7 +415,7 @@ fn prometheus_scrapes_the_real_fd_count_and_fires_an_alert() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(dropped.len(), 2, "{targets:#}");
+    assert_eq!(dropped.len(), 4, "{targets:#}");
     assert!(dropped.contains(&"cart-unannotated") && dropped.contains(&"cart-starting"));
     // What a parse that "succeeds" can still hide: duplicate or out-of-order samples.
     let (_, own) = prom.get("/metrics");
