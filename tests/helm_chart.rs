@@ -1,7 +1,7 @@
 //! The Helm chart (helm/leakwatch), rendered by Helm's own library and checked against the
 //! Kubernetes schemas by helm/tests/check_chart.py (lint; default values, classic sidecar,
-//! capabilities added, monitors on, pod IP; another chart injecting the sidecar; wrong
-//! values refused by values.schema.json). Here the real binary takes over: every rendered
+//! capabilities added, monitors on, pod IP; the README's values; another chart injecting
+//! the sidecar; wrong values refused by values.schema.json). Here the real binary takes over: every rendered
 //! config must pass `leakwatch config check`, and the default render, run as in its pod
 //! (the sidecar's args and the demo target's args, in a PID namespace of their own like
 //! `shareProcessNamespace`), must find the demo target and see it leak.
@@ -96,7 +96,14 @@ fn the_chart_lints_renders_and_validates_for_every_variant() {
         env!("CARGO_PKG_VERSION"),
         "Chart.yaml appVersion (the default image tag) is the crate version"
     );
-    let variants = ["default", "classic", "capabilities", "monitors", "pod-ip", "my-app"];
+    let variants = [
+        "default",
+        "classic",
+        "capabilities",
+        "monitors",
+        "pod-ip",
+        "my-app",
+    ];
     for variant in variants {
         assert!(out.join(format!("{variant}.json")).exists(), "{variant}");
     }
@@ -126,7 +133,10 @@ fn leakwatch_config_check_accepts_every_rendered_config() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 6, "one config per variant");
+    assert_eq!(
+        checked, 7,
+        "one config per variant, the README's and my-app's"
+    );
 }
 
 /// Single-quoted for sh.
@@ -149,7 +159,10 @@ fn the_default_render_runs_as_in_its_pod_and_sees_the_demo_leak() {
 
     // The target: the image's entrypoint (leakwatch) with the rendered args, bounded here.
     let mut target_args = strings(&target["args"]);
-    let max = target_args.iter().position(|a| a == "--max-seconds").unwrap();
+    let max = target_args
+        .iter()
+        .position(|a| a == "--max-seconds")
+        .unwrap();
     target_args[max + 1] = "120".into();
     let target_cmd: Vec<String> = std::iter::once(BIN.to_string())
         .chain(target_args)
@@ -160,7 +173,10 @@ fn the_default_render_runs_as_in_its_pod_and_sees_the_demo_leak() {
     // --listen (an ephemeral loopback port) and --log-format json.
     let args = strings(&sidecar["args"]);
     assert_eq!(args[..3], ["run", "-c", "/etc/leakwatch/leakwatch.toml"]);
-    let mut run_args = vec!["-c".to_string(), out.join("default.toml").display().to_string()];
+    let mut run_args = vec![
+        "-c".to_string(),
+        out.join("default.toml").display().to_string(),
+    ];
     let mut rest = args[3..].iter();
     while let Some(flag) = rest.next() {
         let value = rest.next().unwrap();
@@ -172,11 +188,18 @@ fn the_default_render_runs_as_in_its_pod_and_sees_the_demo_leak() {
     // Like the pod: both processes in one PID namespace (shareProcessNamespace), where the
     // config's cmdline_regex can only meet the demo target. Its pid 1 is leakwatch.
     let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c"])
-        .arg(format!("{} & exec \"$0\" \"$@\"", target_cmd.join(" ")))
-        .arg(BIN)
-        .arg("run")
-        .args(&run_args);
+    cmd.args([
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child",
+        "sh",
+        "-c",
+    ])
+    .arg(format!("{} & exec \"$0\" \"$@\"", target_cmd.join(" ")))
+    .arg(BIN)
+    .arg("run")
+    .args(&run_args);
     let d = Daemon::start_with(&mut cmd);
 
     let fds = |d: &Daemon| -> Option<f64> {

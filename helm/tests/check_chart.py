@@ -1,5 +1,7 @@
 """Lint, render and validate helm/leakwatch with Helm's own library (helm-python-sdk) and
-the Kubernetes API schemas (kubernetes-validate), for the default values and variants.
+the Kubernetes API schemas (kubernetes-validate), for the default values, variants, the
+values snippet of the README's Kubernetes section, and helm/examples/my-app (a chart that
+injects the sidecar into its own pod).
 
     python helm/tests/check_chart.py OUT_DIR
 
@@ -321,6 +323,31 @@ def check_inject(out: Path) -> list[dict]:
     return docs
 
 
+def readme_values() -> dict:
+    """The values snippet of the README's "Kubernetes (Helm sidecar)" section."""
+    readme = (HELM.parent / "README.md").read_text()
+    section = readme.split("\n## Kubernetes (Helm sidecar)\n", 1)
+    check(len(section) == 2, "the README has its Kubernetes section")
+    block = re.search(r"^```yaml\n(.*?)^```", section[1], re.M | re.S)
+    check(block is not None, "the Kubernetes section has a values snippet")
+    return yaml.safe_load(block.group(1))
+
+
+def check_readme(values: dict, docs: list[dict]) -> None:
+    """The README's own-service recipe: the api container, probed through leakwatch."""
+    check(kinds(docs) == ["ConfigMap", "Deployment"], f"README values render {kinds(docs)}")
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    sidecar = check_pod(pod, "api", "native", 9717, "/healthz")
+    check_restricted(pod, sidecar)
+    check(pod["securityContext"]["runAsUser"] == 10001, "the api's uid for the pod")
+    api = next(c for c in pod["containers"] if c["name"] == "api")
+    check(api["command"] == ["/usr/bin/api", "--serve"] and "args" not in api, f"{api}")
+    cm = one(docs, "ConfigMap")
+    regex = re.compile(_toml_string(cm["data"]["leakwatch.toml"], "cmdline_regex"))
+    check(regex.search(" ".join(api["command"])) is not None, "the regex selects the api")
+    check(sidecar["resources"]["limits"]["memory"] == "96Mi", "the sized limit")
+
+
 def check_bad_values() -> int:
     for values, where in BAD_VALUES:
         with helm.Chart.load(CHART) as chart:
@@ -353,6 +380,15 @@ def main() -> int:
             (out / f"{name}.toml").write_text(one(docs, "ConfigMap")["data"]["leakwatch.toml"])
             (out / f"{name}.json").write_text(json.dumps(docs, indent=1))
             print(f"ok  {name}: lint, {len(docs)} manifests valid ({', '.join(kinds(docs))})")
+        values = readme_values()
+        lint(CHART, values, "README")
+        docs = render(CHART, values)
+        for doc in docs:
+            validate(doc, "README")
+            validated += 1
+        check_readme(values, docs)
+        (out / "readme.toml").write_text(one(docs, "ConfigMap")["data"]["leakwatch.toml"])
+        print("ok  the README's values for a service of your own")
         docs = check_inject(out)
         for doc in docs:
             validate(doc, "examples/my-app")
