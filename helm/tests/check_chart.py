@@ -43,7 +43,23 @@ VARIANTS = {
         "podMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
         "serviceMonitor": {"enabled": True},
     },
-    "pod-ip": {"sidecar": {"listen": "podIP"}, "targetProbe": {"path": "/healthz/app"}},
+    # Also what the TOML writer must get right: whole numbers as integers (`fail_after = 3`;
+    # `3.0` is refused), ratios as floats, a regex's backslash and quotes escaped, a null
+    # dropping a default key.
+    "pod-ip": {
+        "sidecar": {"listen": "podIP"},
+        "targetProbe": {"path": "/healthz/app"},
+        "config": {
+            "judge": {"window": None, "fail_after": 3, "usage_floor": 0.5},
+            "target": [
+                {
+                    "name": "app",
+                    "cmdline_regex": 'demo-child --leak-every \\d+s( "[^"]*")?',
+                    "rules": {"fds": {"max_ratio": 0.9}, "tcp_close_wait": {"max": 200}},
+                }
+            ],
+        },
+    },
 }
 
 # Values the schema must refuse, and what each gets wrong.
