@@ -11,6 +11,9 @@
 //! `churn N` (a thread opening and closing N files in a loop), `idle-threads N` (parked,
 //! like an idle pool), `exit`. It exits when stdin closes, on `exit`, or after
 //! `--max-seconds`, so a forgotten child never outlives its test.
+//!
+//! With `--leak-every DURATION` it reads no stdin (a container has none): it leaks one
+//! CLOSE_WAIT socket per period by itself until `--max-seconds`, the Helm chart's demo.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -54,6 +57,9 @@ pub struct ChildArgs {
     /// Exit after this many seconds whatever happens.
     #[arg(long, default_value_t = 300)]
     pub max_seconds: u64,
+    /// Read no stdin; leak one CLOSE_WAIT socket every DURATION (e.g. `2s`) instead.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub leak_every: Option<Duration>,
 }
 
 /// The `ready` line: what the child holds that a test or the demo needs to know.
@@ -327,6 +333,17 @@ fn command(held: &mut Held, line: &str) -> Result<(), String> {
     }
 }
 
+/// Leak one CLOSE_WAIT socket per `every` until the `--max-seconds` thread ends the
+/// process. Running out of fds is logged, as a leaking service would, and not fatal.
+fn leak_forever(held: &mut Held, every: Duration) -> ! {
+    loop {
+        std::thread::sleep(every);
+        if let Err(e) = held.hold_close_wait(1) {
+            eprintln!("error: {e}");
+        }
+    }
+}
+
 /// Run the child. Returns when it should exit.
 pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
     let deadline = Duration::from_secs(args.max_seconds);
@@ -372,6 +389,9 @@ pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
     writeln!(out, "ready {}", serde_json::to_string(&ready)?)?;
     out.flush()?;
 
+    if let Some(every) = args.leak_every {
+        leak_forever(&mut held, every);
+    }
     for line in std::io::stdin().lock().lines() {
         let line = line?;
         if line.trim() == "exit" {

@@ -1,0 +1,426 @@
+"""Lint, render and validate helm/leakwatch with Helm's own library (helm-python-sdk) and
+the Kubernetes API schemas (kubernetes-validate), for the default values, variants, the
+values snippet of the README's Kubernetes section, and helm/examples/my-app (a chart that
+injects the sidecar into its own pod).
+
+    python helm/tests/check_chart.py OUT_DIR
+
+Every rendered manifest is validated (strict: an unknown field fails) against Kubernetes
+1.29 (the first release with native sidecars on by default) and the newest schema the
+package ships; the Prometheus Operator monitors, which are CRDs it has no schema for,
+against a schema of the fields the chart writes plus checks that they select the pod and
+its port. Each variant's rendered leakwatch config goes to OUT_DIR/VARIANT.toml and its
+manifests to OUT_DIR/VARIANT.json, for tests/helm_chart.rs to run the real binary on.
+Exits non-zero with the first failed check.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import yaml
+
+HELM = Path(__file__).resolve().parent.parent
+CHART = HELM / "leakwatch"
+EXAMPLE = HELM / "examples" / "my-app"
+RELEASE = "demo"
+NAMESPACE = "shop"
+KUBE_VERSIONS = ["1.29", kubernetes_validate.latest_version()]
+
+VARIANTS = {
+    "default": {},
+    "classic": {"sidecar": {"mode": "classic"}},
+    "capabilities": {"sidecar": {"targetOtherUid": True}},
+    "monitors": {
+        "podMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+        "serviceMonitor": {"enabled": True},
+    },
+    # Also what the TOML writer must get right: whole numbers as integers (`fail_after = 3`;
+    # `3.0` is refused), ratios as floats, a regex's backslash and quotes escaped, a null
+    # dropping a default key.
+    "pod-ip": {
+        "sidecar": {"listen": "podIP"},
+        "targetProbe": {"path": "/healthz/app"},
+        "config": {
+            "judge": {"window": None, "fail_after": 3, "usage_floor": 0.5},
+            "target": [
+                {
+                    "name": "app",
+                    "cmdline_regex": 'demo-child --leak-every \\d+s( "[^"]*")?',
+                    "rules": {"fds": {"max_ratio": 0.9}, "tcp_close_wait": {"max": 200}},
+                }
+            ],
+        },
+    },
+}
+
+# Values the schema must refuse, and what each gets wrong.
+BAD_VALUES = [
+    ({"sidecar": {"mode": "sideways"}}, "/sidecar/mode"),
+    ({"sidecar": {"port": "9717"}}, "/sidecar/port"),
+    ({"sidecar": {"port": 70000}}, "/sidecar/port"),
+    ({"sidecar": {"capabilities": ["SYS_PTRACE"]}}, "capabilities"),
+    ({"targetProbe": {"path": "/livez"}}, "/targetProbe/path"),
+    ({"config": {"target": []}}, "/config/target"),
+    ({"config": {"listen": "0.0.0.0:1"}}, "/config/listen"),
+    ({"podMonitor": {"enabled": "yes"}}, "/podMonitor/enabled"),
+]
+
+_ENDPOINT = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["port"],
+    "properties": {
+        "port": {"type": "string", "minLength": 1},
+        "path": {"type": "string", "pattern": "^/"},
+        "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+        "scrapeTimeout": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+    },
+}
+
+
+def _monitor_schema(kind: str, endpoints: str) -> dict:
+    """The fields of monitoring.coreos.com/v1 PodMonitor/ServiceMonitor the chart writes
+    (names and types as in the Prometheus Operator CRDs); anything else is refused."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "kind": {"const": kind},
+            "metadata": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+            },
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["selector", endpoints],
+                "properties": {
+                    "selector": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "matchLabels": {
+                                "type": "object",
+                                "additionalProperties": {"type": "string"},
+                            }
+                        },
+                    },
+                    endpoints: {"type": "array", "minItems": 1, "items": _ENDPOINT},
+                },
+            },
+        },
+    }
+
+
+MONITOR_SCHEMAS = {
+    "PodMonitor": _monitor_schema("PodMonitor", "podMetricsEndpoints"),
+    "ServiceMonitor": _monitor_schema("ServiceMonitor", "endpoints"),
+}
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def check(cond: bool, what: str) -> None:
+    if not cond:
+        raise CheckFailed(what)
+
+
+def lint(path: Path, values: dict, what: str) -> None:
+    report = helm.lint(path, values, strict=True, namespace=NAMESPACE)
+    bad = [m for m in report["messages"] if m["severity"] >= 2]
+    check(not bad and not report["errors"], f"helm lint {what}: {report}")
+
+
+def render(path: Path, values: dict) -> list[dict]:
+    with helm.Chart.load(path) as chart:
+        files = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    docs = []
+    for name, text in sorted(files.items()):
+        if not name.endswith((".yaml", ".yml")):
+            continue
+        docs += [d for d in yaml.safe_load_all(text) if d]
+    return docs
+
+
+def validate(doc: dict, what: str) -> None:
+    kind = doc.get("kind")
+    name = f"{what}: {kind}/{doc.get('metadata', {}).get('name')}"
+    if kind in MONITOR_SCHEMAS:
+        try:
+            jsonschema.validate(doc, MONITOR_SCHEMAS[kind])
+        except jsonschema.ValidationError as e:
+            raise CheckFailed(f"{name}: {e.message} at {list(e.absolute_path)}") from None
+        return
+    for version in KUBE_VERSIONS:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            path = ".".join(str(p) for p in e.absolute_path)
+            raise CheckFailed(f"{name} is not valid Kubernetes {version}: {e.message} at {path}") from None
+
+
+def one(docs: list[dict], kind: str) -> dict:
+    found = [d for d in docs if d["kind"] == kind]
+    check(len(found) == 1, f"one {kind}, got {len(found)}")
+    return found[0]
+
+
+def kinds(docs: list[dict]) -> list[str]:
+    return sorted(d["kind"] for d in docs)
+
+
+def sidecar_of(pod: dict, mode: str) -> dict:
+    """The leakwatch container, checked to sit where `mode` puts it."""
+    init = [c for c in pod.get("initContainers") or [] if c["name"] == "leakwatch"]
+    regular = [c for c in pod["containers"] if c["name"] == "leakwatch"]
+    if mode == "native":
+        check(len(init) == 1 and not regular, "native: leakwatch is an init container only")
+        check(init[0].get("restartPolicy") == "Always", "native: restartPolicy Always")
+        return init[0]
+    check(len(regular) == 1 and not init, "classic: leakwatch is a regular container only")
+    check("restartPolicy" not in regular[0], "classic: no container restartPolicy")
+    return regular[0]
+
+
+def check_pod(pod: dict, target_name: str, mode: str, port: int, path: str) -> dict:
+    check(pod.get("shareProcessNamespace") is True, "shareProcessNamespace: true")
+    sidecar = sidecar_of(pod, mode)
+    target = [c for c in pod["containers"] if c["name"] == target_name]
+    check(len(target) == 1, f"the target container {target_name}")
+    probe = target[0].get("livenessProbe")
+    check(probe is not None, "the target has a livenessProbe")
+    check(
+        probe["httpGet"] == {"path": path, "port": port},
+        f"the target's probe asks the sidecar's port number and {path}: {probe}",
+    )
+    check(
+        (probe["timeoutSeconds"], probe["periodSeconds"], probe["failureThreshold"]) == (3, 10, 3),
+        f"probe timing 3/10/3: {probe}",
+    )
+    ports = sidecar["ports"]
+    check(ports == [{"name": "leakwatch", "containerPort": port, "protocol": "TCP"}], f"{ports}")
+    for which in ("startupProbe", "livenessProbe"):
+        check(
+            sidecar[which]["httpGet"] == {"path": "/livez", "port": port},
+            f"leakwatch's {which} on /livez: {sidecar[which]}",
+        )
+    mounts = {m["name"]: m for m in sidecar["volumeMounts"]}
+    check(mounts["leakwatch-config"]["mountPath"] == "/etc/leakwatch", "config mounted")
+    args = sidecar["args"]
+    check(args[:3] == ["run", "-c", "/etc/leakwatch/leakwatch.toml"], f"sidecar args {args}")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    check("configMap" in volumes["leakwatch-config"], "the config volume is the ConfigMap")
+    return sidecar
+
+
+def check_restricted(pod: dict, sidecar: dict) -> None:
+    """Pod Security "restricted": non-root, no escalation, ALL dropped, seccomp."""
+    psc = pod.get("securityContext", {})
+    for c in pod["containers"] + (pod.get("initContainers") or []):
+        sc = c.get("securityContext", {})
+        runs_non_root = sc.get("runAsNonRoot", psc.get("runAsNonRoot"))
+        seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {})).get("type")
+        check(runs_non_root is True, f"{c['name']}: runAsNonRoot")
+        check(sc.get("allowPrivilegeEscalation") is False, f"{c['name']}: no escalation")
+        check(sc.get("capabilities", {}).get("drop") == ["ALL"], f"{c['name']}: drop ALL")
+        check("add" not in sc.get("capabilities", {}), f"{c['name']}: adds no capability")
+        check(seccomp == "RuntimeDefault", f"{c['name']}: seccomp RuntimeDefault")
+        check(sc.get("runAsUser", 1) != 0, f"{c['name']}: not uid 0")
+    sc = sidecar["securityContext"]
+    check(sc.get("readOnlyRootFilesystem") is True, "sidecar: read-only root")
+    check("runAsUser" not in sc, "sidecar: the pod's uid, the target's")
+
+
+def labels_select(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_variant(name: str, values: dict, docs: list[dict]) -> None:
+    mode = values.get("sidecar", {}).get("mode", "native")
+    path = values.get("targetProbe", {}).get("path", "/healthz")
+    deployment = one(docs, "Deployment")
+    template = deployment["spec"]["template"]
+    pod = template["spec"]
+    sidecar = check_pod(pod, "app", mode, 9717, path)
+    check(
+        labels_select(deployment["spec"]["selector"]["matchLabels"], template["metadata"]["labels"]),
+        "the Deployment selects its pods",
+    )
+
+    # The demo target: leakwatch's own image running its leaking child, which the
+    # config's cmdline_regex selects (and leakwatch's own command line does not).
+    target = next(c for c in pod["containers"] if c["name"] == "app")
+    check(target["image"] == sidecar["image"], "the demo target runs the leakwatch image")
+    check(target["args"][:3] == ["demo-child", "--leak-every", "2s"], f"demo args {target['args']}")
+    cm = one(docs, "ConfigMap")
+    regex = re.compile(_toml_string(cm["data"]["leakwatch.toml"], "cmdline_regex"))
+    check(regex.search("leakwatch " + " ".join(target["args"])) is not None, "regex selects the demo")
+    check(regex.search("leakwatch " + " ".join(sidecar["args"])) is None, "regex skips leakwatch")
+
+    sc = sidecar["securityContext"]
+    listen = sidecar["args"][sidecar["args"].index("--listen") + 1]
+    if values.get("sidecar", {}).get("listen") == "podIP":
+        check(listen == "$(POD_IP):9717", f"listen on the pod IP: {listen}")
+        env = {e["name"]: e for e in sidecar["env"]}
+        check(env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP", "POD_IP")
+    else:
+        check(listen == "0.0.0.0:9717", f"listen on all addresses: {listen}")
+    if values.get("sidecar", {}).get("targetOtherUid"):
+        check(sc["capabilities"] == {"drop": ["ALL"], "add": ["SYS_PTRACE", "DAC_READ_SEARCH"]}, f"{sc}")
+        check(sc["runAsUser"] == 0 and sc["runAsNonRoot"] is False, f"caps need root: {sc}")
+        check(sc["allowPrivilegeEscalation"] is False, "still no escalation")
+    else:
+        check_restricted(pod, sidecar)
+
+    monitors = "podMonitor" in values
+    present = kinds(docs)
+    expected = ["ConfigMap", "Deployment"] + (["PodMonitor", "Service", "ServiceMonitor"] if monitors else [])
+    check(present == expected, f"{name}: rendered {present}, expected {expected}")
+    if monitors:
+        pod_labels = template["metadata"]["labels"]
+        pm = one(docs, "PodMonitor")
+        check(labels_select(pm["spec"]["selector"]["matchLabels"], pod_labels), "PodMonitor selects the pod")
+        check(pm["spec"]["podMetricsEndpoints"][0]["port"] == "leakwatch", "PodMonitor port name")
+        check(pm["metadata"]["labels"]["release"] == "prometheus", "PodMonitor labels")
+        svc = one(docs, "Service")
+        check(labels_select(svc["spec"]["selector"], pod_labels), "the Service selects the pod")
+        check(svc["spec"]["ports"][0]["targetPort"] == 9717, "Service targetPort by number")
+        sm = one(docs, "ServiceMonitor")
+        check(labels_select(sm["spec"]["selector"]["matchLabels"], svc["metadata"]["labels"]), "ServiceMonitor selects the Service")
+        check(sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"], "ServiceMonitor port name")
+
+
+def _toml_string(text: str, key: str) -> str:
+    """The first `key = "..."` of a rendered config (a JSON string is a TOML string)."""
+    m = re.search(rf'^{key} = (".*")$', text, re.M)
+    check(m is not None, f"{key} in the config:\n{text}")
+    return json.loads(m.group(1))
+
+
+def check_inject(out: Path) -> list[dict]:
+    """helm/examples/my-app: a chart that includes the sidecar templates in its own pod."""
+    with tempfile.TemporaryDirectory() as tmp:
+        parent = Path(tmp) / "my-app"
+        shutil.copytree(EXAMPLE, parent)
+        shutil.copytree(CHART, parent / "charts" / "leakwatch")
+        lint(parent, {}, "examples/my-app")
+        docs = render(parent, {})
+    check(kinds(docs) == ["ConfigMap", "Deployment"], f"my-app renders {kinds(docs)}")
+    deployment = one(docs, "Deployment")
+    check(deployment["metadata"]["name"] == f"{RELEASE}-my-app", "only my-app's Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    check_pod(pod, "my-app", "native", 9717, "/healthz")
+    cm = one(docs, "ConfigMap")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    check(volumes["leakwatch-config"]["configMap"]["name"] == cm["metadata"]["name"], "the volume names the ConfigMap")
+    check(_toml_string(cm["data"]["leakwatch.toml"], "name") == "my-app", "my-app's target")
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    check("checksum/leakwatch-config" in annotations, "the config checksum annotation")
+    sidecar = sidecar_of(pod, "native")
+    check_restricted(pod, sidecar)
+    return docs
+
+
+def readme_values() -> dict:
+    """The values snippet of the README's "Kubernetes (Helm sidecar)" section."""
+    readme = (HELM.parent / "README.md").read_text()
+    section = readme.split("\n## Kubernetes (Helm sidecar)\n", 1)
+    check(len(section) == 2, "the README has its Kubernetes section")
+    block = re.search(r"^```yaml\n(.*?)^```", section[1], re.M | re.S)
+    check(block is not None, "the Kubernetes section has a values snippet")
+    return yaml.safe_load(block.group(1))
+
+
+def check_readme(values: dict, docs: list[dict]) -> None:
+    """The README's own-service recipe: the api container, probed through leakwatch."""
+    check(kinds(docs) == ["ConfigMap", "Deployment"], f"README values render {kinds(docs)}")
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    sidecar = check_pod(pod, "api", "native", 9717, "/healthz")
+    check_restricted(pod, sidecar)
+    check(pod["securityContext"]["runAsUser"] == 10001, "the api's uid for the pod")
+    api = next(c for c in pod["containers"] if c["name"] == "api")
+    check(api["command"] == ["/usr/bin/api", "--serve"] and "args" not in api, f"{api}")
+    cm = one(docs, "ConfigMap")
+    regex = re.compile(_toml_string(cm["data"]["leakwatch.toml"], "cmdline_regex"))
+    check(regex.search(" ".join(api["command"])) is not None, "the regex selects the api")
+    check(sidecar["resources"]["limits"]["memory"] == "96Mi", "the sized limit")
+
+
+def check_bad_values() -> int:
+    for values, where in BAD_VALUES:
+        with helm.Chart.load(CHART) as chart:
+            try:
+                chart.render(values, name=RELEASE, namespace=NAMESPACE)
+            except helm.HelmValuesError as e:
+                check(where in str(e), f"refusing {values} names {where}: {e}")
+            else:
+                raise CheckFailed(f"values.schema.json accepted {values}")
+        report = helm.lint(CHART, values, strict=True)
+        check(bool(report["errors"]), f"helm lint accepted {values}: {report}")
+    return len(BAD_VALUES)
+
+
+def main() -> int:
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    with helm.Chart.load(CHART) as chart:
+        app_version = chart.metadata["appVersion"]
+    print(f"helm {helm.helm_sdk_version()}, schemas of Kubernetes {' and '.join(KUBE_VERSIONS)}")
+    try:
+        validated = 0
+        for name, values in VARIANTS.items():
+            lint(CHART, values, name)
+            docs = render(CHART, values)
+            for doc in docs:
+                validate(doc, name)
+                validated += 1
+            check_variant(name, values, docs)
+            (out / f"{name}.toml").write_text(one(docs, "ConfigMap")["data"]["leakwatch.toml"])
+            (out / f"{name}.json").write_text(json.dumps(docs, indent=1))
+            print(f"ok  {name}: lint, {len(docs)} manifests valid ({', '.join(kinds(docs))})")
+        values = readme_values()
+        lint(CHART, values, "README")
+        docs = render(CHART, values)
+        for doc in docs:
+            validate(doc, "README")
+            validated += 1
+        check_readme(values, docs)
+        (out / "readme.toml").write_text(one(docs, "ConfigMap")["data"]["leakwatch.toml"])
+        print("ok  the README's values for a service of your own")
+        docs = check_inject(out)
+        for doc in docs:
+            validate(doc, "examples/my-app")
+            validated += 1
+        (out / "my-app.toml").write_text(one(docs, "ConfigMap")["data"]["leakwatch.toml"])
+        (out / "my-app.json").write_text(json.dumps(docs, indent=1))
+        print("ok  examples/my-app: the sidecar injected into another chart's pod")
+        refused = check_bad_values()
+        print(f"ok  values.schema.json refuses {refused} wrong values (render and lint)")
+    except (CheckFailed, helm.HelmError) as e:
+        print(f"FAILED: {e}", file=sys.stderr)
+        return 1
+    (out / "app_version").write_text(app_version)
+    print(f"{validated} manifests validated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
