@@ -15,7 +15,12 @@
 //!   started by leakwatch-unit with a per-instance file, and leakwatch-restart running
 //!   `systemctl restart UNIT` (a stand-in that records its arguments) only on a 503.
 //!
-//! What these cannot show without systemd as PID 1: the seccomp filter applied, the
+//! - Every system call leakwatch-unit and leakwatch make (strace, through ticks, smaps,
+//!   every endpoint, sd_notify, SIGHUP and SIGTERM) is one the units' SystemCallFilter
+//!   allows, every socket is of a family RestrictAddressFamilies allows, and no mapping
+//!   is made writable and executable (MemoryDenyWriteExecute).
+//!
+//! What these cannot show without systemd as PID 1: the seccomp filter itself applied, the
 //! watchdog and sd_notify through systemd (tests/live_notify.rs covers the protocol).
 
 mod common;
@@ -454,11 +459,24 @@ impl Drop for UnitCgroup {
 struct Instance {
     child: Child,
     addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Instance {
     fn start(unit: &str, etc: &Path) -> Instance {
-        let mut child = Command::new(systemd_dir().join("leakwatch-unit"))
+        Self::start_with(
+            Command::new(systemd_dir().join("leakwatch-unit")),
+            unit,
+            etc,
+        )
+    }
+
+    /// `cmd` is leakwatch-unit or a command (strace) that runs it next.
+    fn start_with(mut cmd: Command, unit: &str, etc: &Path) -> Instance {
+        if cmd.get_program() != systemd_dir().join("leakwatch-unit").as_os_str() {
+            cmd.arg(systemd_dir().join("leakwatch-unit"));
+        }
+        let mut child = cmd
             .arg(unit)
             .env("LEAKWATCH", BIN)
             .env("LEAKWATCH_CONFIG_DIR", etc)
@@ -484,7 +502,7 @@ impl Instance {
             }
         });
         match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(addr) => Instance { child, addr },
+            Ok(addr) => Instance { child, addr, log },
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -612,4 +630,198 @@ fn restart_recipe_restarts_the_unit_only_when_healthz_fails() {
     assert!(out.contains("no answer"), "{out}");
     drop(child);
     drop(cgroup);
+}
+
+/// The system calls a `systemd-analyze syscall-filter` group holds, nested groups expanded.
+fn syscall_group(group: &str) -> BTreeSet<String> {
+    let out = Command::new("systemd-analyze")
+        .args(["syscall-filter", group])
+        .output()
+        .expect("systemd-analyze syscall-filter");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut calls = BTreeSet::new();
+    for line in text.lines().skip(1).map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('@') {
+            calls.extend(syscall_group(line));
+        } else {
+            calls.insert(line.to_string());
+        }
+    }
+    assert!(!calls.is_empty(), "{group}: {text}");
+    calls
+}
+
+/// What the units' SystemCallFilter lines allow: the first is an allow list, `~` lines deny.
+fn allowed_syscalls() -> BTreeSet<String> {
+    let e = read(&systemd_dir().join("leakwatch@.service"));
+    let mut allowed = BTreeSet::new();
+    for filter in service_values(&e, "SystemCallFilter") {
+        match filter.strip_prefix('~') {
+            Some(deny) => {
+                for g in deny.split_whitespace() {
+                    for c in syscall_group(g) {
+                        allowed.remove(&c);
+                    }
+                }
+            }
+            None => {
+                for g in filter.split_whitespace() {
+                    allowed.extend(syscall_group(g));
+                }
+            }
+        }
+    }
+    allowed
+}
+
+fn strace_required() -> bool {
+    std::env::var_os("LEAKWATCH_REQUIRE_STRACE").is_some_and(|v| v == "1")
+}
+
+#[test]
+fn every_syscall_socket_and_mapping_is_one_the_units_allow() {
+    if unitfiles::skip_without_systemd_analyze("every_syscall_socket_and_mapping") {
+        return;
+    }
+    if Command::new("strace").arg("-V").output().is_err() {
+        assert!(!strace_required(), "strace is missing");
+        eprintln!("skipped: strace is missing");
+        return;
+    }
+    // A target with sockets, a stuck worker and files; leakwatch through leakwatch-unit with
+    // a per-instance file, fast ticks, smaps every second, and a notify socket of ours.
+    let child = LeakyChild::spawn(&[
+        "--files",
+        "5",
+        "--close-wait",
+        "3",
+        "--established",
+        "2",
+        "--recv-threads",
+        "1",
+    ]);
+    let etc = tempfile::tempdir().unwrap();
+    let name = "traced";
+    fs::write(
+        etc.path().join(format!("{name}.toml")),
+        format!(
+            "listen = \"127.0.0.1:0\"\ninterval = \"200ms\"\nsmaps_every = \"1s\"\n\
+             [judge]\nstuck_after = \"1s\"\n[[target]]\nname = \"{name}\"\npid = {}\n",
+            child.pid()
+        ),
+    )
+    .unwrap();
+    let notify = etc.path().join("notify");
+    // Drained as systemd would: a full queue would block leakwatch's sends.
+    let notify_sock = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    let notified = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = notified.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = notify_sock.recv(&mut buf) {
+            sink.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
+    let trace = etc.path().join("trace");
+    let mut strace = Command::new("strace");
+    strace
+        .args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .env("NOTIFY_SOCKET", &notify)
+        .env("WATCHDOG_USEC", "1000000");
+    let lw = Instance::start_with(strace, name, etc.path());
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut status = serde_json::Value::Null;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        status = serde_json::from_str(&lw.get("/status").1).unwrap_or_default();
+        let heap = &status["targets"][0]["sample"]["heap"];
+        if status["ticks_total"].as_u64() >= Some(10) && !heap.is_null() {
+            break;
+        }
+    }
+    assert!(
+        !status["targets"][0]["sample"]["heap"].is_null(),
+        "ten ticks with the heap read: {status}\n{}",
+        lw.log.lock().unwrap().join("\n")
+    );
+    for path in [
+        "/healthz",
+        "/healthz/traced",
+        "/livez",
+        "/readyz",
+        "/metrics",
+        "/status",
+    ] {
+        assert_eq!(lw.get(path).0, 200, "{path}");
+    }
+    let notes = notified.lock().unwrap().join("\n");
+    assert!(
+        notes.contains("READY=1") && notes.contains("WATCHDOG=1"),
+        "{notes}"
+    );
+    // leakwatch is strace's child (leakwatch-unit exec'd it): reload it, then stop it.
+    let children =
+        fs::read_to_string(format!("/proc/{0}/task/{0}/children", lw.child.id())).unwrap();
+    let pid: i32 = children.trim().parse().expect("one child of strace");
+    let lw_pid = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(lw_pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(lw_pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut lw = lw;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lw.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        lw.child.try_wait().unwrap().is_some(),
+        "leakwatch stopped on SIGTERM"
+    );
+    drop(child);
+
+    let text = fs::read_to_string(&trace).unwrap();
+    let mut used = BTreeSet::new();
+    let mut problems = Vec::new();
+    for line in text.lines() {
+        // "PID name(args) = ret", "PID name(args <unfinished ...>", "PID <... name resumed>..."
+        let Some((_, call)) = line.split_once(' ') else {
+            continue;
+        };
+        let call = call.trim_start();
+        let Some((name, args)) = call.split_once('(') else {
+            continue;
+        };
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            continue;
+        }
+        used.insert(name.to_string());
+        if name == "socket" || name == "socketpair" {
+            let family = args.split(',').next().unwrap_or("");
+            if !["AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK"].contains(&family) {
+                problems.push(format!("RestrictAddressFamilies: {line}"));
+            }
+        }
+        let wx = args.contains("PROT_WRITE") && args.contains("PROT_EXEC");
+        if (name == "mmap" && wx) || (name.ends_with("mprotect") && args.contains("PROT_EXEC")) {
+            problems.push(format!("MemoryDenyWriteExecute: {line}"));
+        }
+    }
+    assert!(
+        used.contains("openat") && used.contains("accept4"),
+        "{used:?}"
+    );
+    let allowed = allowed_syscalls();
+    let outside: Vec<&String> = used.difference(&allowed).collect();
+    assert!(outside.is_empty(), "outside SystemCallFilter: {outside:?}");
+    assert!(problems.is_empty(), "{problems:#?}");
+    eprintln!("{} distinct system calls, all allowed", used.len());
 }
