@@ -174,3 +174,23 @@ fn dockerfile_builds_a_small_non_root_image() {
         ]
     );
 }
+
+/// The README's per-instance example for leakwatch@postgresql.service is a config leakwatch
+/// accepts, with the target that instance watches.
+#[test]
+fn readme_instance_config_is_valid() {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let start = readme
+        .find("```toml\n# /etc/leakwatch/postgresql.toml")
+        .expect("the per-instance example in the README's systemd section");
+    let block = &readme[start + "```toml\n".len()..];
+    let block = &block[..block.find("```").unwrap()];
+    let config = leakwatch::config::Config::parse(block, "postgresql.toml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.listen.to_string(), "127.0.0.1:9718");
+    assert_eq!(config.targets.len(), 1);
+    assert_eq!(
+        config.targets[0].selector.to_string(),
+        r#"systemd_unit = "postgresql.service""#
+    );
+}
