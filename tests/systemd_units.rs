@@ -31,6 +31,7 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -565,6 +566,42 @@ fn restart_once(unit: &str, listen: &str, target: Option<&str>) -> (i32, String,
     )
 }
 
+/// `leakwatch-restart UNIT` (the service's loop) for `run_for`, looking every 0.2 s with a
+/// 60 s cooldown; the recorded systemctl calls.
+fn loop_restarts(unit: &str, listen: &str, run_for: Duration) -> String {
+    let bin = tempfile::tempdir().unwrap();
+    let calls = bin.path().join("calls");
+    let systemctl = bin.path().join("systemctl");
+    fs::write(
+        &systemctl,
+        format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&systemctl, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let mut script = Command::new(systemd_dir().join("leakwatch-restart"))
+        .arg(unit)
+        .env("PATH", path)
+        .env("LEAKWATCH_LISTEN", listen)
+        .env("LEAKWATCH_POLL", "0.2")
+        .env("LEAKWATCH_COOLDOWN", "60")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(run_for);
+    // The script and its pending `sleep`, by their process group (the script's pid).
+    let group = nix::unistd::Pid::from_raw(script.id() as i32);
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+    let _ = script.wait();
+    fs::read_to_string(calls).unwrap_or_default()
+}
+
 #[test]
 fn restart_recipe_restarts_the_unit_only_when_healthz_fails() {
     if !nix::unistd::geteuid().is_root() {
@@ -619,6 +656,14 @@ fn restart_recipe_restarts_the_unit_only_when_healthz_fails() {
     assert_eq!(rc, 0, "{out}");
     assert_eq!(calls, format!("restart {unit}\n"), "{out}");
     assert!(out.contains("fds: "), "the failing rule is logged: {out}");
+
+    // The service's loop: a look every 0.2 s, but one restart, then the cooldown.
+    let calls = loop_restarts(&name, &listen, Duration::from_secs(2));
+    assert_eq!(
+        calls,
+        format!("restart {unit}\n"),
+        "one restart per cooldown"
+    );
 
     // An unknown target name (404) or no leakwatch at all restart nothing.
     let (rc, out, calls) = restart_once(&name, &listen, Some("nosuch"));
