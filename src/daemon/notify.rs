@@ -24,7 +24,7 @@ impl Notifier {
                 Some(name) => SocketAddr::from_abstract_name(name.as_bytes()).ok()?,
                 None => SocketAddr::from_pathname(&p).ok()?,
             };
-            Some((UnixDatagram::unbound().ok()?, addr))
+            Some((nonblocking_socket()?, addr))
         });
         Notifier {
             target,
@@ -50,6 +50,9 @@ impl Notifier {
     }
 
     /// Send `state` (newline-separated `KEY=value` lines); errors are logged, not fatal.
+    /// Never waits: when the receiver's queue is full (`net.unix.max_dgram_qlen` datagrams
+    /// nobody has read, e.g. while PID 1 lags) the message is dropped, since the tick loop
+    /// and the HTTP server share the runtime this is called from.
     pub fn notify(&self, state: &str) {
         let Some((sock, addr)) = &self.target else {
             return;
@@ -58,6 +61,13 @@ impl Notifier {
             debug!(error = %e, "sd_notify failed");
         }
     }
+}
+
+/// An unbound datagram socket whose sends fail with EAGAIN instead of blocking.
+fn nonblocking_socket() -> Option<UnixDatagram> {
+    let sock = UnixDatagram::unbound().ok()?;
+    sock.set_nonblocking(true).ok()?;
+    Some(sock)
 }
 
 /// `WATCHDOG_USEC` as a duration, when set, valid, and meant for this pid.
@@ -107,5 +117,32 @@ mod tests {
         let mut buf = [0u8; 128];
         let len = listener.recv(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"READY=1\nSTATUS=watching 1 target");
+    }
+
+    /// Regression: with a blocking socket the 11th unread datagram (max_dgram_qlen is 10
+    /// on many hosts) blocked the runtime thread, and /healthz stopped answering.
+    #[test]
+    fn a_receiver_that_never_reads_does_not_block_the_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let _deaf = UnixDatagram::bind(&path).unwrap();
+        let n = Notifier {
+            target: Some((
+                nonblocking_socket().unwrap(),
+                SocketAddr::from_pathname(&path).unwrap(),
+            )),
+            watchdog: None,
+        };
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..1000 {
+                n.notify("WATCHDOG=1");
+            }
+            let _ = done.send(());
+        });
+        assert!(
+            finished.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "notify blocked on a full receiver queue"
+        );
     }
 }
