@@ -392,6 +392,7 @@ pub fn initial_snapshot(config: &Config, file: Option<String>) -> Snapshot {
                 },
                 collector_errors_total: Vec::new(),
                 poll_duration_seconds: None,
+                actions: crate::actions::ActionsStatus::default(),
             })
             .collect(),
     }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
+use crate::actions::{ActionRunner, TickInput};
 use crate::collect::{mono_ms, unix_ms, CollectOptions, Collector};
 use crate::config::{Config, TargetConfig};
 use crate::error::UnknownKind;
@@ -40,6 +41,9 @@ struct Watched {
     logged: BTreeMap<Source, UnknownKind>,
     logged_missing: Option<String>,
     was_healthy: bool,
+    actions: ActionRunner,
+    /// The process last sampled running: the signal action refuses it once it is gone.
+    last_judged: Option<TargetId>,
 }
 
 impl Watched {
@@ -54,6 +58,8 @@ impl Watched {
             logged: BTreeMap::new(),
             logged_missing: None,
             was_healthy: true,
+            actions: ActionRunner::new(),
+            last_judged: None,
         }
     }
 }
@@ -122,7 +128,7 @@ impl Watchdog {
             let started = Instant::now();
             let sample = observe(w, &self.resolver, &mut self.collector, &self.config);
             let poll = started.elapsed().as_secs_f64();
-            out.push(judge(w, sample, poll));
+            out.push(judge(w, sample, poll, &self.config));
         }
         out
     }
@@ -201,8 +207,13 @@ fn collect(w: &mut Watched, collector: &mut Collector, config: &Config, id: Targ
     collector.collect(id, &opts)
 }
 
-fn judge(w: &mut Watched, observed: Result<Sample, String>, poll_s: f64) -> TargetStatus {
-    let (judged, sample, missing) = match observed {
+fn judge(
+    w: &mut Watched,
+    observed: Result<Sample, String>,
+    poll_s: f64,
+    config: &Config,
+) -> TargetStatus {
+    let (mut judged, sample, missing) = match observed {
         Ok(sample) => {
             count_errors(w, &sample);
             let j = w.judge.judge(Input::Sample(&sample), &w.cfg);
@@ -224,6 +235,23 @@ fn judge(w: &mut Watched, observed: Result<Sample, String>, poll_s: f64) -> Targ
     let found = sample
         .as_ref()
         .is_some_and(|s| s.state == TargetState::Running);
+    if found {
+        w.last_judged = sample.as_ref().map(|s| s.target);
+    }
+    let mut verdict = judged.verdict.clone();
+    let input = TickInput {
+        name: &w.cfg.name,
+        cfg: &w.cfg.actions,
+        proc_root: &config.proc_root,
+        cgroup_root: &config.cgroup_root,
+        window: w.cfg.judge.window,
+        sample: sample.as_ref(),
+        last_id: w.last_judged,
+        judged: &judged,
+    };
+    w.actions.tick(&input, &mut verdict);
+    judged.verdict = verdict;
+    let actions = w.actions.status(&w.cfg.actions);
     TargetStatus {
         name: w.cfg.name.clone(),
         selector: w.cfg.selector.to_string(),
@@ -244,6 +272,7 @@ fn judge(w: &mut Watched, observed: Result<Sample, String>, poll_s: f64) -> Targ
             })
             .collect(),
         poll_duration_seconds: Some(poll_s),
+        actions,
     }
 }
 
