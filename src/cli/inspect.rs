@@ -8,9 +8,9 @@ use clap::Args;
 
 use super::{parse_duration, SelectorArgs};
 use crate::actions::bundle::{self, render::history_row, BundleInput};
+use crate::collect::{CollectOptions, Collector};
 use crate::config::actions::BundleConfig;
 use crate::config::TargetConfig;
-use crate::collect::{CollectOptions, Collector};
 use crate::error::{Unknown, UnknownKind};
 use crate::report;
 use crate::sample::{Collector as Source, TargetState};

@@ -1,0 +1,518 @@
+//! Actions on a flip, end to end: a real daemon judges a real leaking child, the verdict
+//! flips, and the bundle, the signal and the hook happen (or are refused) as configured.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::daemon::{config_file, Daemon};
+use common::LeakyChild;
+use serde_json::Value;
+
+/// Ticks of 100 ms, rules failing on their second failing tick.
+const FAST: &str = r#"
+interval = "100ms"
+[judge]
+window = "10s"
+min_samples = 10
+min_span = "1s"
+warmup = "0s"
+fail_after = 2
+recover_after = 1
+stuck_after = "1s"
+"#;
+
+/// Poll (bounded: ~20 s) until `f` holds.
+fn until(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..400 {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn actions(d: &Daemon) -> Value {
+    d.status()["targets"][0]["actions"].clone()
+}
+
+/// Wait for the firing to finish, and return the `/status` snapshot it finished in.
+fn finished_firing(d: &Daemon, results: usize) -> Value {
+    let mut last = Value::Null;
+    let done = until(|| {
+        last = actions(d);
+        let f = &last["last"];
+        f["running"] == false && f["results"].as_array().is_some_and(|r| r.len() == results)
+    });
+    assert!(done, "the actions did not finish: {last:#}");
+    last
+}
+
+fn result_of<'a>(a: &'a Value, action: &str) -> &'a Value {
+    a["last"]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == action)
+        .unwrap_or_else(|| panic!("no {action} result: {a:#}"))
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn a_flip_writes_one_whole_bundle_signals_the_child_and_runs_the_hook() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundles = tmp.path().join("bundles");
+    let signal_log = tmp.path().join("signals.log");
+    let hook_out = tmp.path().join("hook.out");
+    let mut child = LeakyChild::spawn(&[
+        "--recv-threads",
+        "2",
+        "--signal-log",
+        signal_log.to_str().unwrap(),
+    ]);
+    let listener = child.ready.listeners[0].to_string();
+    let hook = format!(
+        "printf '%s\\n' \"target=$LEAKWATCH_TARGET\" \"pid=$LEAKWATCH_PID\" \
+         \"bundle=$LEAKWATCH_BUNDLE\" \"rules=$LEAKWATCH_RULES\" > {}; echo paged the on-call",
+        hook_out.display()
+    );
+    let cfg = config_file(
+        tmp.path(),
+        "actions.toml",
+        &format!(
+            "{FAST}\n[actions.bundle]\ndir = {bundles:?}\n[actions.signal]\nsignal = \"SIGUSR2\"\n\
+             grace = \"2s\"\n[actions.exec]\nargv = [\"sh\", \"-c\", {hook:?}]\ntimeout = \"10s\"\n\
+             [[target]]\nname = \"leaky\"\npid = {}\n[target.rules.tcp_close_wait]\nmax = 20\n",
+            child.pid()
+        ),
+    );
+    let d = Daemon::start(&["-c", cfg.to_str().unwrap()]);
+    // The two recv() workers are stuck once they sat in their call for stuck_after.
+    let stuck = until(|| d.status()["targets"][0]["sample"]["stuck"]["count"] == 2);
+    assert!(stuck, "the workers were never stuck: {}", d.status());
+    assert_eq!(d.get("/healthz").0, 200);
+    assert!(entries(&bundles).is_empty(), "nothing before the flip");
+
+    // The leak: 30 sockets the peer closed, against max = 20.
+    assert_eq!(child.command("close-wait 30"), "ok");
+    let mut flip = Value::Null;
+    assert!(until(|| {
+        flip = d.status();
+        !flip["targets"][0]["actions"]["last"].is_null()
+    }));
+    // The snapshot of the flip: signal_grace holds /healthz at 200, saying why.
+    let verdict = &flip["targets"][0]["judged"]["verdict"];
+    assert_eq!(verdict["healthy"], true, "{verdict:#}");
+    let notes = verdict["notes"].to_string();
+    assert!(notes.contains("signal_grace"), "{notes}");
+    assert!(notes.contains("would fail: tcp_close_wait"), "{notes}");
+
+    let a = finished_firing(&d, 3);
+    for action in ["bundle", "signal", "exec"] {
+        assert_eq!(result_of(&a, action)["result"], "ok", "{a:#}");
+    }
+    // After the grace, /healthz fails.
+    assert!(
+        until(|| d.get("/healthz").0 == 503),
+        "never 503 after the grace"
+    );
+
+    // Exactly one bundle, whole: no temp dir beside it, every file in it.
+    std::thread::sleep(Duration::from_millis(500)); // more unhealthy ticks: no second bundle
+    let names = entries(&bundles);
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(
+        names[0].starts_with("leaky-") && !names[0].starts_with('.'),
+        "{names:?}"
+    );
+    let b = bundles.join(&names[0]);
+    let files = entries(&b);
+    for f in [
+        "README.txt",
+        "verdict.json",
+        "samples.csv",
+        "fds.txt",
+        "sockets.txt",
+        "threads.txt",
+        "status",
+        "limits",
+        "smaps_rollup",
+        "memory.stat",
+    ] {
+        assert!(files.contains(&f.to_string()), "{f} missing: {files:?}");
+    }
+
+    // sockets.txt: the real CLOSE_WAIT peer at the top, every CLOSE_WAIT socket listed.
+    let sockets = read(&b.join("sockets.txt"));
+    let truth = common::ss_states(child.pid());
+    assert_eq!(truth.get("close_wait"), Some(&30));
+    let listed = sockets
+        .lines()
+        .filter(|l| l.starts_with("close_wait "))
+        .count();
+    assert_eq!(listed, 30, "{sockets}");
+    let by_peer = sockets
+        .lines()
+        .skip_while(|l| !l.starts_with("CLOSE_WAIT by peer"))
+        .nth(1)
+        .unwrap_or("");
+    assert!(by_peer.contains(&listener), "{sockets}");
+    assert_eq!(by_peer.split_whitespace().nth(1), Some("30"), "{by_peer}");
+    let first_row = sockets
+        .lines()
+        .find(|l| l.starts_with("close_wait ") || l.starts_with("established "));
+    assert!(
+        first_row.unwrap().starts_with("close_wait"),
+        "CLOSE_WAIT first"
+    );
+
+    // threads.txt: the stuck recv() workers, named, with their socket and peer.
+    let threads = read(&b.join("threads.txt"));
+    let stuck_block: Vec<&str> = threads
+        .lines()
+        .skip_while(|l| *l != "STUCK")
+        .take_while(|l| !l.is_empty())
+        .collect();
+    for (i, tid) in child.ready.recv_tids.iter().enumerate() {
+        let line = stuck_block
+            .iter()
+            .find(|l| l.contains(&format!("tid {tid} recv-worker-{i} recvfrom")))
+            .unwrap_or_else(|| panic!("worker {tid} not stuck: {threads}"));
+        assert!(line.contains(&listener), "{line}");
+    }
+
+    let verdict: Value = serde_json::from_str(&read(&b.join("verdict.json"))).unwrap();
+    assert_eq!(verdict["pid"], child.pid());
+    assert!(verdict["failing"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("tcp_close_wait: 30"));
+    let csv = read(&b.join("samples.csv"));
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "tcp_close_wait").unwrap();
+    let last: Vec<&str> = csv.lines().last().unwrap().split(',').collect();
+    assert_eq!(last[col], "30", "{csv}");
+    // The window: from before the leak up to the flip.
+    let first: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(first[col], "0", "the window's samples: {csv}");
+    let readme = read(&b.join("README.txt"));
+    assert!(
+        readme.contains("CLOSE_WAIT") && readme.contains(&listener),
+        "{readme}"
+    );
+    assert!(readme.contains("recv-worker-"), "{readme}");
+
+    // The signal reached the child; the hook got the verdict and the bundle's path.
+    assert!(until(
+        || std::fs::read_to_string(&signal_log).is_ok_and(|s| s == "SIGUSR2\n")
+    ));
+    let env = read(&hook_out);
+    assert!(env.contains("target=leaky\n"), "{env}");
+    assert!(env.contains(&format!("pid={}\n", child.pid())), "{env}");
+    assert!(env.contains(&format!("bundle={}\n", b.display())), "{env}");
+    assert!(env.contains("rules=tcp_close_wait: 30 (> max 20)"), "{env}");
+    let (_, metrics) = d.get("/metrics");
+    for action in ["bundle", "signal", "exec"] {
+        let line = format!(
+            "leakwatch_actions_total{{action=\"{action}\",result=\"ok\",target=\"leaky\"}} 1"
+        );
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+    assert!(
+        d.log_text().contains("hook: paged the on-call"),
+        "the hook's output is logged"
+    );
+}
+
+#[test]
+fn cooldown_and_hourly_cap_hold_across_repeated_flips_and_retention_keeps_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundles = tmp.path().join("bundles");
+    let mut child = LeakyChild::spawn(&[]);
+    let base = common::count_fds(child.pid());
+    let cfg = config_file(
+        tmp.path(),
+        "flips.toml",
+        &format!(
+            "{FAST}\n[actions]\ncooldown = \"5s\"\nmax_per_hour = 2\n\
+             [actions.bundle]\ndir = {bundles:?}\nkeep = 1\n\
+             [[target]]\nname = \"flappy\"\npid = {}\nfail_after = 1\n\
+             [target.rules.fds]\nmax = {}\n",
+            child.pid(),
+            base + 10
+        ),
+    );
+    let d = Daemon::start(&["-c", cfg.to_str().unwrap()]);
+    assert!(d.wait_ticks(2, Duration::from_secs(10)));
+    let mut seen: Vec<Value> = Vec::new();
+    let flip = |child: &mut LeakyChild, seen: &mut Vec<Value>| {
+        let before = actions(&d)["last"]["at_unix_ms"].clone();
+        assert_eq!(child.command("files 20"), "ok");
+        assert!(until(|| actions(&d)["last"]["at_unix_ms"] != before));
+        let a = finished_firing(&d, 1);
+        seen.push(result_of(&a, "bundle").clone());
+        assert_eq!(child.command("close-files 20"), "ok");
+        assert!(until(|| d.get("/healthz").0 == 200));
+    };
+    flip(&mut child, &mut seen); // fires
+    flip(&mut child, &mut seen); // within the 5 s cooldown
+    std::thread::sleep(Duration::from_millis(5200));
+    flip(&mut child, &mut seen); // fires: the second of max_per_hour = 2
+    std::thread::sleep(Duration::from_millis(5200));
+    flip(&mut child, &mut seen); // the hourly cap
+    let results: Vec<&str> = seen.iter().map(|r| r["result"].as_str().unwrap()).collect();
+    assert_eq!(results, ["ok", "skipped", "ok", "skipped"], "{seen:#?}");
+    assert!(
+        seen[1]["detail"].as_str().unwrap().starts_with("cooldown"),
+        "{seen:#?}"
+    );
+    assert!(
+        seen[3]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("hourly cap"),
+        "{seen:#?}"
+    );
+    // keep = 1: the second bundle replaced the first.
+    let names = entries(&bundles);
+    assert_eq!(names.len(), 1, "{names:?}");
+    let written = seen[2]["detail"].as_str().unwrap();
+    assert!(written.contains(&names[0]), "{written} vs {names:?}");
+    let (_, metrics) = d.get("/metrics");
+    for (result, n) in [("ok", 2), ("skipped", 2), ("failed", 0)] {
+        let line = format!(
+            "leakwatch_actions_total{{action=\"bundle\",result=\"{result}\",target=\"flappy\"}} {n}"
+        );
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+}
+
+#[test]
+fn a_target_that_exited_gets_no_signal_and_the_refusal_is_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hook_out = tmp.path().join("hook.out");
+    let mut child = LeakyChild::spawn(&[]);
+    let pid = child.pid();
+    let cfg = config_file(
+        tmp.path(),
+        "gone.toml",
+        &format!(
+            "{FAST}\non_missing = \"fail\"\n[actions.bundle]\ndir = {:?}\n\
+             [actions.signal]\nsignal = \"SIGUSR2\"\n\
+             [actions.exec]\nargv = [\"sh\", \"-c\", \"echo pid=$LEAKWATCH_PID > {}\"]\n\
+             [[target]]\nname = \"gone\"\npid = {pid}\n",
+            tmp.path().join("bundles"),
+            hook_out.display()
+        ),
+    );
+    let d = Daemon::start(&["-c", cfg.to_str().unwrap()]);
+    assert!(d.wait_ticks(2, Duration::from_secs(10)));
+    assert_eq!(d.get("/healthz").0, 200);
+    // The child exits and is reaped: its pid is free (and may go to anyone).
+    child.close_stdin();
+    child.child.wait().unwrap();
+    let a = finished_firing(&d, 3);
+    let signal = result_of(&a, "signal");
+    assert_eq!(signal["result"], "skipped", "{a:#}");
+    let why = signal["detail"].as_str().unwrap();
+    assert!(
+        why.contains(&format!("pid {pid}"))
+            && (why.contains("exited") || why.contains("another process")),
+        "{why}"
+    );
+    assert!(
+        why.contains("no signal sent") || why.contains("none sent"),
+        "{why}"
+    );
+    assert_eq!(
+        result_of(&a, "bundle")["result"],
+        "skipped",
+        "no process to capture"
+    );
+    // The hook still runs (on_missing = "fail" made the flip): it is told the old pid.
+    assert_eq!(result_of(&a, "exec")["result"], "ok");
+    assert_eq!(read(&hook_out), format!("pid={pid}\n"));
+    let (code, body) = d.get("/healthz");
+    assert_eq!(code, 503, "{body}");
+    let (_, metrics) = d.get("/metrics");
+    let line = "leakwatch_actions_total{action=\"signal\",result=\"skipped\",target=\"gone\"} 1";
+    assert!(metrics.contains(line), "{metrics}");
+}
+
+/// `leakwatch run` in a mount namespace of its own where `dir` is a tmpfs mounted with
+/// `opts`; `None` (with the reason) when this machine cannot do that.
+fn daemon_over_tmpfs(dir: &Path, opts: &str, cfg: &Path) -> Result<Daemon, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("not root: cannot mount a tmpfs".into());
+    }
+    let probe = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "true"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        return Err("unshare -m does not work here".into());
+    }
+    let script = format!(
+        "mount -t tmpfs -o {opts} leakwatch-test {} && exec \"$0\" \"$@\"",
+        dir.display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .arg(common::BIN)
+        .args(["run", "-c", cfg.to_str().unwrap()]);
+    Ok(Daemon::start_with(&mut cmd))
+}
+
+/// A flip against a bundle dir that cannot take the bundle: the error is in `/status`, the
+/// daemon keeps serving, and nothing half-written is left.
+fn bundle_dir_error(opts: &str, files: u32, expect: &str) -> Option<()> {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bundles");
+    std::fs::create_dir(&dir).unwrap();
+    let mut child = LeakyChild::spawn(&["--nofile", "4096", "--files", &files.to_string()]);
+    let cfg = config_file(
+        tmp.path(),
+        "dir.toml",
+        &format!(
+            "{FAST}\n[actions.bundle]\ndir = {dir:?}\n[[target]]\nname = \"app\"\npid = {}\n\
+             [target.rules.tcp_close_wait]\nmax = 2\n",
+            child.pid()
+        ),
+    );
+    let d = match daemon_over_tmpfs(&dir, opts, &cfg) {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return None;
+        }
+    };
+    assert!(d.wait_ticks(2, Duration::from_secs(10)));
+    assert_eq!(child.command("close-wait 5"), "ok");
+    let a = finished_firing(&d, 1);
+    let bundle = result_of(&a, "bundle");
+    assert_eq!(bundle["result"], "failed", "{a:#}");
+    let want = format!("bundle dir {} is {expect}", dir.display());
+    assert!(
+        bundle["detail"].as_str().unwrap().starts_with(&want),
+        "{a:#}"
+    );
+    assert!(
+        a["last_error"].as_str().unwrap().starts_with(&want),
+        "{a:#}"
+    );
+    // Still serving, and saying the truth about the target.
+    assert_eq!(d.get("/livez").0, 200);
+    assert_eq!(d.get("/healthz").0, 503);
+    // Nothing left in the daemon's view of the dir (its mount namespace).
+    let inside = PathBuf::from(format!("/proc/{}/root{}", d.pid(), dir.display()));
+    assert_eq!(
+        entries(&inside),
+        Vec::<String>::new(),
+        "a half-written bundle was left"
+    );
+    let (_, metrics) = d.get("/metrics");
+    let line = "leakwatch_actions_total{action=\"bundle\",result=\"failed\",target=\"app\"} 1";
+    assert!(metrics.contains(line), "{metrics}");
+    Some(())
+}
+
+#[test]
+fn a_read_only_bundle_dir_is_an_error_in_status_not_a_crash() {
+    // A real read-only filesystem (EROFS): chmod would not stop root.
+    bundle_dir_error("ro,size=1m", 0, "read-only");
+}
+
+#[test]
+fn a_full_bundle_dir_is_an_error_in_status_not_a_crash() {
+    // A 32 KiB tmpfs and a child with 2,000 fds: fds.txt alone needs ~90 KiB.
+    bundle_dir_error("size=32k", 2000, "full");
+}
+
+fn inspect(args: &[&str]) -> Output {
+    Command::new(common::BIN)
+        .arg("inspect")
+        .args(args)
+        .output()
+        .expect("run leakwatch inspect")
+}
+
+#[test]
+fn inspect_bundle_caps_a_child_with_thousands_of_fds_with_a_note() {
+    let tmp = tempfile::tempdir().unwrap();
+    let child = LeakyChild::spawn(&["--nofile", "4096", "--files", "3000", "--close-wait", "5"]);
+    let dir = tmp.path().join("b");
+    let out = inspect(&[
+        &child.pid().to_string(),
+        "--stuck-after",
+        "0s",
+        "--bundle",
+        dir.to_str().unwrap(),
+        "--bundle-max-bytes",
+        "64KiB",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = entries(&dir);
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with(&format!("pid-{}-", child.pid())));
+    let b = dir.join(&names[0]);
+    let total: u64 = std::fs::read_dir(&b)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(total <= 64 * 1024, "{total} bytes");
+    let fds = read(&b.join("fds.txt"));
+    let real = common::count_fds(child.pid());
+    assert!(real > 3000);
+    assert!(
+        fds.contains(&format!("# {real} fds:")),
+        "the count is whole even when cut"
+    );
+    let note = fds.lines().last().unwrap();
+    assert!(
+        note.starts_with("[truncated: ") && note.ends_with("max_bytes = 64.0 KiB]"),
+        "{note}"
+    );
+    let listed = fds
+        .lines()
+        .filter(|l| {
+            l.trim_start()
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+        })
+        .count();
+    assert!(listed < real && listed > 100, "{listed} of {real} listed");
+    // The sockets, listed before the fds, are whole.
+    let sockets = read(&b.join("sockets.txt"));
+    assert_eq!(
+        sockets
+            .lines()
+            .filter(|l| l.starts_with("close_wait "))
+            .count(),
+        5
+    );
+    let readme = read(&b.join("README.txt"));
+    assert!(readme.contains("truncated fds.txt: "), "{readme}");
+    assert!(readme.contains("on demand"), "{readme}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&b.display().to_string()));
+}
