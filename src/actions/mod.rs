@@ -170,6 +170,8 @@ pub struct ActionRunner {
     guard: Guard,
     history: VecDeque<HistoryRow>,
     history_of: Option<TargetId>,
+    /// The process the flip state belongs to: a new one starts from healthy.
+    judging: Option<TargetId>,
     was_unhealthy: bool,
     grace_until_mono_ms: Option<u64>,
     shared: Arc<Mutex<Shared>>,
@@ -184,6 +186,13 @@ impl ActionRunner {
     /// `signal_grace` runs.
     pub fn tick(&mut self, t: &TickInput<'_>, verdict: &mut Verdict) {
         let now = mono_ms();
+        if let Some(s) = t.sample.filter(|s| s.state == TargetState::Running) {
+            if self.judging != Some(s.target) {
+                self.judging = Some(s.target);
+                self.was_unhealthy = false;
+                self.grace_until_mono_ms = None;
+            }
+        }
         self.keep_history(t);
         let j = t.judged;
         let would_fail = j.budget.exhausted && j.rules.iter().any(|r| r.failing);
