@@ -164,6 +164,16 @@ pub struct TickInput<'a> {
     pub judged: &'a Judged,
 }
 
+/// What the last verdict was, for flips.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+enum Health {
+    #[default]
+    Healthy,
+    /// Rules failing, but the restart budget is exhausted: failing open.
+    WouldFail,
+    Unhealthy,
+}
+
 /// One target's actions between ticks.
 #[derive(Debug, Default)]
 pub struct ActionRunner {
@@ -172,7 +182,7 @@ pub struct ActionRunner {
     history_of: Option<TargetId>,
     /// The process the flip state belongs to: a new one starts from healthy.
     judging: Option<TargetId>,
-    was_unhealthy: bool,
+    state: Health,
     grace_until_mono_ms: Option<u64>,
     shared: Arc<Mutex<Shared>>,
 }
@@ -189,17 +199,25 @@ impl ActionRunner {
         if let Some(s) = t.sample.filter(|s| s.state == TargetState::Running) {
             if self.judging != Some(s.target) {
                 self.judging = Some(s.target);
-                self.was_unhealthy = false;
+                self.state = Health::Healthy;
                 self.grace_until_mono_ms = None;
             }
         }
         self.keep_history(t);
         let j = t.judged;
-        let would_fail = j.budget.exhausted && j.rules.iter().any(|r| r.failing);
-        let unhealthy = !verdict.healthy || would_fail;
-        let flipped = unhealthy && !self.was_unhealthy;
-        self.was_unhealthy = unhealthy;
-        if !unhealthy {
+        // Failing rules while the budget is exhausted: a flip that leakwatch answers by
+        // failing open. It is counted (as skipped); the 503 that follows once the budget
+        // refills is a flip of its own.
+        let state = if !verdict.healthy {
+            Health::Unhealthy
+        } else if j.budget.exhausted && j.rules.iter().any(|r| r.failing) {
+            Health::WouldFail
+        } else {
+            Health::Healthy
+        };
+        let flipped = state > self.state;
+        self.state = state;
+        if state == Health::Healthy {
             self.grace_until_mono_ms = None;
         }
         if flipped && !t.cfg.is_empty() {
