@@ -241,64 +241,118 @@ fn a_flip_writes_one_whole_bundle_signals_the_child_and_runs_the_hook() {
     );
 }
 
+/// `/status` actions of the target named `name`.
+fn actions_of(d: &Daemon, name: &str) -> Value {
+    let s = d.status();
+    s["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap()["actions"]
+        .clone()
+}
+
 #[test]
 fn cooldown_and_hourly_cap_hold_across_repeated_flips_and_retention_keeps_one() {
+    // Two children flipped together three times: "cool" has a cooldown of an hour, "capped"
+    // none but max_per_hour = 2 (each through its own [target.actions]). No timing matters.
     let tmp = tempfile::tempdir().unwrap();
     let bundles = tmp.path().join("bundles");
-    let mut child = LeakyChild::spawn(&[]);
-    let base = common::count_fds(child.pid());
+    let mut cool = LeakyChild::spawn(&[]);
+    let mut capped = LeakyChild::spawn(&[]);
+    let target = |name: &str, pid: i32, actions: &str| {
+        format!(
+            "[[target]]\nname = \"{name}\"\npid = {pid}\nfail_after = 1\n\
+             [target.rules.fds]\nmax = {}\n[target.actions]\n{actions}\n",
+            common::count_fds(pid) + 10
+        )
+    };
     let cfg = config_file(
         tmp.path(),
         "flips.toml",
         &format!(
-            "{FAST}\n[actions]\ncooldown = \"5s\"\nmax_per_hour = 2\n\
-             [actions.bundle]\ndir = {bundles:?}\nkeep = 1\n\
-             [[target]]\nname = \"flappy\"\npid = {}\nfail_after = 1\n\
-             [target.rules.fds]\nmax = {}\n",
-            child.pid(),
-            base + 10
+            "{FAST}\n[actions.bundle]\ndir = {bundles:?}\nkeep = 1\n{}{}",
+            target("cool", cool.pid(), "cooldown = \"1h\"\nmax_per_hour = 10"),
+            target(
+                "capped",
+                capped.pid(),
+                "cooldown = \"0s\"\nmax_per_hour = 2"
+            ),
         ),
     );
     let d = Daemon::start(&["-c", cfg.to_str().unwrap()]);
-    assert!(d.wait_ticks(2, Duration::from_secs(10)));
-    let mut seen: Vec<Value> = Vec::new();
-    let flip = |child: &mut LeakyChild, seen: &mut Vec<Value>| {
-        let before = actions(&d)["last"]["at_unix_ms"].clone();
-        assert_eq!(child.command("files 20"), "ok");
-        assert!(until(|| actions(&d)["last"]["at_unix_ms"] != before));
-        let a = finished_firing(&d, 1);
-        seen.push(result_of(&a, "bundle").clone());
-        assert_eq!(child.command("close-files 20"), "ok");
-        assert!(until(|| d.get("/healthz").0 == 200));
-    };
-    flip(&mut child, &mut seen); // fires
-    flip(&mut child, &mut seen); // within the 5 s cooldown
-    std::thread::sleep(Duration::from_millis(5200));
-    flip(&mut child, &mut seen); // fires: the second of max_per_hour = 2
-    std::thread::sleep(Duration::from_millis(5200));
-    flip(&mut child, &mut seen); // the hourly cap
-    let results: Vec<&str> = seen.iter().map(|r| r["result"].as_str().unwrap()).collect();
-    assert_eq!(results, ["ok", "skipped", "ok", "skipped"], "{seen:#?}");
-    assert!(
-        seen[1]["detail"].as_str().unwrap().starts_with("cooldown"),
+    assert!(d.wait_ticks(2, Duration::from_secs(20)));
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for _ in 0..3 {
+        let before: Vec<Value> = ["cool", "capped"]
+            .iter()
+            .map(|n| actions_of(&d, n)["last"]["at_unix_ms"].clone())
+            .collect();
+        for child in [&mut cool, &mut capped] {
+            assert_eq!(child.command("files 20"), "ok");
+        }
+        for (i, name) in ["cool", "capped"].iter().enumerate() {
+            let mut a = Value::Null;
+            let done = until(|| {
+                a = actions_of(&d, name);
+                let f = &a["last"];
+                f["at_unix_ms"] != before[i]
+                    && f["running"] == false
+                    && f["results"].as_array().is_some_and(|r| r.len() == 1)
+            });
+            assert!(done, "{name}: {a:#}\n{}", d.log_text());
+            let r = &a["last"]["results"][0];
+            let detail = r["detail"].as_str().unwrap().to_string();
+            seen.push((format!("{name} {}", r["result"].as_str().unwrap()), detail));
+        }
+        for child in [&mut cool, &mut capped] {
+            assert_eq!(child.command("close-files 20"), "ok");
+        }
+        // Both judged healthy again (not /healthz: a stale snapshot also answers 200).
+        let healthy = until(|| {
+            let s = d.status();
+            s["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["judged"]["verdict"]["healthy"] == true)
+        });
+        assert!(healthy, "never healthy again: {:#}", d.status());
+    }
+    let results: Vec<&str> = seen.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(
+        results,
+        [
+            "cool ok",
+            "capped ok",
+            "cool skipped",
+            "capped ok",
+            "cool skipped",
+            "capped skipped"
+        ],
         "{seen:#?}"
     );
     assert!(
-        seen[3]["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("hourly cap"),
+        seen[2].1.starts_with("cooldown: the last actions fired"),
         "{seen:#?}"
     );
-    // keep = 1: the second bundle replaced the first.
+    assert!(seen[4].1.starts_with("cooldown"), "{seen:#?}");
+    assert!(seen[5].1.starts_with("hourly cap: 2 firings"), "{seen:#?}");
+    // keep = 1: "capped"'s second bundle replaced its first; "cool" keeps its one.
     let names = entries(&bundles);
-    assert_eq!(names.len(), 1, "{names:?}");
-    let written = seen[2]["detail"].as_str().unwrap();
-    assert!(written.contains(&names[0]), "{written} vs {names:?}");
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(seen[3].1.contains(&names[0]), "{seen:#?} vs {names:?}");
+    assert!(names[1].starts_with("cool-"), "{names:?}");
     let (_, metrics) = d.get("/metrics");
-    for (result, n) in [("ok", 2), ("skipped", 2), ("failed", 0)] {
+    for (name, result, n) in [
+        ("cool", "ok", 1),
+        ("cool", "skipped", 2),
+        ("capped", "ok", 2),
+        ("capped", "skipped", 1),
+    ] {
         let line = format!(
-            "leakwatch_actions_total{{action=\"bundle\",result=\"{result}\",target=\"flappy\"}} {n}"
+            "leakwatch_actions_total{{action=\"bundle\",result=\"{result}\",target=\"{name}\"}} {n}"
         );
         assert!(metrics.contains(&line), "{line}\n{metrics}");
     }
