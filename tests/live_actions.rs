@@ -403,8 +403,10 @@ fn a_target_that_exited_gets_no_signal_and_the_refusal_is_counted() {
     // The hook still runs (on_missing = "fail" made the flip): it is told the old pid.
     assert_eq!(result_of(&a, "exec")["result"], "ok");
     assert_eq!(read(&hook_out), format!("pid={pid}\n"));
-    let (code, body) = d.get("/healthz");
-    assert_eq!(code, 503, "{body}");
+    assert!(
+        until(|| d.get("/healthz").0 == 503),
+        "on_missing = fail: 503"
+    );
     let (_, metrics) = d.get("/metrics");
     let line = "leakwatch_actions_total{action=\"signal\",result=\"skipped\",target=\"gone\"} 1";
     assert!(metrics.contains(line), "{metrics}");
@@ -474,8 +476,9 @@ fn bundle_dir_error(opts: &str, files: u32, expect: &str) -> Option<()> {
         "{a:#}"
     );
     // Still serving, and saying the truth about the target.
-    assert_eq!(d.get("/livez").0, 200);
-    assert_eq!(d.get("/healthz").0, 503);
+    // (Eventually: a tick slowed by a loaded machine makes a snapshot briefly stale.)
+    assert!(until(|| d.get("/livez").0 == 200));
+    assert!(until(|| d.get("/healthz").0 == 503));
     // Nothing left in the daemon's view of the dir (its mount namespace).
     let inside = PathBuf::from(format!("/proc/{}/root{}", d.pid(), dir.display()));
     assert_eq!(
