@@ -576,3 +576,30 @@ fn inspect_bundle_caps_a_child_with_thousands_of_fds_with_a_note() {
     assert!(readme.contains("on demand"), "{readme}");
     assert!(String::from_utf8_lossy(&out.stderr).contains(&b.display().to_string()));
 }
+
+#[test]
+fn check_never_fires_the_actions_of_its_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundles = tmp.path().join("bundles");
+    let child = LeakyChild::spawn(&["--close-wait", "5"]);
+    let cfg = config_file(
+        tmp.path(),
+        "check.toml",
+        &format!(
+            "[actions.bundle]\ndir = {bundles:?}\n[[target]]\npid = {}\n\
+             [target.rules.tcp_close_wait]\nmax = 2\n",
+            child.pid()
+        ),
+    );
+    let out = Command::new(common::BIN)
+        .args(["check", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!bundles.exists(), "leakwatch check wrote a bundle");
+}
