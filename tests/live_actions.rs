@@ -592,7 +592,16 @@ fn check_never_fires_the_actions_of_its_config() {
         ),
     );
     let out = Command::new(common::BIN)
-        .args(["check", "-c", cfg.to_str().unwrap()])
+        // Ticks for a second: time enough for an action thread, were one started.
+        .args([
+            "check",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--for",
+            "1s",
+            "--interval",
+            "100ms",
+        ])
         .output()
         .unwrap();
     assert_eq!(
