@@ -612,3 +612,59 @@ fn check_never_fires_the_actions_of_its_config() {
     );
     assert!(!bundles.exists(), "leakwatch check wrote a bundle");
 }
+
+/// Start `cmd` so that it gets `pid`: set the pid namespace's last pid to `pid - 1` and
+/// spawn, retrying when another process on the machine took the number first. `None` when
+/// that cannot be done here (not root, or `ns_last_pid` is not writable).
+fn spawn_with_pid(pid: i32, mut cmd: impl FnMut() -> LeakyChild) -> Option<LeakyChild> {
+    for _ in 0..50 {
+        if std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).is_err() {
+            return None;
+        }
+        let child = cmd();
+        if child.pid() == pid {
+            return Some(child);
+        }
+        drop(child); // killed and reaped by its pid; try again
+    }
+    None
+}
+
+#[test]
+fn a_pid_reused_by_another_process_gets_no_signal() {
+    // The target: identified, then gone (killed and reaped).
+    let first = LeakyChild::spawn(&[]);
+    let target = common::target(first.pid());
+    drop(first);
+    // Another process takes its pid, and would log any SIGUSR2 it got.
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("signals.log");
+    let arg = log.to_str().unwrap().to_string();
+    let Some(reuser) = spawn_with_pid(target.pid, || LeakyChild::spawn(&["--signal-log", &arg]))
+    else {
+        let required = std::env::var("LEAKWATCH_REQUIRE_NAMESPACES").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "cannot reuse a pid here (ns_last_pid), and it is required"
+        );
+        eprintln!("skipped: cannot steer pid allocation here (needs root)");
+        return;
+    };
+    assert_ne!(common::target(reuser.pid()), target, "a new start time");
+    let err = leakwatch::actions::signal::send(Path::new("/proc"), target, libc::SIGUSR2)
+        .expect_err("the reused pid must not be signalled");
+    assert!(err.refused, "{err:?}");
+    assert!(err.message.contains("another process"), "{err:?}");
+    // The process holding the pid got nothing; the same call on its own identity works.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!log.exists(), "the reusing process was signalled");
+    leakwatch::actions::signal::send(
+        Path::new("/proc"),
+        common::target(reuser.pid()),
+        libc::SIGUSR2,
+    )
+    .unwrap();
+    assert!(until(
+        || std::fs::read_to_string(&log).is_ok_and(|s| s == "SIGUSR2\n")
+    ));
+}
