@@ -60,6 +60,10 @@ pub struct ChildArgs {
     /// Read no stdin; leak one CLOSE_WAIT socket every DURATION (e.g. `2s`) instead.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub leak_every: Option<Duration>,
+    /// Catch SIGUSR1, SIGUSR2 and SIGQUIT and append each one's name to this file (a line
+    /// per signal), as a runtime that dumps its heap or threads on them would.
+    #[arg(long)]
+    pub signal_log: Option<std::path::PathBuf>,
 }
 
 /// The `ready` line: what the child holds that a test or the demo needs to know.
@@ -287,6 +291,36 @@ fn spawn_idle() -> std::io::Result<()> {
         .map(drop)
 }
 
+/// Catch SIGUSR1, SIGUSR2 and SIGQUIT; a thread (asleep between looks, so never a stuck
+/// worker) appends the name of each one that arrived to `log`.
+fn record_signals(log: std::path::PathBuf) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut flags = Vec::new();
+    for sig in [libc::SIGUSR1, libc::SIGUSR2, libc::SIGQUIT] {
+        let flag = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(sig, Arc::clone(&flag))?;
+        flags.push((sig, flag));
+    }
+    std::thread::Builder::new()
+        .name("signal-log".into())
+        .spawn(move || loop {
+            for (sig, flag) in &flags {
+                if flag.swap(false, Ordering::SeqCst) {
+                    let name = nix::sys::signal::Signal::try_from(*sig)
+                        .map_or(format!("signal {sig}"), |s| s.as_str().to_string());
+                    let _ = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log)
+                        .and_then(|mut f| f.write_all(format!("{name}\n").as_bytes()));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        })?;
+    Ok(())
+}
+
 /// Apply one stdin command.
 fn command(held: &mut Held, line: &str) -> Result<(), String> {
     let mut words = line.split_whitespace();
@@ -351,6 +385,9 @@ pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
         std::thread::sleep(deadline);
         std::process::exit(0);
     });
+    if let Some(log) = &args.signal_log {
+        record_signals(log.clone())?;
+    }
     if let Some(n) = args.nofile {
         let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
         nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, hard)?;

@@ -5,6 +5,7 @@
 //! Data flow: [`target`] resolves a selector to a (pid, starttime); [`collect`] reads /proc
 //! and cgroupfs into one [`sample::Sample`]; the CLI ([`cli`]) shows it.
 
+pub mod actions;
 pub mod cli;
 pub mod collect;
 pub mod config;

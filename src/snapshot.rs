@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use crate::actions::ActionsStatus;
 use crate::error::UnknownKind;
 use crate::judge::{Judged, Verdict};
 use crate::sample::{Collector, Sample, TargetId};
@@ -65,6 +66,8 @@ pub struct TargetStatus {
     pub collector_errors_total: Vec<CollectorErrors>,
     /// How long this target's collection took in the last tick, seconds.
     pub poll_duration_seconds: Option<f64>,
+    /// The actions on a flip: what is configured, the last firing, counts, errors.
+    pub actions: ActionsStatus,
 }
 
 impl TargetStatus {

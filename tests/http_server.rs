@@ -45,6 +45,7 @@ fn snapshot() -> Snapshot {
         },
         collector_errors_total: Vec::new(),
         poll_duration_seconds: None,
+        actions: leakwatch::actions::ActionsStatus::default(),
     };
     Snapshot {
         version: "test".into(),

@@ -64,6 +64,8 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     // more ticks than the check takes.
     for t in &mut config.targets {
         t.judge.fail_after = t.judge.fail_after.min(ticks).max(1);
+        // Actions belong to the daemon: a probe or a cron check never signals or writes.
+        t.actions = crate::config::ActionsConfig::default();
     }
     let mut w = Watchdog::new(config);
     let mut last = Vec::new();

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::parse_duration;
+use crate::config::actions::BundleConfig;
 use crate::config::{Config, Judge, Rule, Series, TargetConfig};
 use crate::daemon;
 use crate::demo_child::ChildProcess;
@@ -40,6 +41,10 @@ pub struct DemoArgs {
     /// Give up after this long.
     #[arg(long, default_value = "110s", value_parser = parse_duration)]
     pub max: Duration,
+    /// Write a diagnostics bundle under this directory when /healthz turns 503 (the
+    /// `[actions.bundle]` of a real config).
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<std::path::PathBuf>,
 }
 
 /// The share of the fd limit that the level rule fails at.
@@ -79,6 +84,12 @@ fn demo_config(pid: i32, args: &DemoArgs) -> Config {
             ..Rule::default()
         },
     )];
+    if let Some(dir) = &args.bundle {
+        target.actions.bundle = Some(BundleConfig {
+            dir: dir.clone(),
+            ..BundleConfig::default()
+        });
+    }
     Config {
         listen: args.listen,
         interval: args.interval,
@@ -146,8 +157,22 @@ fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         std::thread::sleep(args.interval.saturating_sub(tick.elapsed()));
     }
     drop(child);
+    let snap = daemon.snapshots.borrow().clone();
     daemon.shutdown()?;
-    Ok(events.summary(args))
+    let code = events.summary(args);
+    if args.bundle.is_some() {
+        let results = snap
+            .targets
+            .first()
+            .and_then(|t| t.actions.last.as_ref())
+            .map(|f| f.results.clone())
+            .unwrap_or_default();
+        match results.first() {
+            Some(r) => println!("diagnostics: {}", r.detail),
+            None => println!("diagnostics: no bundle was written"),
+        }
+    }
+    Ok(code)
 }
 
 /// What happened when, for the summary.

@@ -7,7 +7,10 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{parse_duration, SelectorArgs};
+use crate::actions::bundle::{self, render::history_row, BundleInput};
 use crate::collect::{CollectOptions, Collector};
+use crate::config::actions::BundleConfig;
+use crate::config::TargetConfig;
 use crate::error::{Unknown, UnknownKind};
 use crate::report;
 use crate::sample::{Collector as Source, TargetState};
@@ -27,6 +30,13 @@ pub struct InspectArgs {
     /// whole wait is reported stuck. "0s" takes one look and leaves stuck workers unknown.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub stuck_after: Duration,
+    /// Also write a diagnostics bundle (the one `[actions.bundle]` writes on a flip) under
+    /// this directory, and print its path.
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// The cap on the bundle's size (with --bundle).
+    #[arg(long, default_value = "50MiB", value_parser = parse_size, requires = "bundle")]
+    pub bundle_max_bytes: u64,
     /// How many peers to list per state.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
@@ -66,6 +76,7 @@ pub fn run(args: &InspectArgs) -> ExitCode {
         stuck_after: args.stuck_after,
     };
     let mut sample = collector.collect(target, &opts);
+    let mut history = vec![history_row(&sample)];
     if args.stuck_after.is_zero() {
         sample.stuck = None;
         sample.unknown.insert(
@@ -79,7 +90,39 @@ pub fn run(args: &InspectArgs) -> ExitCode {
         std::thread::sleep(args.stuck_after);
         let second = collector.collect(target, &opts);
         if second.state != TargetState::Gone {
+            history.push(history_row(&second));
             sample = second;
+        }
+    }
+    if let Some(dir) = &args.bundle {
+        if sample.state != TargetState::Running {
+            eprintln!("leakwatch inspect: {target} is gone: no bundle written");
+            return ExitCode::from(2);
+        }
+        let cfg = BundleConfig {
+            dir: dir.clone(),
+            max_bytes: args.bundle_max_bytes,
+            // On demand: nothing of a human's is removed.
+            keep: u32::MAX,
+        };
+        let name = TargetConfig::from_selector(selector.clone()).name;
+        let input = BundleInput {
+            name: &name,
+            reason: "on demand (leakwatch inspect --bundle)",
+            sample: &sample,
+            judged: None,
+            history: &history,
+        };
+        match bundle::make(&args.proc_root, &args.cgroup_root, &cfg, &input) {
+            Ok(w) => eprintln!(
+                "leakwatch inspect: bundle written to {} ({})",
+                w.path.display(),
+                crate::units::bytes(w.bytes)
+            ),
+            Err(e) => {
+                eprintln!("leakwatch inspect: {e}");
+                return ExitCode::from(2);
+            }
         }
     }
     if args.json {
@@ -97,4 +140,13 @@ pub fn run(args: &InspectArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     ExitCode::SUCCESS
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let v = crate::config::values::parse_quantity(s)?;
+    let min = crate::config::actions::MIN_BUNDLE_BYTES;
+    if v < min as f64 {
+        return Err(format!("at least 16KiB, got {s:?}"));
+    }
+    Ok(v as u64)
 }

@@ -42,6 +42,7 @@ pub fn load(
     if let Some(sel) = selector.selector() {
         let mut t = TargetConfig::from_selector(sel);
         t.judge = config.judge.clone();
+        t.actions = config.actions.clone();
         config.targets = vec![t];
     }
     if let Some(l) = listen {

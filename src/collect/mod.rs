@@ -5,6 +5,7 @@
 //! (the fd scan feeds the TCP join, both feed the stuck-worker check), times them and files
 //! every failure as an [`Unknown`] under its [`Collector`](crate::sample::Collector).
 
+pub mod bundle;
 pub mod cgroup;
 pub mod fd;
 pub mod limits;

@@ -4,6 +4,7 @@
 //!
 //! A bad file is a [`ConfigError`]: file, line, column, key, and what was expected.
 
+pub mod actions;
 pub mod raw;
 pub mod values;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use actions::ActionsConfig;
 pub use raw::OnMissing;
 use raw::{RawConfig, RawHttp, RawJudge, RawRule, RawRules, RawTarget};
 
@@ -40,6 +42,9 @@ pub struct Config {
     /// `[judge]`: the judging of targets given on the command line, and the base every
     /// `[[target]]` overlays.
     pub judge: Judge,
+    /// `[actions]`: for targets given on the command line, and the base every
+    /// `[target.actions]` overlays.
+    pub actions: ActionsConfig,
     pub targets: Vec<TargetConfig>,
 }
 
@@ -76,6 +81,7 @@ impl Default for Config {
             peer_labels: false,
             http: HttpConfig::default(),
             judge: Judge::default(),
+            actions: ActionsConfig::default(),
             targets: Vec::new(),
         }
     }
@@ -209,6 +215,8 @@ pub struct TargetConfig {
     pub judge: Judge,
     /// The configured rules; series without one get [`default_rules`].
     pub rules: Vec<(Series, Rule)>,
+    /// What to do when the verdict flips to unhealthy.
+    pub actions: ActionsConfig,
 }
 
 impl TargetConfig {
@@ -219,6 +227,7 @@ impl TargetConfig {
             selector,
             judge: Judge::default(),
             rules: Vec::new(),
+            actions: ActionsConfig::default(),
         }
     }
 
@@ -383,16 +392,19 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     check_judge(&judge, interval).map_err(|(k, m)| invalid(&format!("judge.{k}"), m))?;
 
     let http = http(raw.http.unwrap_or_default(), &defaults.http)?;
+    let global_actions = raw.actions.unwrap_or_default();
+    let actions =
+        actions::validate(&global_actions).map_err(|(k, m)| invalid(&format!("actions.{k}"), m))?;
     let mut targets: Vec<TargetConfig> = Vec::new();
     for (i, spanned) in raw.target.into_iter().enumerate() {
         let span = spanned.span();
-        let t = target(i, spanned.into_inner(), &judge, interval).map_err(|(key, message)| {
-            Invalid {
+        let t = target(i, spanned.into_inner(), &judge, &global_actions, interval).map_err(
+            |(key, message)| Invalid {
                 span: Some(span.clone()),
                 key,
                 message,
-            }
-        })?;
+            },
+        )?;
         if targets.iter().any(|o| o.name == t.name) {
             return Err(Invalid {
                 span: Some(span),
@@ -411,6 +423,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         peer_labels: raw.peer_labels.unwrap_or(defaults.peer_labels),
         http,
         judge,
+        actions,
         targets,
     })
 }
@@ -481,6 +494,7 @@ fn target(
     i: usize,
     t: RawTarget,
     global: &Judge,
+    global_actions: &actions::RawActions,
     interval: Duration,
 ) -> Result<TargetConfig, (String, String)> {
     let key = |k: &str| format!("target[{i}].{k}");
@@ -538,11 +552,17 @@ fn target(
     let judge = global.overlay(&t.judge_keys());
     check_judge(&judge, interval).map_err(|(k, m)| (key(k), m))?;
     let rules = rules(&t.rules).map_err(|(k, m)| (key(&format!("rules.{k}")), m))?;
+    let merged = t
+        .actions
+        .as_ref()
+        .map_or_else(|| global_actions.clone(), |mine| mine.over(global_actions));
+    let actions = actions::validate(&merged).map_err(|(k, m)| (key(&format!("actions.{k}")), m))?;
     Ok(TargetConfig {
         name,
         selector,
         judge,
         rules,
+        actions,
     })
 }
 

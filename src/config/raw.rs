@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::actions::RawActions;
 use super::values::{ConfigRegex, HumanDuration, Quantity, Rate, Ratio};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -74,6 +75,8 @@ with_judge_keys! {
         pub systemd_unit: Option<String>,
         #[serde(default)]
         pub rules: RawRules,
+        /// `[target.actions]`: overlays the global `[actions]`, key by key.
+        pub actions: Option<RawActions>,
     }
 }
 
@@ -116,6 +119,7 @@ pub struct RawConfig {
     pub peer_labels: Option<bool>,
     pub http: Option<RawHttp>,
     pub judge: Option<RawJudge>,
+    pub actions: Option<RawActions>,
     #[serde(default)]
     pub target: Vec<toml::Spanned<RawTarget>>,
 }

@@ -226,3 +226,113 @@ fn unreadable_file_is_an_error_naming_it() {
         "{e}"
     );
 }
+
+#[test]
+fn the_example_actions_parse_when_uncommented() {
+    // The commented [actions] block of the example, uncommented, is valid and means what
+    // it says.
+    let start = EXAMPLE
+        .find("# [actions]\n")
+        .expect("the example has [actions]");
+    let block: String = EXAMPLE[start..]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(""))
+        .filter(|l| l.starts_with('[') || l.contains(" = "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = parse(&format!("{block}\n[[target]]\npid = 1\n")).unwrap();
+    let a = &c.targets[0].actions;
+    assert_eq!(a, &c.actions);
+    assert_eq!(a.cooldown, Duration::from_secs(600));
+    assert_eq!(a.max_per_hour, 3);
+    let b = a.bundle.as_ref().unwrap();
+    assert_eq!(b.dir, std::path::Path::new("/var/lib/leakwatch/bundles"));
+    assert_eq!(b.max_bytes, 50 * 1024 * 1024);
+    assert_eq!(b.keep, 10);
+    let s = a.signal.as_ref().unwrap();
+    assert_eq!(s.signal.number, libc::SIGUSR2);
+    assert_eq!(s.grace, Duration::ZERO);
+    let e = a.exec.as_ref().unwrap();
+    assert_eq!(e.argv, ["/usr/local/bin/on-leak", "--page"]);
+    assert_eq!(e.timeout, Duration::from_secs(30));
+    // Commented out, nothing fires.
+    assert!(parse(EXAMPLE).unwrap().targets[0].actions.is_empty());
+}
+
+#[test]
+fn target_actions_overlay_the_global_ones_key_by_key() {
+    let c = parse(
+        "[actions]\ncooldown = \"1m\"\n[actions.bundle]\ndir = \"/b\"\nkeep = 4\n\
+         [[target]]\nname = \"a\"\npid = 1\n\
+         [target.actions]\nmax_per_hour = 9\n[target.actions.bundle]\nkeep = 2\n\
+         [target.actions.signal]\nsignal = 3\ngrace = \"5s\"\n\
+         [[target]]\nname = \"b\"\npid = 2\n",
+    )
+    .unwrap();
+    let a = &c.targets[0].actions;
+    assert_eq!(a.cooldown, Duration::from_secs(60), "inherited");
+    assert_eq!(a.max_per_hour, 9);
+    let b = a.bundle.as_ref().unwrap();
+    assert_eq!((b.dir.to_str().unwrap(), b.keep), ("/b", 2));
+    assert_eq!(a.signal.as_ref().unwrap().signal.number, libc::SIGQUIT);
+    assert_eq!(a.signal.as_ref().unwrap().grace, Duration::from_secs(5));
+    let other = &c.targets[1].actions;
+    assert_eq!(other.bundle.as_ref().unwrap().keep, 4);
+    assert!(other.signal.is_none());
+}
+
+#[test]
+fn bad_actions_name_the_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[actions.signal]\nsignal = \"SIGNOPE\"\n",
+            "actions.signal.signal",
+            "unknown signal",
+        ),
+        (
+            "[actions.signal]\ngrace = \"1s\"\n",
+            "actions.signal.signal",
+            "name the signal",
+        ),
+        (
+            "[actions.exec]\nargv = []\n",
+            "actions.exec.argv",
+            "program",
+        ),
+        (
+            "[actions.bundle]\ndir = \"rel\"\n",
+            "actions.bundle.dir",
+            "absolute",
+        ),
+        (
+            "[actions.bundle]\nmax_bytes = \"1KiB\"\n",
+            "actions.bundle.max_bytes",
+            "16KiB",
+        ),
+        (
+            "[actions.bundle]\nkeep = 0\n",
+            "actions.bundle.keep",
+            "at least 1",
+        ),
+        (
+            "[actions]\nmax_per_hour = 0\n",
+            "actions.max_per_hour",
+            "at least 1",
+        ),
+        (
+            "[actions]\ncooldwn = \"1m\"\n",
+            "actions.cooldwn",
+            "unknown field",
+        ),
+        (
+            "[[target]]\npid = 1\n[target.actions.exec]\ntimeout = \"1s\"\n",
+            "target[0].actions.exec.argv",
+            "program",
+        ),
+    ];
+    for (text, key, phrase) in cases {
+        let e = parse(text).expect_err(text);
+        assert_eq!(e.key.as_deref(), Some(*key), "{text}: {e}");
+        assert!(e.message.contains(phrase), "{text}: {e}");
+    }
+}

@@ -235,11 +235,15 @@ impl TickLoop {
                     Some(Control::Shutdown) | None => break,
                 },
             }
-            if let (Some(new), Some(w)) = (pending.take(), idle.as_mut()) {
-                if new.interval != self.parts.config.interval {
-                    interval = ticker(new.interval);
+            // A reload waits for the running tick: take it only when the watchdog is idle
+            // (taking it first would drop a SIGHUP that arrives mid-tick).
+            if let Some(w) = idle.as_mut().filter(|_| pending.is_some()) {
+                if let Some(new) = pending.take() {
+                    if new.interval != self.parts.config.interval {
+                        interval = ticker(new.interval);
+                    }
+                    self.reload(w, new);
                 }
-                self.reload(w, new);
             }
         }
         self.notifier.notify("STOPPING=1");
@@ -392,6 +396,7 @@ pub fn initial_snapshot(config: &Config, file: Option<String>) -> Snapshot {
                 },
                 collector_errors_total: Vec::new(),
                 poll_duration_seconds: None,
+                actions: crate::actions::ActionsStatus::default(),
             })
             .collect(),
     }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
+use crate::actions::{ActionRunner, TickInput};
 use crate::collect::{mono_ms, unix_ms, CollectOptions, Collector};
 use crate::config::{Config, TargetConfig};
 use crate::error::UnknownKind;
@@ -40,6 +41,9 @@ struct Watched {
     logged: BTreeMap<Source, UnknownKind>,
     logged_missing: Option<String>,
     was_healthy: bool,
+    actions: ActionRunner,
+    /// The process last sampled running: the signal action refuses it once it is gone.
+    last_judged: Option<TargetId>,
 }
 
 impl Watched {
@@ -54,6 +58,8 @@ impl Watched {
             logged: BTreeMap::new(),
             logged_missing: None,
             was_healthy: true,
+            actions: ActionRunner::new(),
+            last_judged: None,
         }
     }
 }
@@ -122,7 +128,7 @@ impl Watchdog {
             let started = Instant::now();
             let sample = observe(w, &self.resolver, &mut self.collector, &self.config);
             let poll = started.elapsed().as_secs_f64();
-            out.push(judge(w, sample, poll));
+            out.push(judge(w, sample, poll, &self.config));
         }
         out
     }
@@ -201,8 +207,13 @@ fn collect(w: &mut Watched, collector: &mut Collector, config: &Config, id: Targ
     collector.collect(id, &opts)
 }
 
-fn judge(w: &mut Watched, observed: Result<Sample, String>, poll_s: f64) -> TargetStatus {
-    let (judged, sample, missing) = match observed {
+fn judge(
+    w: &mut Watched,
+    observed: Result<Sample, String>,
+    poll_s: f64,
+    config: &Config,
+) -> TargetStatus {
+    let (mut judged, sample, missing) = match observed {
         Ok(sample) => {
             count_errors(w, &sample);
             let j = w.judge.judge(Input::Sample(&sample), &w.cfg);
@@ -224,6 +235,23 @@ fn judge(w: &mut Watched, observed: Result<Sample, String>, poll_s: f64) -> Targ
     let found = sample
         .as_ref()
         .is_some_and(|s| s.state == TargetState::Running);
+    if found {
+        w.last_judged = sample.as_ref().map(|s| s.target);
+    }
+    let mut verdict = judged.verdict.clone();
+    let input = TickInput {
+        name: &w.cfg.name,
+        cfg: &w.cfg.actions,
+        proc_root: &config.proc_root,
+        cgroup_root: &config.cgroup_root,
+        window: w.cfg.judge.window,
+        sample: sample.as_ref(),
+        last_id: w.last_judged,
+        judged: &judged,
+    };
+    w.actions.tick(&input, &mut verdict);
+    judged.verdict = verdict;
+    let actions = w.actions.status(&w.cfg.actions);
     TargetStatus {
         name: w.cfg.name.clone(),
         selector: w.cfg.selector.to_string(),
@@ -244,6 +272,7 @@ fn judge(w: &mut Watched, observed: Result<Sample, String>, poll_s: f64) -> Targ
             })
             .collect(),
         poll_duration_seconds: Some(poll_s),
+        actions,
     }
 }
 
@@ -281,6 +310,11 @@ fn log_flip(w: &mut Watched, v: &crate::judge::Verdict) {
 }
 
 #[cfg(test)]
+mod tests_support {
+    pub(super) use super::tests::{watchdog_with, write_pid};
+}
+
+#[cfg(test)]
 mod tests {
     //! The tick on a fixture /proc tree: pid reuse (a new starttime), a vanished target and
     //! a zombie, which a live test cannot stage on demand.
@@ -295,7 +329,7 @@ mod tests {
     const LIMITS: &str = include_str!("../../tests/fixtures/proc/limits_kernel_6_18");
 
     /// `/proc/4242` whose stat says `state` and `starttime`.
-    fn write_pid(root: &Path, state: char, starttime: u64) {
+    pub(super) fn write_pid(root: &Path, state: char, starttime: u64) {
         let dir = root.join("4242");
         fs::create_dir_all(dir.join("fd")).unwrap();
         let mut fields: Vec<String> = STAT
@@ -319,11 +353,18 @@ mod tests {
     }
 
     fn watchdog(root: &Path) -> Watchdog {
+        watchdog_with(root, |_| {})
+    }
+
+    /// A watchdog of pid 4242 under the fixture root, its target config adjusted by `f`.
+    pub(super) fn watchdog_with(root: &Path, f: impl FnOnce(&mut TargetConfig)) -> Watchdog {
         fs::write(root.join("stat"), "cpu  0 0 0 0\nbtime 1763700000\n").unwrap();
+        let mut target = TargetConfig::from_selector(Selector::Pid(4242));
+        f(&mut target);
         let config = Config {
             proc_root: root.to_path_buf(),
             cgroup_root: root.join("no-cgroup"),
-            targets: vec![TargetConfig::from_selector(Selector::Pid(4242))],
+            targets: vec![target],
             ..Config::default()
         };
         Watchdog::new(config)
@@ -407,5 +448,86 @@ mod tests {
             "{:?}",
             t.verdict()
         );
+    }
+}
+
+#[cfg(test)]
+mod action_tests {
+    //! Actions from the tick, on a fixture /proc tree: the restart budget, which takes three
+    //! restarts that followed an unhealthy verdict (staged by new start times).
+
+    use std::fs;
+    use std::time::Duration;
+
+    use super::tests_support::{watchdog_with, write_pid};
+    use crate::actions::Outcome;
+    use crate::config::actions::ExecConfig;
+    use crate::config::{ActionsConfig, Rule, Series};
+
+    #[test]
+    fn nothing_fires_while_the_restart_budget_is_exhausted() {
+        let root = tempfile::tempdir().unwrap();
+        write_pid(root.path(), 'S', 1000);
+        let mut w = watchdog_with(root.path(), |t| {
+            // The fixture holds 3 fds: over max = 1 on every tick.
+            t.rules = vec![(
+                Series::Fds,
+                Rule {
+                    max: Some(1.0),
+                    ..Rule::default()
+                },
+            )];
+            t.judge.fail_after = 1;
+            t.actions = ActionsConfig {
+                cooldown: Duration::ZERO,
+                max_per_hour: 100,
+                exec: Some(ExecConfig {
+                    argv: vec!["true".into()],
+                    timeout: Duration::from_secs(10),
+                }),
+                ..ActionsConfig::default()
+            };
+        });
+        let mut fired = 0;
+        for restart in 0..4u64 {
+            std::thread::sleep(Duration::from_millis(3));
+            let t = w.tick().remove(0);
+            let last = t.actions.last.clone().expect("a flip on every new process");
+            if restart < 3 {
+                assert!(!t.verdict().healthy);
+                // Wait for the hook to finish before the next flip.
+                let done = (0..500).any(|_| {
+                    std::thread::sleep(Duration::from_millis(10));
+                    let a = w.targets[0].actions.status(&w.targets[0].cfg.actions);
+                    a.last.is_some_and(|l| !l.running && l.results.len() == 1)
+                });
+                assert!(done, "the hook did not finish");
+                fired += 1;
+            } else {
+                // The budget is exhausted: leakwatch fails open, and nothing is sent.
+                assert!(t.verdict().healthy, "{:?}", t.verdict());
+                assert!(t.judged.budget.exhausted);
+                assert_eq!(last.results.len(), 1, "{last:?}");
+                assert_eq!(last.results[0].result, Outcome::Skipped);
+                assert!(
+                    last.results[0].detail.contains("restart budget"),
+                    "{last:?}"
+                );
+            }
+            // A new process takes the pid: a restart that followed an unhealthy verdict.
+            write_pid(root.path(), 'S', 2000 + restart);
+        }
+        assert_eq!(fired, 3);
+        let counts = w.targets[0]
+            .actions
+            .status(&w.targets[0].cfg.actions)
+            .counts;
+        let count = |r: Outcome| counts.iter().find(|c| c.result == r).unwrap().count;
+        assert_eq!(
+            (count(Outcome::Ok), count(Outcome::Skipped)),
+            (3, 1),
+            "{counts:?}"
+        );
+        fs::remove_dir_all(root.path().join("4242")).unwrap();
     }
 }

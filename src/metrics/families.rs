@@ -119,6 +119,13 @@ pub const COLLECTOR_ERRORS: Family = counter(
     "Collector failures for the target since leakwatch started, by collector and reason, count.",
 );
 
+pub const ACTIONS: Family = counter(
+    "leakwatch_actions_total",
+    &["target", "action", "result"],
+    "Actions on a healthy->unhealthy flip (bundle, signal, exec) by result: ok, failed, or \
+     skipped (cooldown, hourly cap, restart budget, a target gone or not the one judged), count.",
+);
+
 // One target: what the sample says.
 
 pub const OPEN_FDS: Family = gauge(
@@ -213,6 +220,7 @@ pub const ALL: &[&Family] = &[
     &TIME_TO_EXHAUSTION,
     &POLL_DURATION,
     &COLLECTOR_ERRORS,
+    &ACTIONS,
     &OPEN_FDS,
     &MAX_FDS,
     &OPEN_FDS_BY_TYPE,

@@ -28,6 +28,10 @@ pub fn export(out: &Out, t: &TargetStatus, peer_labels: bool) {
         let labels = [name, e.collector.as_str(), e.reason.as_str()];
         out.put(&COLLECTOR_ERRORS, &labels, e.count as f64);
     }
+    for c in &t.actions.counts {
+        let labels = [name, c.action.as_str(), c.result.as_str()];
+        out.put(&ACTIONS, &labels, c.count as f64);
+    }
     judged(out, name, &t.judged);
     // A sample left over from a process that is gone is not the target's current state.
     if let (true, Some(sample)) = (t.found, &t.sample) {

@@ -74,6 +74,7 @@ fn status(name: &str, verdict: Verdict) -> TargetStatus {
         },
         collector_errors_total: Vec::new(),
         poll_duration_seconds: Some(0.001),
+        actions: crate::actions::ActionsStatus::default(),
     }
 }
 

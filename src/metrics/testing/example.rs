@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::actions::{Action, ActionCount, ActionResult, ActionsStatus, Firing, Outcome};
 use crate::config::Series;
 use crate::error::UnknownKind;
 use crate::judge::{Budget, Judged, RuleState, RuleStatus, SeriesStatus, Trend, Verdict};
@@ -66,6 +67,43 @@ fn app_target() -> TargetStatus {
             },
         ],
         poll_duration_seconds: Some(0.0042),
+        actions: app_actions(),
+    }
+}
+
+/// A bundle written on the flip, and a later flip inside the cooldown.
+fn app_actions() -> ActionsStatus {
+    let count = |action, result, count| ActionCount {
+        action,
+        result,
+        count,
+    };
+    ActionsStatus {
+        configured: vec![Action::Bundle, Action::Signal],
+        cooldown_s: 600.0,
+        max_per_hour: 3,
+        fired_last_hour: 1,
+        last: Some(Firing {
+            at_unix_ms: 1_760_006_100_000,
+            pid: Some(31337),
+            running: false,
+            results: vec![ActionResult {
+                action: Action::Bundle,
+                result: Outcome::Ok,
+                detail: "bundle written: /var/lib/leakwatch/bundles/app-20251009T102820.000Z"
+                    .into(),
+            }],
+        }),
+        last_error: None,
+        grace_left_ms: None,
+        counts: vec![
+            count(Action::Bundle, Outcome::Ok, 1),
+            count(Action::Bundle, Outcome::Failed, 0),
+            count(Action::Bundle, Outcome::Skipped, 1),
+            count(Action::Signal, Outcome::Ok, 1),
+            count(Action::Signal, Outcome::Failed, 0),
+            count(Action::Signal, Outcome::Skipped, 1),
+        ],
     }
 }
 
@@ -91,6 +129,7 @@ pub fn missing_target(name: &str) -> TargetStatus {
         },
         collector_errors_total: Vec::new(),
         poll_duration_seconds: None,
+        actions: crate::actions::ActionsStatus::default(),
     }
 }
 

@@ -1,0 +1,398 @@
+//! Actions on a healthy→unhealthy flip, before a restart destroys the evidence: a
+//! diagnostics [`bundle`], a [`signal`] through a pidfd, an [`exec`] hook; all opt-in
+//! (`[actions]`), behind the [`guard`] (cooldown, hourly cap, restart budget).
+//!
+//! The tick calls [`ActionRunner::tick`] for each target. On a flip the guard decides, and a
+//! thread of its own ("leakwatch-actions") runs the actions in order (bundle, signal, exec:
+//! the bundle captures the state before a dump changes it, the hook gets the bundle's
+//! path), so neither the tick loop nor HTTP ever waits for them. Results land in shared
+//! state that the next tick publishes (`/status`, `leakwatch_actions_total`).
+//!
+//! With a `signal_grace`, `/healthz` keeps answering 200 (with a note and the `would fail:`
+//! lines) for that long after the flip, so a dump can finish before the kubelet acts.
+
+pub mod bundle;
+pub mod exec;
+pub mod guard;
+mod job;
+pub mod signal;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tracing::info;
+
+use crate::collect::{mono_ms, unix_ms};
+use crate::config::ActionsConfig;
+use crate::judge::{Judged, Verdict};
+use crate::sample::{Sample, TargetId, TargetState};
+use crate::units;
+
+use bundle::HistoryRow;
+use guard::{Decision, Guard};
+use job::Job;
+
+/// The three actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Bundle,
+    Signal,
+    Exec,
+}
+
+impl Action {
+    pub const ALL: [Action; 3] = [Action::Bundle, Action::Signal, Action::Exec];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Bundle => "bundle",
+            Action::Signal => "signal",
+            Action::Exec => "exec",
+        }
+    }
+}
+
+/// How one action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Failed,
+    /// Not attempted: a guard, no process, or a target that is gone or not the one judged.
+    Skipped,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 3] = [Outcome::Ok, Outcome::Failed, Outcome::Skipped];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// One action of one firing, as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActionResult {
+    pub action: Action,
+    pub result: Outcome,
+    /// What happened: the bundle's path, `SIGUSR2 sent to pid 123`, `exit 0`, or why not.
+    pub detail: String,
+}
+
+/// One flip and what it set off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Firing {
+    pub at_unix_ms: u64,
+    pub pid: Option<i32>,
+    /// Still running (the results so far are listed).
+    pub running: bool,
+    pub results: Vec<ActionResult>,
+}
+
+/// Count of one (action, result).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActionCount {
+    pub action: Action,
+    pub result: Outcome,
+    pub count: u64,
+}
+
+/// The `actions` part of a target in `/status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ActionsStatus {
+    /// The actions configured for the target (empty: flips only log).
+    pub configured: Vec<Action>,
+    pub cooldown_s: f64,
+    pub max_per_hour: u32,
+    pub fired_last_hour: usize,
+    /// The last flip and what came of it.
+    pub last: Option<Firing>,
+    /// The last error of any action (`bundle dir /x is read-only`), kept until one of the
+    /// same action succeeds.
+    pub last_error: Option<String>,
+    /// While `signal_grace` holds `/healthz` at 200: milliseconds left.
+    pub grace_left_ms: Option<u64>,
+    /// Every (configured action, result) since start, zeros included.
+    pub counts: Vec<ActionCount>,
+}
+
+/// What the action thread and the tick share.
+#[derive(Debug, Default)]
+struct Shared {
+    running: bool,
+    last: Option<Firing>,
+    errors: BTreeMap<Action, String>,
+    counts: BTreeMap<(Action, Outcome), u64>,
+}
+
+impl Shared {
+    fn record(&mut self, r: ActionResult) {
+        *self.counts.entry((r.action, r.result)).or_default() += 1;
+        match r.result {
+            Outcome::Failed => {
+                self.errors.insert(r.action, r.detail.clone());
+            }
+            Outcome::Ok => {
+                self.errors.remove(&r.action);
+            }
+            Outcome::Skipped => {}
+        }
+        if let Some(last) = self.last.as_mut() {
+            last.results.push(r);
+        }
+    }
+}
+
+/// What the tick knows of one target.
+pub struct TickInput<'a> {
+    pub name: &'a str,
+    pub cfg: &'a ActionsConfig,
+    pub proc_root: &'a std::path::Path,
+    pub cgroup_root: &'a std::path::Path,
+    /// The trend window: how much history `samples.csv` keeps.
+    pub window: Duration,
+    /// This tick's sample, if a process was sampled.
+    pub sample: Option<&'a Sample>,
+    /// The process last judged (kept after it exits: the signal then refuses it).
+    pub last_id: Option<TargetId>,
+    pub judged: &'a Judged,
+}
+
+/// What the last verdict was, for flips.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+enum Health {
+    #[default]
+    Healthy,
+    /// Rules failing, but the restart budget is exhausted: failing open.
+    WouldFail,
+    Unhealthy,
+}
+
+/// One target's actions between ticks.
+#[derive(Debug, Default)]
+pub struct ActionRunner {
+    guard: Guard,
+    history: VecDeque<HistoryRow>,
+    history_of: Option<TargetId>,
+    /// The process the flip state belongs to: a new one starts from healthy.
+    judging: Option<TargetId>,
+    state: Health,
+    grace_until_mono_ms: Option<u64>,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl ActionRunner {
+    pub fn new() -> ActionRunner {
+        ActionRunner::default()
+    }
+
+    /// Take this tick: keep the history, fire on a flip, and hold `verdict` at 200 while a
+    /// `signal_grace` runs.
+    pub fn tick(&mut self, t: &TickInput<'_>, verdict: &mut Verdict) {
+        let now = mono_ms();
+        if let Some(s) = t.sample.filter(|s| s.state == TargetState::Running) {
+            if self.judging != Some(s.target) {
+                self.judging = Some(s.target);
+                self.state = Health::Healthy;
+                self.grace_until_mono_ms = None;
+            }
+        }
+        self.keep_history(t);
+        let j = t.judged;
+        // Failing rules while the budget is exhausted: a flip that leakwatch answers by
+        // failing open. It is counted (as skipped); the 503 that follows once the budget
+        // refills is a flip of its own.
+        let state = if !verdict.healthy {
+            Health::Unhealthy
+        } else if j.budget.exhausted && j.rules.iter().any(|r| r.failing) {
+            Health::WouldFail
+        } else {
+            Health::Healthy
+        };
+        let flipped = state > self.state;
+        self.state = state;
+        if state == Health::Healthy {
+            self.grace_until_mono_ms = None;
+        }
+        if flipped && !t.cfg.is_empty() {
+            self.flip(t, verdict, now);
+        }
+        if let Some(until) = self.grace_until_mono_ms.filter(|u| *u > now) {
+            if !verdict.healthy {
+                let left = units::duration_ms(until - now);
+                let mut notes = vec![format!(
+                    "signal_grace: the target was signalled at the flip; /healthz reports the \
+                     failure in ~{left}"
+                )];
+                notes.extend(
+                    verdict
+                        .failing
+                        .drain(..)
+                        .map(|l| format!("would fail: {l}")),
+                );
+                notes.append(&mut verdict.notes);
+                verdict.notes = notes;
+                verdict.healthy = true;
+            }
+        }
+    }
+
+    fn keep_history(&mut self, t: &TickInput<'_>) {
+        let Some(s) = t.sample.filter(|s| s.state == TargetState::Running) else {
+            return;
+        };
+        if t.cfg.bundle.is_none() {
+            self.history.clear();
+            return;
+        }
+        if self.history_of != Some(s.target) {
+            self.history.clear();
+            self.history_of = Some(s.target);
+        }
+        self.history.push_back(bundle::render::history_row(s));
+        let window_ms = u64::try_from(t.window.as_millis()).unwrap_or(u64::MAX);
+        while self
+            .history
+            .front()
+            .is_some_and(|r| s.taken_at_unix_ms.saturating_sub(r.unix_ms) > window_ms)
+        {
+            self.history.pop_front();
+        }
+    }
+
+    fn flip(&mut self, t: &TickInput<'_>, verdict: &Verdict, now: u64) {
+        let cfg = t.cfg;
+        let exhausted = t.judged.budget.exhausted;
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let busy = shared.running;
+        let decision = self
+            .guard
+            .decide(now, cfg.cooldown, cfg.max_per_hour, exhausted, busy);
+        let pid = t.sample.map(|s| s.target.pid).or(t.last_id.map(|i| i.pid));
+        if busy {
+            // The running firing keeps its place in `last`; this flip is only counted.
+            info!(target_name = %t.name, "actions skipped: the previous ones are still running");
+            for a in configured(cfg) {
+                *shared.counts.entry((a, Outcome::Skipped)).or_default() += 1;
+            }
+            return;
+        }
+        shared.last = Some(Firing {
+            at_unix_ms: unix_ms(),
+            pid,
+            running: false,
+            results: Vec::new(),
+        });
+        if let Decision::Skip(why) = decision {
+            info!(target_name = %t.name, reason = %why, "actions skipped");
+            for a in configured(cfg) {
+                shared.record(ActionResult {
+                    action: a,
+                    result: Outcome::Skipped,
+                    detail: why.clone(),
+                });
+            }
+            return;
+        }
+        shared.running = true;
+        if let Some(last) = shared.last.as_mut() {
+            last.running = true;
+        }
+        drop(shared);
+        if let Some(s) = &cfg.signal {
+            if !s.grace.is_zero() {
+                let grace_ms = u64::try_from(s.grace.as_millis()).unwrap_or(u64::MAX);
+                self.grace_until_mono_ms = Some(now.saturating_add(grace_ms));
+            }
+        }
+        let job = Job {
+            name: t.name.to_string(),
+            cfg: cfg.clone(),
+            proc_root: t.proc_root.to_path_buf(),
+            cgroup_root: t.cgroup_root.to_path_buf(),
+            sample: t
+                .sample
+                .filter(|s| s.state == TargetState::Running)
+                .cloned(),
+            judged: t.judged.clone(),
+            failing: verdict.failing.clone(),
+            history: self.history.iter().cloned().collect(),
+            id: t.sample.map(|s| s.target).or(t.last_id),
+        };
+        info!(target_name = %t.name, actions = ?configured(cfg), "firing actions on the flip");
+        let shared = Arc::clone(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name("leakwatch-actions".into())
+            .spawn(move || job.run(&shared));
+        if let Err(e) = spawned {
+            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            for a in configured(cfg) {
+                shared.record(ActionResult {
+                    action: a,
+                    result: Outcome::Failed,
+                    detail: format!("cannot start the actions thread: {e}"),
+                });
+            }
+            shared.running = false;
+        }
+    }
+
+    /// The `actions` part of `/status`.
+    pub fn status(&self, cfg: &ActionsConfig) -> ActionsStatus {
+        let now = mono_ms();
+        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let configured = configured(cfg);
+        let mut counts = Vec::new();
+        let mut actions: Vec<Action> = configured.clone();
+        for (a, _) in shared.counts.keys() {
+            if !actions.contains(a) {
+                actions.push(*a);
+            }
+        }
+        actions.sort();
+        for a in actions {
+            for r in Outcome::ALL {
+                let count = shared.counts.get(&(a, r)).copied().unwrap_or(0);
+                counts.push(ActionCount {
+                    action: a,
+                    result: r,
+                    count,
+                });
+            }
+        }
+        ActionsStatus {
+            configured,
+            cooldown_s: cfg.cooldown.as_secs_f64(),
+            max_per_hour: cfg.max_per_hour,
+            fired_last_hour: self.guard.last_hour(now),
+            last: shared.last.clone(),
+            last_error: shared.errors.values().last().cloned(),
+            grace_left_ms: self
+                .grace_until_mono_ms
+                .filter(|u| *u > now)
+                .map(|u| u - now),
+            counts,
+        }
+    }
+}
+
+fn configured(cfg: &ActionsConfig) -> Vec<Action> {
+    let mut v = Vec::new();
+    if cfg.bundle.is_some() {
+        v.push(Action::Bundle);
+    }
+    if cfg.signal.is_some() {
+        v.push(Action::Signal);
+    }
+    if cfg.exec.is_some() {
+        v.push(Action::Exec);
+    }
+    v
+}
