@@ -101,6 +101,7 @@ fn the_chart_lints_renders_and_validates_for_every_variant() {
         "classic",
         "capabilities",
         "monitors",
+        "diagnostics",
         "pod-ip",
         "my-app",
     ];
@@ -134,7 +135,7 @@ fn leakwatch_config_check_accepts_every_rendered_config() {
         checked += 1;
     }
     assert_eq!(
-        checked, 7,
+        checked, 8,
         "one config per variant, the README's and my-app's"
     );
 }

@@ -43,6 +43,8 @@ VARIANTS = {
         "podMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
         "serviceMonitor": {"enabled": True},
     },
+    # Bundles in an emptyDir both containers mount; the config gets [actions.bundle].
+    "diagnostics": {"diagnostics": {"enabled": True, "keep": 3}},
     # Also what the TOML writer must get right: whole numbers as integers (`fail_after = 3`;
     # `3.0` is refused), ratios as floats, a regex's backslash and quotes escaped, a null
     # dropping a default key.
@@ -72,6 +74,7 @@ BAD_VALUES = [
     ({"config": {"target": []}}, "/config/target"),
     ({"config": {"listen": "0.0.0.0:1"}}, "/config/listen"),
     ({"podMonitor": {"enabled": "yes"}}, "/podMonitor/enabled"),
+    ({"diagnostics": {"path": "bundles"}}, "/diagnostics/path"),
 ]
 
 _ENDPOINT = {
@@ -290,6 +293,8 @@ def check_variant(name: str, values: dict, docs: list[dict]) -> None:
     else:
         check_restricted(pod, sidecar)
 
+    check_diagnostics(values, pod, sidecar, target, cm["data"]["leakwatch.toml"])
+
     monitors = "podMonitor" in values
     present = kinds(docs)
     expected = ["ConfigMap", "Deployment"] + (["PodMonitor", "Service", "ServiceMonitor"] if monitors else [])
@@ -306,6 +311,25 @@ def check_variant(name: str, values: dict, docs: list[dict]) -> None:
         sm = one(docs, "ServiceMonitor")
         check(labels_select(sm["spec"]["selector"]["matchLabels"], svc["metadata"]["labels"]), "ServiceMonitor selects the Service")
         check(sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"], "ServiceMonitor port name")
+
+
+def check_diagnostics(values: dict, pod: dict, sidecar: dict, target: dict, toml: str) -> None:
+    """diagnostics.enabled: one emptyDir, mounted by both containers at the bundle dir the
+    config names; off, none of it."""
+    on = values.get("diagnostics", {}).get("enabled", False)
+    path = "/var/lib/leakwatch/bundles"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = lambda c: {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+    if not on:
+        check("leakwatch-bundles" not in volumes, "no bundles volume when off")
+        check("[actions" not in toml, f"no actions when off:\n{toml}")
+        return
+    check(volumes["leakwatch-bundles"] == {"name": "leakwatch-bundles", "emptyDir": {"sizeLimit": "512Mi"}}, f"{volumes}")
+    check(mounts(sidecar).get("leakwatch-bundles") == path, f"the sidecar mounts the bundles: {mounts(sidecar)}")
+    check(mounts(target).get("leakwatch-bundles") == path, f"the target mounts the bundles: {mounts(target)}")
+    check("[actions.bundle]" in toml and _toml_string(toml, "dir") == path, f"[actions.bundle] dir:\n{toml}")
+    check(re.search(r"^keep = 3$", toml, re.M) is not None, f"keep from the values:\n{toml}")
+    check(re.search(r'^max_bytes = "50MiB"$', toml, re.M) is not None, f"max_bytes:\n{toml}")
 
 
 def _toml_string(text: str, key: str) -> str:

@@ -122,7 +122,18 @@ of tables, each sorted; a null value leaves its key out (so a default can be uns
 {{- define "leakwatch.config" -}}
 # leakwatch config rendered by the leakwatch Helm chart from its `config` value.
 # `listen` comes from the command line (sidecar.port, sidecar.listen).
-{{- include "leakwatch.toml.table" (dict "path" "" "table" .Values.config) }}
+{{- $cfg := deepCopy .Values.config }}
+{{- with .Values.diagnostics }}
+{{- if .enabled }}
+{{- /* diagnostics.enabled adds [actions.bundle] unless config.actions.bundle is set. */}}
+{{- $actions := get $cfg "actions" | default dict }}
+{{- if not (hasKey $actions "bundle") }}
+{{- $_ := set $actions "bundle" (dict "dir" .path "max_bytes" .maxBytes "keep" .keep) }}
+{{- end }}
+{{- $_ := set $cfg "actions" $actions }}
+{{- end }}
+{{- end }}
+{{- include "leakwatch.toml.table" (dict "path" "" "table" $cfg) }}
 {{ end }}
 
 {{/* ---- Inject: the sidecar and what the pod needs for it ---- */}}
@@ -214,7 +225,10 @@ capabilities:
     - name: leakwatch-config
       mountPath: /etc/leakwatch
       readOnly: true
-    {{- /* diagnostics: the bundles dir shared with the target mounts here. */}}
+    {{- if .Values.diagnostics.enabled }}
+    - name: leakwatch-bundles
+      mountPath: {{ .Values.diagnostics.path }}
+    {{- end }}
     {{- with .Values.sidecar.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -239,7 +253,22 @@ capabilities:
 - name: leakwatch-config
   configMap:
     name: {{ include "leakwatch.fullname" . }}
-{{- /* diagnostics: the bundles emptyDir shared with the target goes here. */}}
+{{- if .Values.diagnostics.enabled }}
+- name: leakwatch-bundles
+  emptyDir:
+    sizeLimit: {{ .Values.diagnostics.sizeLimit }}
+{{- end }}
+{{- end }}
+
+{{/*
+The target container's mounts for what it shares with the sidecar (the diagnostics
+bundles dir), as list items; empty when there is nothing to share.
+*/}}
+{{- define "leakwatch.targetVolumeMounts" -}}
+{{- if and .Values.diagnostics.enabled .Values.diagnostics.mountInTarget }}
+- name: leakwatch-bundles
+  mountPath: {{ .Values.diagnostics.path }}
+{{- end }}
 {{- end }}
 
 {{/* The target container's livenessProbe: leakwatch's /healthz, by port number. */}}
