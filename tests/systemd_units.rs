@@ -286,10 +286,14 @@ fn instance_wrapper_uses_the_unit_file_when_there_is_one() {
 
 /// What the hardened units give leakwatch, approximated: a private mount namespace with a
 /// fresh /proc (`hidepid=ptraceable`, plus `proc_opts`), read-only / and cgroupfs, empty
-/// /home, /root and /tmp; then uid/gid 65533 with `caps` only and no_new_privs.
+/// /home, /root and /tmp; then uid/gid 65533 with `caps` only and no_new_privs. A program
+/// given by absolute path runs from an fd opened before /tmp and /home are hidden.
 fn sandboxed(caps: &str, proc_opts: &str) -> Command {
     let script = r#"set -e
 caps=$1 proc_opts=$2; shift 2
+# The program may live where the sandbox hides (a checkout under /tmp or /root): hold it
+# open and run it through its fd.
+case $1 in /*) exec 9<"$1"; shift; set -- /proc/self/fd/9 "$@" ;; esac
 mount -t proc -o "hidepid=ptraceable$proc_opts" proc /proc
 mount -o remount,bind,ro /
 awk '$5 ~ "^/sys/fs/cgroup" { print $5 }' /proc/self/mountinfo | while read -r m; do
