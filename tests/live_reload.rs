@@ -86,4 +86,21 @@ fn sighup_takes_a_good_config_and_refuses_a_bad_one() {
     let (code, _) = d.get("/healthz");
     assert_eq!(code, 200);
     assert!(d.log_text().contains("reload refused"), "{}", d.log_text());
+    let (_, metrics) = d.get("/metrics");
+    assert!(
+        metrics.contains("\nleakwatch_config_last_reload_successful 0\n"),
+        "{metrics}"
+    );
+
+    // The file fixed: the next reload is taken and the refusal is over.
+    std::fs::write(&path, config(child.pid(), "")).unwrap();
+    d.signal(Signal::SIGHUP);
+    assert!(common::eventually(
+        || d.status()["config"]["reloads_ok"] == 2
+    ));
+    let (_, metrics) = d.get("/metrics");
+    assert!(
+        metrics.contains("\nleakwatch_config_last_reload_successful 1\n"),
+        "{metrics}"
+    );
 }

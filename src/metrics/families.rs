@@ -68,6 +68,11 @@ pub const CONFIG_RELOADS: Family = counter(
     &["result"],
     "Config reloads by result: ok, or failed (the old config kept running), count.",
 );
+pub const CONFIG_LAST_RELOAD_OK: Family = gauge(
+    "leakwatch_config_last_reload_successful",
+    &[],
+    "0 while the last config reload was refused (the old config runs), else 1.",
+);
 
 // One target: its process and verdict.
 
@@ -211,6 +216,7 @@ pub const ALL: &[&Family] = &[
     &TICKS_SKIPPED,
     &TICK_DURATION,
     &CONFIG_RELOADS,
+    &CONFIG_LAST_RELOAD_OK,
     &TARGET_UP,
     &TARGET_RESTARTS,
     &HEALTHY,

@@ -55,4 +55,6 @@ fn global(out: &Out, s: &Snapshot) {
     out.put(&TICK_DURATION, &[], s.tick_duration_us as f64 / 1e6);
     out.put(&CONFIG_RELOADS, &["ok"], s.config.reloads_ok as f64);
     out.put(&CONFIG_RELOADS, &["failed"], s.config.reloads_failed as f64);
+    let last_ok = s.config.last_reload_error.is_none();
+    out.put(&CONFIG_LAST_RELOAD_OK, &[], if last_ok { 1.0 } else { 0.0 });
 }
