@@ -13,6 +13,7 @@ use std::process::Command;
 
 use common::{eventually, ss_states, target, LeakyChild, BIN};
 use leakwatch::collect::fd::scan_fds;
+use leakwatch::collect::fxhash::FxHashSet;
 use leakwatch::collect::net_tcp::{read_target_sockets, summarize};
 use leakwatch::collect::sockets::TcpReader;
 use leakwatch::collect::{CollectOptions, Collector};
@@ -44,8 +45,9 @@ fn both(reader: &mut TcpReader, pid: i32) -> (Vec<TcpSocket>, TcpSource) {
     let agreed = eventually(|| {
         let scan = scan_fds(&pid_dir).unwrap();
         let inodes: HashSet<u64> = scan.sockets.iter().map(|(_, i)| *i).collect();
+        let fx: FxHashSet<u64> = inodes.iter().copied().collect();
         let (diag, source) = reader
-            .read(Path::new("/proc"), &pid_dir, id, &scan.sockets, &inodes)
+            .read(Path::new("/proc"), &pid_dir, id, &scan.sockets, &fx)
             .unwrap();
         let text = read_target_sockets(&pid_dir, &inodes).unwrap();
         let (diag, text) = (sorted(diag.sockets), sorted(text.sockets));

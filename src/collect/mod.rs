@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 pub mod fd;
+pub mod fxhash;
 pub mod limits;
 pub mod net_tcp;
 pub mod smaps;
@@ -16,7 +17,9 @@ pub mod stat;
 pub mod status;
 pub mod task;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use fxhash::{FxHashMap, FxHashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -163,11 +166,11 @@ impl Collector {
             s.fds = Some(scan.fds);
         }
 
-        let mut tcp_by_inode = HashMap::new();
+        let mut tcp_by_inode = FxHashMap::default();
         if links_known {
             let (proc_root, target) = (&self.proc_root, s.target);
             let tcp = &mut self.tcp;
-            let inodes: HashSet<u64> = socket_fds.iter().map(|(_, i)| *i).collect();
+            let inodes: FxHashSet<u64> = socket_fds.iter().map(|(_, i)| *i).collect();
             let read = timed(s, Source::Tcp, || {
                 tcp.read(proc_root, pid_dir, target, &socket_fds, &inodes)
             });
@@ -215,7 +218,7 @@ impl Collector {
                     let why = links_unknown(s, "stuck workers' sockets");
                     s.unknown.insert(Source::Stuck, why);
                 } else {
-                    let fd_inodes: HashMap<i32, u64> = socket_fds.iter().copied().collect();
+                    let fd_inodes: FxHashMap<i32, u64> = socket_fds.iter().copied().collect();
                     let lookup = task::SocketLookup {
                         fd_inodes: &fd_inodes,
                         tcp_by_inode: &tcp_by_inode,

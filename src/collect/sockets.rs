@@ -15,12 +15,13 @@
 //! yet bound or connected) is found by that full dump to be in none, and remembered as such
 //! while the fd stays open.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use super::fxhash::FxHashSet as HashSet;
 use super::net_tcp::{self, NetTcp};
 use super::sock_diag::{DiagError, DiagSocket, SockDiag, FD_STATES, MAX_CGROUP_FILTER};
 use crate::error::ReadError;
@@ -66,7 +67,7 @@ impl TcpReader {
                 }
             }
         }
-        let table = net_tcp::read_target_sockets(pid_dir, inodes)?;
+        let table = net_tcp::read_sockets_where(pid_dir, |i| inodes.contains(&i))?;
         Ok((table, TcpSource::ProcNet))
     }
 
@@ -121,7 +122,7 @@ fn dump(
 ) -> Result<(NetTcp, Vec<Option<u64>>), DiagError> {
     let mut table = NetTcp::default();
     let mut ids = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     let mut row = |d: DiagSocket| {
         let inode = d.socket.inode;
         if inode != 0 && inodes.contains(&inode) && seen.insert(inode) {
