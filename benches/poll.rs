@@ -45,13 +45,21 @@ fn args() -> Args {
     a
 }
 
-/// CPU time (user + system) of this process, milliseconds, and its peak RSS, KiB.
+/// CPU time (user + system) of this process, milliseconds, and its peak RSS, KiB (VmHWM:
+/// `ru_maxrss` would include what the parent had resident before our execve).
 fn rusage() -> (f64, i64) {
     // SAFETY: getrusage fills the struct it is given.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
-    (ms(ru.ru_utime) + ms(ru.ru_stime), ru.ru_maxrss)
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(-1);
+    (ms(ru.ru_utime) + ms(ru.ru_stime), hwm)
 }
 
 fn main() {
