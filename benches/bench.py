@@ -235,6 +235,9 @@ def healthz_latency(args, pid, seconds):
                             "rps": float(rps.group(1)) if rps else None,
                             "non_2xx": int(non2xx.group(1)) if non2xx else 0,
                             "seconds": seconds}
+        status = open(f"/proc/{d.pid}/status").read()
+        kib = lambda k: int(re.search(rf"^{k}:\s+(\d+)", status, re.M).group(1))
+        result["rss"] = {"rss_mib": kib("VmRSS") / 1024, "hwm_mib": kib("VmHWM") / 1024}
         return result
     finally:
         d.kill()
@@ -363,6 +366,11 @@ def print_report(res):
         r = t["ss"]["cpu_ms"] / lw
         checks.append((r >= 2, f"{where}: ss -tanp costs {r:.1f}x leakwatch (>= 2)"))
         for name, h in (e.get("healthz") or {}).items():
+            if name == "rss":
+                checks.append((h["rss_mib"] <= 8, f"leakwatch run: RSS {h['rss_mib']:.1f} MiB "
+                               f"(peak {h['hwm_mib']:.1f}) after polling the {where} target "
+                               f"every 1s under wrk (<= 8 MiB)"))
+                continue
             if h.get("p99_ms") is None:
                 continue
             how = ("as fast as wrk can send (2 cores shared by wrk, leakwatch and the poll)"
