@@ -277,6 +277,11 @@ def main():
     results = {"sizes": [], "host": os.uname().release, "nofile_hard": hard,
                "rounds": args.rounds}
 
+    # Idle first: later scenarios leave tens of thousands of TIME_WAIT sockets behind for a
+    # minute, and every sock_diag dump walks those too.
+    if args.idle_seconds:
+        log(f"leakwatch run, idle for {args.idle_seconds}s on a 1,000-fd target")
+        results["idle"] = daemon_idle(args, args.idle_seconds)
     scenarios = [(s, 0) for s in sizes]
     if args.background:
         scenarios.append((max(sizes), args.background))
@@ -310,9 +315,6 @@ def main():
             for h in holders:
                 h.stop()
             cg.remove()
-    if args.idle_seconds:
-        log(f"leakwatch run, idle for {args.idle_seconds}s on a 1,000-fd target")
-        results["idle"] = daemon_idle(args, args.idle_seconds)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

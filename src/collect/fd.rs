@@ -169,14 +169,19 @@ impl<'a> Iterator for Dirents<'a> {
     type Item = &'a CStr;
 
     fn next(&mut self) -> Option<&'a CStr> {
-        let buf = self.0;
-        let reclen = usize::from(u16::from_ne_bytes([*buf.get(16)?, *buf.get(17)?]));
-        if reclen < 20 || reclen > buf.len() {
-            self.0 = &[];
-            return None;
+        loop {
+            let buf = self.0;
+            let reclen = usize::from(u16::from_ne_bytes([*buf.get(16)?, *buf.get(17)?]));
+            if reclen < 20 || reclen > buf.len() {
+                self.0 = &[];
+                return None;
+            }
+            self.0 = &buf[reclen..];
+            // A record without its NUL is skipped, not the end of the buffer.
+            if let Ok(name) = CStr::from_bytes_until_nul(&buf[19..reclen]) {
+                return Some(name);
+            }
         }
-        self.0 = &buf[reclen..];
-        CStr::from_bytes_until_nul(&buf[19..reclen]).ok()
     }
 }
 
@@ -292,6 +297,36 @@ mod tests {
         ] {
             assert_eq!(parse_fd_name(bad), None, "{bad:?}");
         }
+    }
+
+    /// `linux_dirent64` records as the kernel lays them out (8-byte aligned).
+    fn dirent(name: &[u8], nul: bool) -> Vec<u8> {
+        let len = (19 + name.len() + 1).div_ceil(8) * 8;
+        let mut r = vec![0u8; len];
+        r[16..18].copy_from_slice(&(len as u16).to_ne_bytes());
+        r[19..19 + name.len()].copy_from_slice(name);
+        if !nul {
+            r[19 + name.len()..].fill(b'x');
+        }
+        r
+    }
+
+    #[test]
+    fn dirent_records() {
+        let mut buf = dirent(b".", true);
+        buf.extend(dirent(b"12", true));
+        buf.extend(dirent(b"13", false)); // no NUL: skipped
+        buf.extend(dirent(b"140", true));
+        let names: Vec<&[u8]> = Dirents(&buf).map(|n| n.to_bytes()).collect();
+        assert_eq!(names, [&b"."[..], b"12", b"140"]);
+        // A record length past the buffer, or too short to hold a name, ends the walk.
+        let mut bad = dirent(b"7", true);
+        bad[16..18].copy_from_slice(&400u16.to_ne_bytes());
+        assert_eq!(Dirents(&bad).count(), 0);
+        let mut short = dirent(b"7", true);
+        short[16..18].copy_from_slice(&8u16.to_ne_bytes());
+        assert_eq!(Dirents(&short).count(), 0);
+        assert_eq!(Dirents(&buf[..10]).count(), 0);
     }
 
     #[test]

@@ -101,14 +101,15 @@ impl TcpReader {
         sockets: &[(i32, u64)],
         inodes: &HashSet<u64>,
     ) -> Result<NetTcp, DiagError> {
-        if self.diag.is_none() {
-            self.diag = Some(SockDiag::open()?);
-        }
-        let diag = self.diag.as_mut().expect("opened above");
+        let diag = match self.diag {
+            Some(ref mut diag) => diag,
+            None => self.diag.insert(SockDiag::open()?),
+        };
         if let Some(learned) = self.learned.get_mut(&target) {
             if let Some(cgroups) = &learned.cgroups {
                 learned.unlisted.retain(|i| inodes.contains(i));
-                // No TCP socket last time: nothing to ask the kernel unless one appeared.
+                // The learned families and cgroups only: no dump at all when the target had
+                // no TCP socket, until one appears.
                 let table = dump(diag, &learned.families, cgroups, inodes)?;
                 self.dumps += learned.families.len() as u64;
                 if all_accounted(pid_dir, sockets, &table, &mut learned.unlisted) {
