@@ -63,6 +63,7 @@ common=(--leakwatch "$bin/leakwatch" --poll "$poll" --floor "$out/floor"
     --json "$out/results.json")
 [ -n "$python" ] && common+=(--python "$python")
 if [ $smoke = 1 ]; then
+    echo "benches/run.sh --smoke: checks that the pipeline runs; a debug build's figures mean nothing"
     exec python3 benches/bench.py "${common[@]}" --sizes 200,1000 --background 2000 \
         --rounds 1 --idle-seconds 6 --wrk-seconds 0 "${args[@]}"
 fi
