@@ -45,6 +45,9 @@ pub struct ChildArgs {
     /// Listeners (127.0.0.1, 127.0.0.2, ...) the connections are spread over.
     #[arg(long, default_value_t = 1)]
     pub peers: u8,
+    /// One more listener on [::1], in the rotation (when the host has IPv6).
+    #[arg(long)]
+    pub ipv6: bool,
     /// Worker threads blocked in `recv()` on a socket whose peer never sends.
     #[arg(long, default_value_t = 0)]
     pub recv_threads: u32,
@@ -396,6 +399,10 @@ pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
     for i in 0..args.peers.max(1) {
         let ip = Ipv4Addr::new(127, 0, 0, i + 1);
         held.listeners.push(TcpListener::bind((ip, 0))?);
+    }
+    if args.ipv6 {
+        held.listeners
+            .push(TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0))?);
     }
     held.open_files(args.files)?;
     held.open_pipes(args.pipes)?;

@@ -394,6 +394,8 @@ pub enum TcpSource {
     /// `/proc/PID/net/tcp` and `tcp6`: the target's network namespace.
     #[default]
     ProcNet,
+    /// A NETLINK_SOCK_DIAG dump (leakwatch shares the target's network namespace).
+    SockDiag,
 }
 
 /// The target's TCP sockets (only sockets in its fd table; other processes never count).

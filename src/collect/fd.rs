@@ -7,18 +7,16 @@
 //! CAP_DAC_READ_SEARCH; reading the links needs ptrace rights too. What can be read is
 //! returned, and [`FdScan::partial`] says what could not.
 //!
-//! One pass over the directory with `readlinkat` on the held directory fd into a stack
-//! buffer. An fd that closes between the listing and its `readlinkat` (ENOENT) is skipped
+//! One pass over the directory (`getdents64` on the held directory fd) with `readlinkat`
+//! on that fd into a stack buffer: no allocation per entry. An fd that closes between the listing and its `readlinkat` (ENOENT) is skipped
 //! and counted in `vanished`. Fixture trees are not procfs and have no kernel count.
 
-use std::ffi::CStr;
-use std::os::fd::AsRawFd;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use nix::dir::Dir;
-use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::stat::{stat, Mode};
+use nix::sys::stat::stat;
 use nix::sys::statfs::{statfs, PROC_SUPER_MAGIC};
 
 use crate::error::ReadError;
@@ -67,14 +65,19 @@ pub fn classify_link(link: &[u8]) -> FdKind {
 }
 
 /// Scan `PID_DIR/fd`. An error only when nothing at all could be learned.
+///
+/// One pass: `getdents64` on the held directory fd into one buffer, `readlinkat` of each
+/// entry on that fd into another; nothing is allocated per entry.
 pub fn scan_fds(pid_dir: &Path) -> Result<FdScan, ReadError> {
     let path = pid_dir.join("fd");
-    let err = |e: nix::Error| ReadError::from_io(&path, std::io::Error::from(e));
+    let err = |e: std::io::Error| ReadError::from_io(&path, e);
     let allocated = kernel_fd_count(&path);
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let mut dir = match Dir::open(&path, flags, Mode::empty()) {
+    let dir = match open_dir(&path) {
         Ok(dir) => dir,
-        Err(e) if allocated.is_some() && matches!(e, Errno::EACCES | Errno::EPERM) => {
+        Err(e)
+            if allocated.is_some()
+                && matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) =>
+        {
             return Ok(FdScan {
                 fds: Fds {
                     allocated,
@@ -90,30 +93,47 @@ pub fn scan_fds(pid_dir: &Path) -> Result<FdScan, ReadError> {
     let mut scan = FdScan::default();
     let mut types = FdTypes::default();
     let mut listed = 0u64;
-    let mut buf = [0u8; 512];
-    for entry in dir.iter() {
-        let entry = entry.map_err(err)?;
-        let name = entry.file_name();
-        let Some(fd) = parse_fd_name(name) else {
-            continue;
+    let mut link = [0u8; 512];
+    let mut entries = [0u8; 32 * 1024];
+    loop {
+        // SAFETY: `entries` is writable for its length; the kernel writes whole records.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dirfd,
+                entries.as_mut_ptr(),
+                entries.len(),
+            )
         };
-        listed += 1;
-        if scan.partial.is_some() {
-            continue; // links are unreadable: count the rest
-        }
-        // SAFETY: `name` is NUL-terminated, `buf` is writable for `buf.len()` bytes.
-        let n =
-            unsafe { libc::readlinkat(dirfd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         if n < 0 {
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::ENOENT) => scan.fds.vanished += 1,
-                _ => scan.partial = Some(ReadError::from_io(&path.join(fd.to_string()), e)),
-            }
-            continue;
+            return Err(err(std::io::Error::last_os_error()));
         }
-        let link = &buf[..n as usize];
-        count_kind(&mut types, &mut scan.sockets, fd, classify_link(link));
+        if n == 0 {
+            break;
+        }
+        for name in Dirents(&entries[..n as usize]) {
+            let Some(fd) = parse_fd_name(name.to_bytes()) else {
+                continue;
+            };
+            listed += 1;
+            if scan.partial.is_some() {
+                continue; // links are unreadable: count the rest
+            }
+            // SAFETY: `name` is NUL-terminated, `link` is writable for its length.
+            let n = unsafe {
+                libc::readlinkat(dirfd, name.as_ptr(), link.as_mut_ptr().cast(), link.len())
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::ENOENT) => scan.fds.vanished += 1,
+                    _ => scan.partial = Some(ReadError::from_io(&path.join(fd.to_string()), e)),
+                }
+                continue;
+            }
+            let kind = classify_link(&link[..n as usize]);
+            count_kind(&mut types, &mut scan.sockets, fd, kind);
+        }
     }
     scan.fds.open = Some(listed - scan.fds.vanished);
     scan.fds.allocated = allocated;
@@ -123,6 +143,46 @@ pub fn scan_fds(pid_dir: &Path) -> Result<FdScan, ReadError> {
         scan.sockets.clear();
     }
     Ok(scan)
+}
+
+fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: `c` is NUL-terminated; the fd returned is owned from here on.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The names in a `getdents64` buffer (`struct linux_dirent64`: ino u64, off i64,
+/// reclen u16, type u8, NUL-terminated name).
+struct Dirents<'a>(&'a [u8]);
+
+impl<'a> Iterator for Dirents<'a> {
+    type Item = &'a CStr;
+
+    fn next(&mut self) -> Option<&'a CStr> {
+        loop {
+            let buf = self.0;
+            let reclen = usize::from(u16::from_ne_bytes([*buf.get(16)?, *buf.get(17)?]));
+            if reclen < 20 || reclen > buf.len() {
+                self.0 = &[];
+                return None;
+            }
+            self.0 = &buf[reclen..];
+            // A record without its NUL is skipped, not the end of the buffer.
+            if let Ok(name) = CStr::from_bytes_until_nul(&buf[19..reclen]) {
+                return Some(name);
+            }
+        }
+    }
 }
 
 fn count_kind(t: &mut FdTypes, sockets: &mut Vec<(i32, u64)>, fd: i32, kind: FdKind) {
@@ -138,8 +198,19 @@ fn count_kind(t: &mut FdTypes, sockets: &mut Vec<(i32, u64)>, fd: i32, kind: FdK
     }
 }
 
-fn parse_fd_name(name: &CStr) -> Option<i32> {
-    std::str::from_utf8(name.to_bytes()).ok()?.parse().ok()
+/// An fd number: decimal digits only (`.` and `..` are not fds).
+fn parse_fd_name(name: &[u8]) -> Option<i32> {
+    if name.is_empty() || name.len() > 10 {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &b in name {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i64::from(b - b'0');
+    }
+    i32::try_from(n).ok()
 }
 
 /// `st_size` of a real procfs `fd/` directory (Linux >= 6.2 sets it to the number of fd
@@ -207,6 +278,75 @@ mod tests {
                 vanished: 0,
             }
         );
+    }
+
+    #[test]
+    fn fd_names() {
+        assert_eq!(parse_fd_name(b"0"), Some(0));
+        assert_eq!(parse_fd_name(b"19999"), Some(19999));
+        assert_eq!(parse_fd_name(b"2147483647"), Some(i32::MAX));
+        for bad in [
+            &b""[..],
+            b".",
+            b"..",
+            b"2147483648",
+            b"99999999999",
+            b"1a",
+            b"-1",
+            b"+1",
+        ] {
+            assert_eq!(parse_fd_name(bad), None, "{bad:?}");
+        }
+    }
+
+    /// `linux_dirent64` records as the kernel lays them out (8-byte aligned).
+    fn dirent(name: &[u8], nul: bool) -> Vec<u8> {
+        let len = (19 + name.len() + 1).div_ceil(8) * 8;
+        let mut r = vec![0u8; len];
+        r[16..18].copy_from_slice(&(len as u16).to_ne_bytes());
+        r[19..19 + name.len()].copy_from_slice(name);
+        if !nul {
+            r[19 + name.len()..].fill(b'x');
+        }
+        r
+    }
+
+    #[test]
+    fn dirent_records() {
+        let mut buf = dirent(b".", true);
+        buf.extend(dirent(b"12", true));
+        buf.extend(dirent(b"13", false)); // no NUL: skipped
+        buf.extend(dirent(b"140", true));
+        let names: Vec<&[u8]> = Dirents(&buf).map(|n| n.to_bytes()).collect();
+        assert_eq!(names, [&b"."[..], b"12", b"140"]);
+        // A record length past the buffer, or too short to hold a name, ends the walk.
+        let mut bad = dirent(b"7", true);
+        bad[16..18].copy_from_slice(&400u16.to_ne_bytes());
+        assert_eq!(Dirents(&bad).count(), 0);
+        let mut short = dirent(b"7", true);
+        short[16..18].copy_from_slice(&8u16.to_ne_bytes());
+        assert_eq!(Dirents(&short).count(), 0);
+        assert_eq!(Dirents(&buf[..10]).count(), 0);
+    }
+
+    #[test]
+    fn a_big_directory_takes_several_getdents_calls() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fd = tmp.path().join("fd");
+        std::fs::create_dir(&fd).unwrap();
+        for n in 0..3000 {
+            let target = if n % 3 == 0 {
+                format!("socket:[{}]", 10_000 + n)
+            } else {
+                "/dev/null".into()
+            };
+            std::os::unix::fs::symlink(target, fd.join(n.to_string())).unwrap();
+        }
+        let scan = scan_fds(tmp.path()).unwrap();
+        assert_eq!(scan.fds.open, Some(3000));
+        assert_eq!(scan.sockets.len(), 1000);
+        let types = scan.fds.by_type.unwrap();
+        assert_eq!((types.socket, types.file), (1000, 2000));
     }
 
     #[test]

@@ -8,14 +8,19 @@
 pub mod bundle;
 pub mod cgroup;
 pub mod fd;
+pub mod fxhash;
 pub mod limits;
 pub mod net_tcp;
 pub mod smaps;
+pub mod sock_diag;
+pub mod sockets;
 pub mod stat;
 pub mod status;
 pub mod task;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use fxhash::{FxHashMap, FxHashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -52,6 +57,7 @@ pub struct Collector {
     stuck: HashMap<TargetId, task::StuckTracker>,
     btime_s: Option<u64>,
     ticks_per_s: u64,
+    tcp: sockets::TcpReader,
 }
 
 impl Collector {
@@ -68,6 +74,7 @@ impl Collector {
             stuck: HashMap::new(),
             btime_s,
             ticks_per_s: u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100),
+            tcp: sockets::TcpReader::default(),
         }
     }
 
@@ -139,6 +146,7 @@ impl Collector {
             _ => {
                 s.state = TargetState::Gone;
                 self.stuck.remove(&target);
+                self.tcp.forget(&target);
             }
         }
         s
@@ -148,29 +156,29 @@ impl Collector {
         s.fd_limit = timed(s, Source::Limits, || limits::read_nofile(pid_dir));
 
         let scan = timed(s, Source::Fds, || fd::scan_fds(pid_dir));
-        let mut fd_inodes: HashMap<i32, u64> = HashMap::new();
+        let mut socket_fds = Vec::new();
         let mut links_known = false;
         if let Some(scan) = scan {
             if let Some(e) = scan.partial {
                 s.unknown.insert(Source::Fds, Unknown::from(e));
             }
             links_known = scan.fds.by_type.is_some();
-            fd_inodes = scan.sockets.into_iter().collect();
+            socket_fds = scan.sockets;
             s.fds = Some(scan.fds);
         }
 
-        let mut tcp_by_inode = HashMap::new();
+        let mut tcp_by_inode = FxHashMap::default();
         if links_known {
-            let inodes: HashSet<u64> = fd_inodes.values().copied().collect();
-            let table = timed(s, Source::Tcp, || {
-                net_tcp::read_target_sockets(pid_dir, &inodes)
+            let (proc_root, target) = (&self.proc_root, s.target);
+            let tcp = &mut self.tcp;
+            let inodes: FxHashSet<u64> = socket_fds.iter().map(|(_, i)| *i).collect();
+            let read = timed(s, Source::Tcp, || {
+                tcp.read(proc_root, pid_dir, target, &socket_fds, &inodes)
             });
-            if let Some(table) = table {
-                s.tcp = Some(net_tcp::summarize(
-                    &table,
-                    inodes.len() as u64,
-                    opts.top_peers,
-                ));
+            if let Some((table, source)) = read {
+                let mut summary = net_tcp::summarize(&table, inodes.len() as u64, opts.top_peers);
+                summary.source = source;
+                s.tcp = Some(summary);
                 tcp_by_inode = table.sockets.into_iter().map(|t| (t.inode, t)).collect();
             }
         } else {
@@ -211,6 +219,7 @@ impl Collector {
                     let why = links_unknown(s, "stuck workers' sockets");
                     s.unknown.insert(Source::Stuck, why);
                 } else {
+                    let fd_inodes: FxHashMap<i32, u64> = socket_fds.iter().copied().collect();
                     let lookup = task::SocketLookup {
                         fd_inodes: &fd_inodes,
                         tcp_by_inode: &tcp_by_inode,
@@ -271,6 +280,7 @@ impl Collector {
     /// The target is gone: forget what was tracked for it.
     fn gone(&mut self, s: Sample, why: &str) -> Sample {
         self.stuck.remove(&s.target);
+        self.tcp.forget(&s.target);
         mark_gone(s, why)
     }
 }

@@ -11,11 +11,12 @@
 //! IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) become IPv4, so a peer groups the same way
 //! whichever family the socket was opened with.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
+use super::fxhash::{FxHashMap as HashMap, FxHashSet};
 use crate::error::ReadError;
 use crate::sample::{Peer, PeerCount, Tcp, TcpSocket, TcpSource, TcpState};
 
@@ -117,10 +118,17 @@ fn hex_u8(s: &str) -> Option<u8> {
 /// A missing `tcp6` (IPv6 disabled) adds no rows; a missing `tcp` is an error. The files are
 /// streamed line by line, so a busy namespace's table is never held whole in memory.
 pub fn read_target_sockets(pid_dir: &Path, inodes: &HashSet<u64>) -> Result<NetTcp, ReadError> {
+    read_sockets_where(pid_dir, |inode| inodes.contains(&inode))
+}
+
+/// [`read_target_sockets`] for any set of inodes: the rows whose inode `wanted` says.
+pub fn read_sockets_where(
+    pid_dir: &Path,
+    wanted: impl Fn(u64) -> bool,
+) -> Result<NetTcp, ReadError> {
     let mut table = NetTcp::default();
-    let mut seen = HashSet::new();
-    let mut keep =
-        |row: &TcpSocket| row.inode != 0 && inodes.contains(&row.inode) && seen.insert(row.inode);
+    let mut seen = FxHashSet::default();
+    let mut keep = |row: &TcpSocket| row.inode != 0 && wanted(row.inode) && seen.insert(row.inode);
     read_table(&pid_dir.join("net/tcp"), &mut table, &mut keep)?;
     match read_table(&pid_dir.join("net/tcp6"), &mut table, &mut keep) {
         Ok(()) | Err(ReadError::Missing { .. }) => {}
@@ -159,7 +167,7 @@ fn read_table(
 /// Count states, sum queues and rank peers. `socket_fds` is how many distinct socket inodes
 /// the target holds (those matching no row are `other_sockets`).
 pub fn summarize(table: &NetTcp, socket_fds: u64, top_k: usize) -> Tcp {
-    let listen_ports: HashSet<u16> = table
+    let listen_ports: FxHashSet<u16> = table
         .sockets
         .iter()
         .filter(|s| s.state == TcpState::Listen)
@@ -170,8 +178,8 @@ pub fn summarize(table: &NetTcp, socket_fds: u64, top_k: usize) -> Tcp {
         source: TcpSource::ProcNet,
         ..Tcp::default()
     };
-    let mut close_wait = HashMap::new();
-    let mut established = HashMap::new();
+    let mut close_wait = HashMap::default();
+    let mut established = HashMap::default();
     for s in &table.sockets {
         tcp.states.add(s.state);
         tcp.recv_queue_bytes = tcp.recv_queue_bytes.saturating_add(s.recv_queue_bytes);
@@ -199,7 +207,7 @@ pub fn summarize(table: &NetTcp, socket_fds: u64, top_k: usize) -> Tcp {
 }
 
 /// Inbound when the local port is one the target listens on (see [`Peer`]).
-fn peer_of(s: &TcpSocket, listen_ports: &HashSet<u16>) -> Peer {
+fn peer_of(s: &TcpSocket, listen_ports: &FxHashSet<u16>) -> Peer {
     let inbound = listen_ports.contains(&s.local.port());
     Peer {
         ip: s.remote.ip(),

@@ -17,6 +17,7 @@ mod stuck;
 pub mod syscall;
 
 use std::collections::HashMap;
+use std::hash::RandomState;
 use std::io::IoSliceMut;
 use std::path::Path;
 
@@ -30,11 +31,11 @@ use crate::error::{read_to_string, ReadError};
 use crate::sample::{SyscallState, Task, TcpSocket, ThreadStates, Threads};
 
 /// What the stuck-worker check needs to name a worker's socket.
-pub struct SocketLookup<'a> {
+pub struct SocketLookup<'a, S = RandomState> {
     /// fd -> socket inode, from the fd scan.
-    pub fd_inodes: &'a HashMap<i32, u64>,
+    pub fd_inodes: &'a HashMap<i32, u64, S>,
     /// socket inode -> TCP socket, from the TCP join.
-    pub tcp_by_inode: &'a HashMap<u64, TcpSocket>,
+    pub tcp_by_inode: &'a HashMap<u64, TcpSocket, S>,
 }
 
 /// The threads of one tick; `syscall_error` is set when `task/*/syscall` could not be read.

@@ -8,6 +8,7 @@
 //! never stuck; neither is a thread whose call or switches are unknown.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use super::syscall::{self, call_kind, syscall_name, CallKind};
 use super::SocketLookup;
@@ -44,7 +45,7 @@ impl StuckTracker {
         threads: &Threads,
         now_mono_ms: u64,
         stuck_after_ms: u64,
-        sockets: &SocketLookup<'_>,
+        sockets: &SocketLookup<'_, impl BuildHasher>,
     ) -> Stuck {
         if self.target != Some(target) {
             self.seen.clear();
@@ -105,7 +106,7 @@ fn unchanged(before: &Seen, now: &Seen) -> bool {
 
 /// The socket a thread waits on, when its call is a socket wait: a [`StuckWorker`] with its
 /// call, fd and socket filled in (the caller fills in the rest).
-fn socket_wait(task: &Task, sockets: &SocketLookup<'_>) -> Option<StuckWorker> {
+fn socket_wait(task: &Task, sockets: &SocketLookup<'_, impl BuildHasher>) -> Option<StuckWorker> {
     let Some(SyscallState::In { nr, args }) = &task.syscall else {
         return None;
     };
