@@ -352,3 +352,31 @@ fn promtool_accepts_live_metrics() {
         None => println!("skipped promtool: not installed"),
     }
 }
+
+/// The threads that collect run at a lower priority (nice +10) than the thread that answers
+/// probes, so a long poll never delays the kubelet's probe on a busy CPU.
+#[test]
+fn collection_runs_at_a_lower_priority_than_the_http_thread() {
+    let child = LeakyChild::spawn(&["--files", "3"]);
+    let d = Daemon::start(&["--pid", &child.pid().to_string()]);
+    assert!(d.wait_ticks(1, Duration::from_secs(20)));
+    let nice = |tid: &str| -> i64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/task/{tid}/stat", d.pid()))
+            .unwrap_or_default();
+        // Field 19 (nice) is the 17th after the comm's closing parenthesis.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(16)?.parse().ok())
+            .unwrap_or(i64::MIN)
+    };
+    let http = nice(&d.pid().to_string());
+    assert_ne!(http, i64::MIN, "the HTTP thread's nice");
+    let tasks: Vec<i64> = std::fs::read_dir(format!("/proc/{}/task", d.pid()))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| nice(&e.file_name().to_string_lossy()))
+        .collect();
+    assert!(
+        tasks.contains(&(http + i64::from(leakwatch::daemon::COLLECTOR_NICE_OFFSET)).min(19)),
+        "a collector thread 10 nicer than the HTTP thread ({http}): {tasks:?}"
+    );
+}
