@@ -54,6 +54,11 @@ pub struct ChildArgs {
     /// Exit after this many seconds whatever happens.
     #[arg(long, default_value_t = 300)]
     pub max_seconds: u64,
+    /// Make itself non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`), as setuid and hardened
+    /// programs are: its /proc files then belong to root and ptrace access needs
+    /// CAP_SYS_PTRACE even for its own uid.
+    #[arg(long)]
+    pub non_dumpable: bool,
 }
 
 /// The `ready` line: what the child holds that a test or the demo needs to know.
@@ -334,6 +339,12 @@ pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
         std::thread::sleep(deadline);
         std::process::exit(0);
     });
+    if args.non_dumpable {
+        // SAFETY: PR_SET_DUMPABLE takes an integer argument and touches no memory of ours.
+        if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+    }
     if let Some(n) = args.nofile {
         let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
         nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, hard)?;
