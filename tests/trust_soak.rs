@@ -71,19 +71,23 @@ fn ticks(addr: SocketAddr) -> u64 {
 /// One life of the target, in a network namespace of its own (only loopback, brought up),
 /// so each tick reads the target's own TCP table rather than the whole machine's: the soak
 /// measures leakwatch, not the size of a shared host's socket table.
+/// Without root (no network namespace) it shares the machine's table.
 fn start_target() -> LeakyChild {
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args([
-        "--net",
-        "--",
-        "sh",
-        "-c",
-        "ip link set lo up && exec \"$0\" \"$@\"",
-    ])
-    .arg(BIN)
-    .arg("demo-child")
-    .args(MARK)
-    .args([
+    let mut cmd = if nix::unistd::geteuid().is_root() {
+        let mut c = std::process::Command::new("unshare");
+        c.args([
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            "ip link set lo up && exec \"$0\" \"$@\"",
+        ])
+        .arg(BIN);
+        c
+    } else {
+        std::process::Command::new(BIN)
+    };
+    cmd.arg("demo-child").args(MARK).args([
         "--nofile",
         "4096",
         "--established",
