@@ -174,7 +174,34 @@ impl Resolver {
                 best = Some(id);
             }
         }
-        best.ok_or_else(|| ResolveError::NoMatch(sel.to_string()))
+        best.ok_or_else(|| match self.hidepid() {
+            Some(mode) => ResolveError::NoMatch(format!(
+                "{sel}; {} is mounted with hidepid={mode}, which hides other users' processes \
+                 from leakwatch",
+                self.proc_root.display()
+            )),
+            None => ResolveError::NoMatch(sel.to_string()),
+        })
+    }
+
+    /// The `hidepid` mode of the proc root's mount (from /proc/self/mountinfo), unless it
+    /// hides nothing.
+    fn hidepid(&self) -> Option<String> {
+        let root = std::fs::canonicalize(&self.proc_root).ok()?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        mountinfo.lines().find_map(|line| {
+            let (mount, fs) = line.split_once(" - ")?;
+            let point = mount.split(' ').nth(4)?;
+            let mut fs = fs.split(' ');
+            if Path::new(point) != root || fs.next()? != "proc" {
+                return None;
+            }
+            let mode = fs
+                .nth(1)?
+                .split(',')
+                .find_map(|o| o.strip_prefix("hidepid="))?;
+            (!matches!(mode, "0" | "off")).then(|| mode.to_string())
+        })
     }
 
     /// A configured cgroup path: `/sys/fs/cgroup/...` is taken relative to the cgroup root

@@ -175,7 +175,7 @@ fn a_live_target_hidden_by_hidepid_is_unknown_and_says_why() {
         eprintln!("skipped: {why}");
         return;
     }
-    let child = LeakyChild::spawn(&[]);
+    let child = LeakyChild::spawn(&["--files", "23", "--pipes", "19"]);
     let dir = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -183,11 +183,13 @@ fn a_live_target_hidden_by_hidepid_is_unknown_and_says_why() {
     std::fs::create_dir(&mnt).unwrap();
     let bin = dir.path().join("leakwatch");
     std::fs::copy(BIN, &bin).unwrap();
+    // By pid, and by a name that only the hidden process has.
     let cfg = config_file(
         dir.path(),
         "hidden.toml",
         &format!(
-            "proc_root = \"{}\"\n[[target]]\nname = \"app\"\npid = {}\n",
+            "proc_root = \"{}\"\n[[target]]\nname = \"app\"\npid = {}\n\
+             [[target]]\nname = \"by-cmdline\"\ncmdline_regex = \"demo-child --files 23 --pipes 19 \"\n",
             mnt.display(),
             child.pid()
         ),
@@ -217,6 +219,10 @@ fn a_live_target_hidden_by_hidepid_is_unknown_and_says_why() {
     assert_eq!(out.status.code(), Some(2), "unknown, not unhealthy: {text}");
     assert!(
         text.contains(&format!("pid {} is alive but", child.pid())) && text.contains("hidepid"),
+        "{text}"
+    );
+    assert!(
+        text.contains("is mounted with hidepid=") && text.contains("hides other users' processes"),
         "{text}"
     );
     std::thread::sleep(Duration::from_millis(10));
