@@ -3,6 +3,7 @@
 //! collection takes ~5 s against a 200 ms interval. Meanwhile `/healthz` answers 200 from the
 //! last snapshot, marked stale; `/livez` reports the stall; the WATCHDOG=1 pings stop (so
 //! systemd would restart leakwatch); and once the read completes, ticks and pings resume.
+//! Then a huge fd table (15,000 fds) at a 100 ms interval: counted exactly, probes all 200.
 //! (`live_stall` covers a read that never returns and the skipped ticks.)
 
 mod common;
@@ -144,4 +145,50 @@ fn a_slow_read_stops_the_watchdog_pings_while_healthz_answers_stale() {
         pings(&during),
         pings(&after)
     );
+}
+
+/// A huge fd table: a real child holding three quarters of its (hard) fd limit, up to 15,000
+/// fds, watched at a 100 ms interval — a scan that may take longer than the interval. Every
+/// probe meanwhile answers 200 (from the last snapshot if a scan is running), and the count
+/// leakwatch publishes is exactly what `/proc/PID/fd` lists.
+#[test]
+fn a_huge_fd_table_is_counted_exactly_while_probes_answer() {
+    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(0, |(_, h)| h)
+        .min(20_000);
+    if hard < 4096 {
+        eprintln!("skipped: the hard fd limit ({hard}) is too small for a huge table");
+        return;
+    }
+    let files = hard * 3 / 4;
+    let child =
+        common::LeakyChild::spawn(&["--nofile", &hard.to_string(), "--files", &files.to_string()]);
+    let pid = child.pid();
+    let root = tempfile::tempdir().unwrap();
+    let cfg = config_file(
+        root.path(),
+        "huge.toml",
+        &format!("interval = \"100ms\"\n[[target]]\nname = \"huge\"\npid = {pid}\n"),
+    );
+    let d = Daemon::start(&["-c", cfg.to_str().unwrap()]);
+    let started = Instant::now();
+    let mut probes = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        let (code, body) = d.get("/healthz");
+        assert_eq!(code, 200, "{body}");
+        probes += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d.wait_ticks(3, Duration::from_secs(30)), "{}", d.log_text());
+    let s = d.status();
+    let open = s["targets"][0]["sample"]["fds"]["open"].as_u64();
+    let truth = common::count_fds(pid) as u64;
+    println!(
+        "{truth} fds at a 100 ms interval: poll {:.3} s, {} ticks, {} skipped, {probes} probes all 200",
+        s["targets"][0]["poll_duration_seconds"].as_f64().unwrap_or(0.0),
+        s["ticks_total"],
+        s["ticks_skipped_total"]
+    );
+    assert_eq!(open, Some(truth), "{}", s["targets"][0]["sample"]["fds"]);
+    assert!(truth >= files);
 }
