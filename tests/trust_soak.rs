@@ -4,7 +4,8 @@
 //! added through each life, the process restarted every ~2 s and followed through a
 //! `cmdline_regex` selector — while /healthz, /metrics and /status are polled. This process's
 //! own fd count, thread count and RSS are read from /proc/self at the end of warm-up and at
-//! the end: fds and threads exactly back, RSS within a stated bound.
+//! the end: fds and threads exactly back (the blocking pool's threads, which tokio starts
+//! and ends on demand, within its cap), RSS within a stated bound.
 //!
 //! The CLI refuses an interval under 100 ms (20,000 ticks would take over half an hour), so
 //! the config is built here with a 1 ms interval; ticks then run back to back, each as long
@@ -44,13 +45,23 @@ fn ticks_wanted() -> u64 {
         .unwrap_or(5_000)
 }
 
-/// (fds, threads, rss bytes) of this process: the least of several reads, so an fd or a
-/// thread a tick holds for a moment is not counted.
-fn own_usage() -> (usize, usize, u64) {
-    let mut best = (usize::MAX, usize::MAX, u64::MAX);
+/// The daemon's blocking pool threads (tokio names them after the runtime, `leakwatch`):
+/// at most this many, started and ended by the pool on demand (10 s keep-alive).
+const POOL_MAX: usize = 4;
+
+/// This process's fds, threads outside the blocking pool, pool threads, RSS bytes: the
+/// least of several reads, so an fd or a thread a tick holds for a moment is not counted.
+fn own_usage() -> (usize, usize, usize, u64) {
+    let mut best = (usize::MAX, usize::MAX, usize::MAX, u64::MAX);
     for _ in 0..40 {
         let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
-        let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
+        let (mut pool, mut other) = (0, 0);
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            match std::fs::read_to_string(task.path().join("comm")) {
+                Ok(comm) if comm.trim_end() == "leakwatch" => pool += 1,
+                _ => other += 1,
+            }
+        }
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         let rss_kib: u64 = status
             .lines()
@@ -60,8 +71,9 @@ fn own_usage() -> (usize, usize, u64) {
             .unwrap();
         best = (
             best.0.min(fds),
-            best.1.min(threads),
-            best.2.min(rss_kib * 1024),
+            best.1.min(other),
+            best.2.min(pool),
+            best.3.min(rss_kib * 1024),
         );
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -127,7 +139,7 @@ fn thousands_of_ticks_leave_fds_threads_and_memory_flat() {
     let mut life_started = Instant::now();
     let (mut restarts, mut polls) = (0u32, 0u64);
     let mut non_200: Vec<String> = Vec::new();
-    let mut warm: Option<((usize, usize, u64), u64)> = None;
+    let mut warm: Option<((usize, usize, usize, u64), u64)> = None;
     let mut done = 0;
     let mut iteration = 0u64;
     // Bounded: even a starved machine stops after 15 minutes and fails below.
@@ -173,12 +185,14 @@ fn thousands_of_ticks_leave_fds_threads_and_memory_flat() {
     drop(child);
     let _child = start_target();
     std::thread::sleep(Duration::from_millis(200));
-    // A second blocking thread (tokio's pool, at most 4) that two overlapping blocking tasks
-    // started idles out after 10 s: wait for it (the daemon keeps ticking) before judging.
-    let ((fds0, threads0, _), _) = warm.expect("a warm-up reading");
+    // A pool thread that overlapping blocking tasks started idles out after 10 s: give it
+    // that long (the daemon keeps ticking) before judging.
+    let ((fds0, threads0, pool0, _), _) = warm.expect("a warm-up reading");
     let settle = Instant::now();
     let mut end = own_usage();
-    while (end.0 > fds0 || end.1 > threads0) && settle.elapsed() < Duration::from_secs(15) {
+    while (end.0 > fds0 || end.1 > threads0 || end.2 > pool0)
+        && settle.elapsed() < Duration::from_secs(15)
+    {
         std::thread::sleep(Duration::from_millis(500));
         end = own_usage();
     }
@@ -189,13 +203,14 @@ fn thousands_of_ticks_leave_fds_threads_and_memory_flat() {
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     daemon.shutdown().expect("clean shutdown");
 
-    let ((fds0, threads0, rss0), warm_ticks) = warm.expect("a warm-up reading");
-    let (fds1, threads1, rss1) = end;
+    let ((fds0, threads0, pool0, rss0), warm_ticks) = warm.expect("a warm-up reading");
+    let (fds1, threads1, pool1, rss1) = end;
     println!(
         "soak: {end_ticks} ticks in {:.0?} ({} skipped), {restarts} target restarts seen as {} \
          by leakwatch, {polls} HTTP requests ({} not 200)\n\
          leakwatch at tick {warm_ticks} -> {end_ticks}: fds {fds0} -> {fds1}, threads \
-         {threads0} -> {threads1} (settled in {settled_in:.1?}), rss {} KiB -> {} KiB ({:+} KiB)",
+         {threads0} -> {threads1} and {pool0} -> {pool1} in the blocking pool (settled in \
+         {settled_in:.1?}), rss {} KiB -> {} KiB ({:+} KiB)",
         elapsed,
         status["ticks_skipped_total"],
         status["targets"][0]["restarts_total"],
@@ -211,6 +226,10 @@ fn thousands_of_ticks_leave_fds_threads_and_memory_flat() {
     );
     assert_eq!(fds1, fds0, "leakwatch's fds grew");
     assert_eq!(threads1, threads0, "leakwatch's threads grew");
+    assert!(
+        pool1 <= POOL_MAX && pool0 <= POOL_MAX,
+        "blocking pool {pool0} -> {pool1}"
+    );
     assert!(
         rss1 <= rss0 + 8 * 1024 * 1024,
         "leakwatch's RSS grew by more than 8 MiB: {rss0} -> {rss1}"
