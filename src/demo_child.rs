@@ -67,6 +67,11 @@ pub struct ChildArgs {
     /// per signal), as a runtime that dumps its heap or threads on them would.
     #[arg(long)]
     pub signal_log: Option<std::path::PathBuf>,
+    /// Make itself non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`), as setuid and hardened
+    /// programs are: its /proc files then belong to root and ptrace access needs
+    /// CAP_SYS_PTRACE even for its own uid.
+    #[arg(long)]
+    pub non_dumpable: bool,
 }
 
 /// The `ready` line: what the child holds that a test or the demo needs to know.
@@ -390,6 +395,12 @@ pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
     });
     if let Some(log) = &args.signal_log {
         record_signals(log.clone())?;
+    }
+    if args.non_dumpable {
+        // SAFETY: PR_SET_DUMPABLE takes an integer argument and touches no memory of ours.
+        if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
     }
     if let Some(n) = args.nofile {
         let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;

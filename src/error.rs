@@ -125,7 +125,38 @@ pub fn capability_hint(path: &Path) -> String {
             names.join(" and ")
         );
     }
+    if runs_as_owner_of(path) {
+        let names: Vec<&str> = caps.iter().map(|(_, n)| *n).collect();
+        return format!(
+            "refused although leakwatch runs as the target's uid: the target is non-dumpable \
+             or holds capabilities leakwatch lacks; needs {}",
+            names.join(" and ")
+        );
+    }
     advice.to_string()
+}
+
+/// Whether leakwatch's effective uid (not root) is the real uid of the process whose /proc
+/// file `path` is: then "the target's uid" is no advice, since it already has it.
+fn runs_as_owner_of(path: &Path) -> bool {
+    let euid = nix::unistd::geteuid().as_raw();
+    if euid == 0 {
+        return false;
+    }
+    let Some(pid_dir) = path.ancestors().find(|a| {
+        a.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    }) else {
+        return false;
+    };
+    std::fs::read_to_string(pid_dir.join("status"))
+        .ok()
+        .and_then(|s| {
+            let uids = s.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+            uids.split_whitespace().next()?.parse::<u32>().ok()
+        })
+        == Some(euid)
 }
 
 /// leakwatch's own effective capabilities (`CapEff` of /proc/self/status), read once.
@@ -199,13 +230,30 @@ impl From<ReadError> for Unknown {
 }
 
 /// Read a whole kernel file to a string, attaching the path to any error.
+///
+/// Kernel text is bytes, not UTF-8: a `comm` (in `stat` and `status`), a mapped file's name
+/// (in `smaps`) or a cgroup name may hold any byte. Invalid sequences become U+FFFD, so
+/// such a process is still read instead of failing as "not UTF-8".
 pub fn read_to_string(path: &Path) -> Result<String, ReadError> {
-    std::fs::read_to_string(path).map_err(|e| ReadError::from_io(path, e))
+    let bytes = std::fs::read(path).map_err(|e| ReadError::from_io(path, e))?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_comm_that_is_not_utf8_is_read_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stat");
+        std::fs::write(&path, b"42 () (x\xffy) () S 1 2 3").unwrap();
+        let text = read_to_string(&path).expect("invalid UTF-8 is not an error");
+        assert_eq!(text, "42 () (x\u{fffd}y) () S 1 2 3");
+    }
 
     #[test]
     fn hints_name_the_capabilities_or_say_they_are_held() {

@@ -52,6 +52,11 @@ pub enum ResolveError {
     NoMatch(String),
     #[error("pid {0} does not exist")]
     NoPid(i32),
+    #[error(
+        "pid {0} is alive but {1} hides it (mounted with hidepid): run leakwatch as the \
+         target's uid, or mount proc with hidepid's gid= option for leakwatch's group"
+    )]
+    Hidden(i32, String),
     #[error("pidfile {path}: {msg}", path = .path.display())]
     Pidfile { path: PathBuf, msg: String },
     #[error("cgroup {dir} has no processes", dir = .0.display())]
@@ -115,11 +120,25 @@ impl Resolver {
                 pid,
                 starttime_ticks: st.starttime_ticks,
             }),
+            Err(ReadError::Missing { .. } | ReadError::Gone { .. }) if self.hides(pid) => Err(
+                ResolveError::Hidden(pid, self.proc_root.display().to_string()),
+            ),
             Err(ReadError::Missing { .. } | ReadError::Gone { .. }) => {
                 Err(ResolveError::NoPid(pid))
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A pid absent from the proc root but alive (a signal to it is refused, not ESRCH):
+    /// the proc root is a real procfs mounted with `hidepid`. Never true for a fixture tree.
+    fn hides(&self, pid: i32) -> bool {
+        let procfs = nix::sys::statfs::statfs(&self.proc_root)
+            .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+        procfs
+            && pid > 0
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::EPERM)
     }
 
     /// The oldest process (not leakwatch or its ancestors) for which `matches(comm, dir)`.
@@ -155,7 +174,34 @@ impl Resolver {
                 best = Some(id);
             }
         }
-        best.ok_or_else(|| ResolveError::NoMatch(sel.to_string()))
+        best.ok_or_else(|| match self.hidepid() {
+            Some(mode) => ResolveError::NoMatch(format!(
+                "{sel}; {} is mounted with hidepid={mode}, which hides other users' processes \
+                 from leakwatch",
+                self.proc_root.display()
+            )),
+            None => ResolveError::NoMatch(sel.to_string()),
+        })
+    }
+
+    /// The `hidepid` mode of the proc root's mount (from /proc/self/mountinfo), unless it
+    /// hides nothing.
+    fn hidepid(&self) -> Option<String> {
+        let root = std::fs::canonicalize(&self.proc_root).ok()?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        mountinfo.lines().find_map(|line| {
+            let (mount, fs) = line.split_once(" - ")?;
+            let point = mount.split(' ').nth(4)?;
+            let mut fs = fs.split(' ');
+            if Path::new(point) != root || fs.next()? != "proc" {
+                return None;
+            }
+            let mode = fs
+                .nth(1)?
+                .split(',')
+                .find_map(|o| o.strip_prefix("hidepid="))?;
+            (!matches!(mode, "0" | "off")).then(|| mode.to_string())
+        })
     }
 
     /// A configured cgroup path: `/sys/fs/cgroup/...` is taken relative to the cgroup root

@@ -123,6 +123,9 @@ impl Collector {
         });
         s.duration_us.insert(Source::Process, micros(started));
         if stat.state == 'Z' || stat.state == 'X' {
+            // It has exited: nothing more to track. (A restart is often seen first as a
+            // zombie, and the old target is never collected again to be seen gone.)
+            self.stuck.remove(&target);
             s.state = TargetState::Zombie;
             let u = Unknown::new(
                 UnknownKind::Zombie,
@@ -359,6 +362,45 @@ pub fn mono_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// Regression: a target seen exiting as a zombie (the usual sight of a restart) kept its
+    /// stuck-worker tracker forever, a few KiB per restart.
+    #[test]
+    fn a_zombie_target_forgets_its_stuck_tracker() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let pid = child.id() as i32;
+        let stat = stat::read_stat(Path::new(&format!("/proc/{pid}"))).expect("stat");
+        let target = TargetId {
+            pid,
+            starttime_ticks: stat.starttime_ticks,
+        };
+        let mut c = Collector::new("/proc", "/sys/fs/cgroup");
+        let opts = CollectOptions::default();
+        let s = c.collect(target, &opts);
+        let tracked = c.stuck.contains_key(&target);
+        // SIGKILL without reaping: a zombie until `wait`.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let zombie = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            stat::read_stat(Path::new(&format!("/proc/{pid}"))).is_ok_and(|st| st.state == 'Z')
+        });
+        let z = c.collect(target, &opts);
+        let _ = child.wait();
+        assert!(zombie, "the child never showed as a zombie");
+        if s.stuck.is_some() {
+            assert!(tracked, "a running target is tracked");
+        }
+        assert_eq!(z.state, TargetState::Zombie);
+        assert!(c.stuck.is_empty(), "the zombie's tracker was kept");
+    }
+
     #[test]
     fn start_time_from_boot_time_and_ticks() {
         assert_eq!(super::start_ms(1_000, 250, 100), 1_002_500);

@@ -1324,3 +1324,115 @@ fn percentages_never_read_as_the_threshold_they_are_below() {
         "+12.0/min, usage 49.9% below usage_floor 50%"
     );
 }
+
+// Long runs: hysteresis and the restart budget over hours of synthetic ticks
+
+/// xorshift64: deterministic noise without a dependency.
+fn noise(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn ten_thousand_ticks_hovering_at_the_threshold_flip_only_after_fail_after_in_a_row() {
+    // A tick a minute keeps the trend window (10m) small: this is about hysteresis.
+    let mut feed = Feed::new(target(vec![(Series::Fds, max_ratio(0.9))])).interval_s(60);
+    feed.fd_limit = Limit::Limited(1000);
+    let mut rng = 0x9e37_79b9_7f4a_7c15;
+    // 898..=902 around the 90% line (900 fails): random, so runs of either side occur.
+    let values: Vec<u64> = (0..10_000).map(|_| 898 + noise(&mut rng) % 5).collect();
+    let js = feed.values(Series::Fds, values.iter().copied());
+    let mut flips = 0;
+    for i in 1..js.len() {
+        let (was, is) = (js[i - 1].verdict.healthy, js[i].verdict.healthy);
+        if was == is {
+            continue;
+        }
+        flips += 1;
+        // A flip needs fail_after (3) failing, or recover_after (3) passing, ticks in a row.
+        let last3 = &values[i - 2..=i];
+        if is {
+            assert!(
+                last3.iter().all(|v| *v < 900),
+                "recovered at {i}: {last3:?}"
+            );
+        } else {
+            assert!(last3.iter().all(|v| *v >= 900), "failed at {i}: {last3:?}");
+        }
+    }
+    assert!(flips > 0 && flips < 10_000 / 6, "{flips} flips");
+
+    // The same noise with no three failing ticks in a row never fails at all.
+    let mut run = 0;
+    let capped: Vec<u64> = (0..10_000)
+        .map(|_| {
+            let v = 898 + noise(&mut rng) % 5;
+            run = if v >= 900 { run + 1 } else { 0 };
+            if run == 3 {
+                run = 0;
+                899
+            } else {
+                v
+            }
+        })
+        .collect();
+    let mut feed = Feed::new(target(vec![(Series::Fds, max_ratio(0.9))])).interval_s(60);
+    feed.fd_limit = Limit::Limited(1000);
+    let js = feed.values(Series::Fds, capped);
+    assert_eq!(first_unhealthy(&js), None);
+}
+
+#[test]
+fn a_target_leaking_after_every_restart_never_gets_more_than_the_budget_per_hour() {
+    let mut feed = Feed::new(budget_target(3));
+    // Three hours: each life leaks at once (over max from its first tick) and is restarted
+    // two minutes in, by its orchestrator, whatever leakwatch says.
+    let mut caused_at: Vec<u64> = Vec::new();
+    let (mut exhausted_ticks, mut unhealthy_ticks) = (0, 0);
+    let mut healthy_since_exhausted = false;
+    while feed.now_mono_ms < MONO0_MS + 3 * HOUR_MS {
+        let life_start = feed.now_mono_ms;
+        let mut last = None;
+        while feed.now_mono_ms < life_start + 2 * 60_000 {
+            let j = feed.value(Series::TcpCloseWait, 250);
+            if j.budget.exhausted {
+                exhausted_ticks += 1;
+                assert!(j.verdict.healthy, "fails open while exhausted");
+                if rule(&j, Series::TcpCloseWait).state == RuleState::Failing {
+                    assert!(
+                        j.verdict.notes[0].starts_with("restart budget exhausted"),
+                        "{:?}",
+                        j.verdict.notes
+                    );
+                    healthy_since_exhausted = true;
+                }
+            }
+            if !j.verdict.healthy {
+                unhealthy_ticks += 1;
+            }
+            last = Some(j);
+        }
+        if last.is_some_and(|j| !j.verdict.healthy) {
+            caused_at.push(feed.now_mono_ms);
+        }
+        feed.restart();
+    }
+    // In any hour, at most the budget's restarts followed an unhealthy verdict.
+    for (i, t) in caused_at.iter().enumerate() {
+        let in_hour = caused_at[i..].iter().filter(|u| **u < t + HOUR_MS).count();
+        assert!(
+            in_hour <= 3,
+            "{in_hour} caused restarts within the hour from {t}"
+        );
+    }
+    // It failed open, and each hour it resumed failing the leaking target.
+    assert!(healthy_since_exhausted && exhausted_ticks > 0);
+    assert!(
+        caused_at.len() >= 9,
+        "{} caused restarts in 3 h",
+        caused_at.len()
+    );
+    assert!(unhealthy_ticks > 0);
+}
