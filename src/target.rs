@@ -57,6 +57,11 @@ pub enum ResolveError {
          target's uid, or mount proc with hidepid's gid= option for leakwatch's group"
     )]
     Hidden(i32, String),
+    #[error(
+        "no process matches {0}; {1} is mounted with hidepid={2}, which hides other users' \
+         processes from leakwatch"
+    )]
+    HiddenByMount(String, String, String),
     #[error("pidfile {path}: {msg}", path = .path.display())]
     Pidfile { path: PathBuf, msg: String },
     #[error("cgroup {dir} has no processes", dir = .0.display())]
@@ -65,6 +70,18 @@ pub enum ResolveError {
     NoUnit(String, String),
     #[error(transparent)]
     Read(#[from] ReadError),
+}
+
+impl ResolveError {
+    /// The target may well be there, but leakwatch cannot see it (hidepid, a permission
+    /// error): leakwatch's own trouble, which fails open whatever `on_missing` says.
+    pub fn is_unseen(&self) -> bool {
+        match self {
+            ResolveError::Hidden(..) | ResolveError::HiddenByMount(..) => true,
+            ResolveError::Read(e) => matches!(e, ReadError::PermissionDenied { .. }),
+            _ => false,
+        }
+    }
 }
 
 /// Resolves selectors against a proc root and a cgroup root.
@@ -175,11 +192,11 @@ impl Resolver {
             }
         }
         best.ok_or_else(|| match self.hidepid() {
-            Some(mode) => ResolveError::NoMatch(format!(
-                "{sel}; {} is mounted with hidepid={mode}, which hides other users' processes \
-                 from leakwatch",
-                self.proc_root.display()
-            )),
+            Some(mode) => ResolveError::HiddenByMount(
+                sel.to_string(),
+                self.proc_root.display().to_string(),
+                mode,
+            ),
             None => ResolveError::NoMatch(sel.to_string()),
         })
     }

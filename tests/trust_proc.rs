@@ -227,3 +227,52 @@ fn a_live_target_hidden_by_hidepid_is_unknown_and_says_why() {
     );
     std::thread::sleep(Duration::from_millis(10));
 }
+
+/// Regression: with `on_missing = "fail"` a target hidden by hidepid counted as missing and
+/// /healthz answered 503, which could restart a healthy service for leakwatch's own
+/// trouble. A target leakwatch cannot see fails open, whatever on_missing says.
+#[test]
+fn a_hidden_target_fails_open_in_the_daemon_even_with_on_missing_fail() {
+    if let Some(why) = common::cannot_drop_privileges() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let child = LeakyChild::spawn(&["--files", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mnt = dir.path().join("proc");
+    std::fs::create_dir(&mnt).unwrap();
+    let bin = dir.path().join("leakwatch");
+    std::fs::copy(BIN, &bin).unwrap();
+    let cfg = config_file(
+        dir.path(),
+        "hidden.toml",
+        &format!(
+            "proc_root = \"{}\"\ninterval = \"100ms\"\n[judge]\non_missing = \"fail\"\n\
+             [[target]]\nname = \"app\"\npid = {}\n",
+            mnt.display(),
+            child.pid()
+        ),
+    );
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let setpriv = setpriv_nobody("");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg("mount -t proc -o hidepid=2 proc \"$1\" && shift && exec \"$@\"")
+        .arg("sh")
+        .arg(&mnt)
+        .arg(setpriv.get_program())
+        .args(setpriv.get_args())
+        .arg(&bin)
+        .args(["run", "-c"])
+        .arg(&cfg);
+    let d = common::daemon::Daemon::start_with(&mut cmd);
+    assert!(d.wait_ticks(3, Duration::from_secs(20)), "{}", d.log_text());
+    let (code, body) = d.get("/healthz");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("hidepid") && body.contains("cannot see the target, failing open"),
+        "{body}"
+    );
+}

@@ -14,7 +14,7 @@ use crate::error::UnknownKind;
 use crate::judge::{Input, TargetJudge};
 use crate::sample::{Collector as Source, Sample, TargetId, TargetState};
 use crate::snapshot::{CollectorErrors, TargetStatus};
-use crate::target::{Resolver, Selector};
+use crate::target::{ResolveError, Resolver, Selector};
 
 /// How many peers the top-K lists keep.
 const TOP_PEERS: usize = 10;
@@ -134,13 +134,29 @@ impl Watchdog {
     }
 }
 
+/// Why there is no process to sample this tick.
+struct NotFound {
+    reason: String,
+    /// leakwatch cannot see the target (hidepid, permissions): it fails open.
+    unseen: bool,
+}
+
+impl NotFound {
+    fn resolving(e: ResolveError) -> NotFound {
+        NotFound {
+            unseen: e.is_unseen(),
+            reason: e.to_string(),
+        }
+    }
+}
+
 /// Resolve and collect one target; `Err` says why there is no process to sample.
 fn observe(
     w: &mut Watched,
     resolver: &Resolver,
     collector: &mut Collector,
     config: &Config,
-) -> Result<Sample, String> {
+) -> Result<Sample, NotFound> {
     // A pidfile may point elsewhere at any time; other selectors keep their process while
     // it lives (the oldest match stays the oldest).
     let reresolve = w.current.is_none() || matches!(w.cfg.selector, Selector::Pidfile(_));
@@ -149,11 +165,14 @@ fn observe(
             w,
             resolver
                 .resolve(&w.cfg.selector)
-                .map_err(|e| e.to_string())?,
+                .map_err(NotFound::resolving)?,
         );
     }
     let Some(id) = w.current else {
-        return Err("no target".into());
+        return Err(NotFound {
+            reason: "no target".into(),
+            unseen: false,
+        });
     };
     let sample = collect(w, collector, config, id);
     if sample.state == TargetState::Running || reresolve {
@@ -168,7 +187,9 @@ fn observe(
         Ok(_) => Ok(sample),
         Err(e) => {
             w.current = None;
-            Err(format!("{} exited; {e}", id))
+            let mut why = NotFound::resolving(e);
+            why.reason = format!("{id} exited; {}", why.reason);
+            Err(why)
         }
     }
 }
@@ -209,7 +230,7 @@ fn collect(w: &mut Watched, collector: &mut Collector, config: &Config, id: Targ
 
 fn judge(
     w: &mut Watched,
-    observed: Result<Sample, String>,
+    observed: Result<Sample, NotFound>,
     poll_s: f64,
     config: &Config,
 ) -> TargetStatus {
@@ -219,13 +240,14 @@ fn judge(
             let j = w.judge.judge(Input::Sample(&sample), &w.cfg);
             (j, Some(sample), None)
         }
-        Err(reason) => {
+        Err(NotFound { reason, unseen }) => {
             if w.logged_missing.as_deref() != Some(reason.as_str()) {
                 warn!(target_name = %w.cfg.name, reason = %reason, "target not found");
                 w.logged_missing = Some(reason.clone());
             }
             let input = Input::Missing {
                 reason: &reason,
+                unseen,
                 now_mono_ms: mono_ms(),
             };
             (w.judge.judge(input, &w.cfg), None, Some(reason))

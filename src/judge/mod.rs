@@ -79,7 +79,13 @@ pub enum Input<'a> {
     /// A sample of the current target.
     Sample(&'a Sample),
     /// No process matches the selector (or it could not be resolved); `reason` says why.
-    Missing { reason: &'a str, now_mono_ms: u64 },
+    /// `unseen`: leakwatch cannot see it (hidepid, permissions), so `on_missing` does not
+    /// apply and the verdict fails open.
+    Missing {
+        reason: &'a str,
+        unseen: bool,
+        now_mono_ms: u64,
+    },
 }
 
 /// Everything judged for one target this tick.
@@ -138,12 +144,13 @@ impl TargetJudge {
                     TargetState::Zombie => "the target exited and is a zombie (not yet reaped)",
                     _ => "the target exited during the scan",
                 };
-                return self.absent(reason, s.taken_at_mono_ms, cfg);
+                return self.absent(reason, false, s.taken_at_mono_ms, cfg);
             }
             Input::Missing {
                 reason,
+                unseen,
                 now_mono_ms,
-            } => return self.absent(reason, now_mono_ms, cfg),
+            } => return self.absent(reason, unseen, now_mono_ms, cfg),
         };
         let now = sample.taken_at_mono_ms;
         if self.first_seen_mono_ms.is_none() {
@@ -182,9 +189,12 @@ impl TargetJudge {
         }
     }
 
-    fn absent(&mut self, reason: &str, now: u64, cfg: &TargetConfig) -> Judged {
+    fn absent(&mut self, reason: &str, unseen: bool, now: u64, cfg: &TargetConfig) -> Judged {
         let budget = self.restarts.budget(now, cfg.judge.restart_budget);
         let verdict = match cfg.judge.on_missing {
+            _ if unseen => Verdict::healthy(vec![format!(
+                "{reason}; leakwatch cannot see the target, failing open"
+            )]),
             OnMissing::Pass => Verdict::healthy(vec![format!("{reason}; failing open")]),
             OnMissing::Fail => Verdict {
                 healthy: false,

@@ -817,6 +817,7 @@ fn a_missing_target_passes_or_fails_as_configured() {
     let mut judge = TargetJudge::new();
     let missing = Input::Missing {
         reason: "no process matches cmdline_regex \"myapp\"",
+        unseen: false,
         now_mono_ms: MONO0_MS,
     };
     let j = judge.judge(missing, &cfg);
@@ -833,6 +834,30 @@ fn a_missing_target_passes_or_fails_as_configured() {
         j.verdict.failing,
         vec![
             "target: no process matches cmdline_regex \"myapp\" (on_missing = \"fail\")"
+                .to_string()
+        ]
+    );
+}
+
+/// Regression: a target hidden from leakwatch (hidepid, permissions) is leakwatch's own
+/// trouble; with on_missing = "fail" it answered 503 and could restart a healthy service.
+#[test]
+fn a_target_leakwatch_cannot_see_fails_open_even_with_on_missing_fail() {
+    let mut cfg = target(Vec::new());
+    cfg.judge.on_missing = OnMissing::Fail;
+    let mut judge = TargetJudge::new();
+    let hidden = Input::Missing {
+        reason: "pid 7 is alive but /proc hides it (mounted with hidepid)",
+        unseen: true,
+        now_mono_ms: MONO0_MS,
+    };
+    let j = judge.judge(hidden, &cfg);
+    assert!(j.verdict.healthy, "{:?}", j.verdict);
+    assert_eq!(
+        j.verdict.notes,
+        vec![
+            "pid 7 is alive but /proc hides it (mounted with hidepid); leakwatch cannot see \
+             the target, failing open"
                 .to_string()
         ]
     );
