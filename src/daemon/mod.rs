@@ -303,10 +303,11 @@ impl TickLoop {
         }
     }
 
-    /// Ticks keep completing: the last publication (before the first tick, the start) is
-    /// not stale, by the same measure `/livez` uses.
+    /// Ticks keep completing: a tick has published (so `READY=1` went first) and the last
+    /// publication is not stale, by the same measure `/livez` uses.
     fn healthy_loop(&self) -> bool {
-        !self.parts.snapshots.borrow().is_stale(mono_ms())
+        let snap = self.parts.snapshots.borrow();
+        snap.seq > 0 && !snap.is_stale(mono_ms())
     }
 }
 
