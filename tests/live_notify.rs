@@ -37,7 +37,10 @@ fn ready_then_watchdog_pings_then_stopping() {
     let first_ping = seen.iter().position(|m| m == "WATCHDOG=1");
     assert!(ready.is_some(), "no READY=1: {seen:?}");
     assert!(first_ping.is_some(), "no WATCHDOG=1: {seen:?}");
-    assert!(ready < first_ping, "READY=1 before any WATCHDOG=1: {seen:?}");
+    assert!(
+        ready < first_ping,
+        "READY=1 before any WATCHDOG=1: {seen:?}"
+    );
     assert!(
         seen[ready.unwrap()].contains("STATUS="),
         "READY carries a status line: {seen:?}"

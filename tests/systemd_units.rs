@@ -411,7 +411,10 @@ fn leakwatch_reads_another_users_process_under_the_units_sandbox() {
     // ProtectProc=ptraceable hides what leakwatch may not ptrace: without the capabilities
     // the target is not there at all.
     let err = inspect_json(sandboxed("", ""), pid).expect_err("hidden without capabilities");
-    assert!(err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("is alive but") && err.contains("hidepid"),
+        "hidden, and said so: {err}"
+    );
 
     // ProcSubset=pid would hide /proc/stat, whose btime dates the target's start.
     let subset = inspect_json(sandboxed(caps, ",subset=pid"), pid).expect("inspect");
