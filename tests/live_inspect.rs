@@ -154,29 +154,12 @@ fn world_executable_bin() -> (tempfile::TempDir, PathBuf) {
 }
 
 /// `leakwatch inspect --json PID` as uid 65534 holding only `caps` ("" for none).
-fn inspect_as_nobody(bin: &PathBuf, caps: &str, pid: i32) -> Option<Sample> {
+fn inspect_as_nobody(bin: &std::path::Path, caps: &str, pid: i32) -> Option<Sample> {
     if let Some(why) = common::cannot_drop_privileges() {
         eprintln!("skipped: {why}");
         return None;
     }
-    let mut cmd = common::setpriv_nobody(caps);
-    let out = cmd
-        .arg(bin)
-        .args([
-            "inspect",
-            "--json",
-            "--stuck-after",
-            "500ms",
-            &pid.to_string(),
-        ])
-        .output()
-        .expect("run setpriv");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(serde_json::from_slice(&out.stdout).expect("json"))
+    Some(common::inspect_as_nobody(bin, caps, pid))
 }
 
 #[test]

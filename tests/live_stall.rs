@@ -12,20 +12,11 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{config_file, Daemon};
 
-const STAT: &str = include_str!("fixtures/proc/stat_kernel_6_18");
 const STATUS: &str = include_str!("fixtures/proc/status_kernel_6_18");
-const LIMITS: &str = include_str!("fixtures/proc/limits_kernel_6_18");
 
 /// A fixture /proc with pid 4242 whose `status` is a FIFO.
 fn fixture_proc(root: &Path) {
-    fs::write(root.join("stat"), "cpu  0 0 0 0\nbtime 1763700000\n").unwrap();
-    let dir = root.join("4242");
-    fs::create_dir_all(dir.join("fd")).unwrap();
-    let stat = STAT.trim().replacen("2063 (sleep)", "4242 (fixture)", 1);
-    fs::write(dir.join("stat"), stat + "\n").unwrap();
-    fs::write(dir.join("limits"), LIMITS).unwrap();
-    fs::write(dir.join("cmdline"), "fixture\0").unwrap();
-    std::os::unix::fs::symlink("/dev/null", dir.join("fd").join("0")).unwrap();
+    let dir = common::fixture_pid_4242(root);
     nix::unistd::mkfifo(
         &dir.join("status"),
         nix::sys::stat::Mode::from_bits_truncate(0o600),

@@ -60,24 +60,8 @@ fn spawn(t: Target, bin: &PathBuf) -> LeakyChild {
     LeakyChild::spawn_with(&mut cmd)
 }
 
-fn inspect(bin: &PathBuf, caps: &str, pid: i32) -> Sample {
-    let out = setpriv_nobody(caps)
-        .arg(bin)
-        .args([
-            "inspect",
-            "--json",
-            "--stuck-after",
-            "500ms",
-            &pid.to_string(),
-        ])
-        .output()
-        .expect("run setpriv");
-    assert!(
-        out.status.success(),
-        "inspect as nobody {caps:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
+fn inspect(bin: &std::path::Path, caps: &str, pid: i32) -> Sample {
+    common::inspect_as_nobody(bin, caps, pid)
 }
 
 /// `leakwatch check --pid PID` as nobody with `caps`: its exit code.

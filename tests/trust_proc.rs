@@ -169,33 +169,21 @@ fn thousands_of_fds_churning_under_hundreds_of_collections() {
     assert!(hi > lo, "the churn was never seen: {lo}..={hi}");
 }
 
-#[test]
-fn a_live_target_hidden_by_hidepid_is_unknown_and_says_why() {
-    if let Some(why) = common::cannot_drop_privileges() {
-        eprintln!("skipped: {why}");
-        return;
-    }
-    let child = LeakyChild::spawn(&["--files", "23", "--pipes", "19"]);
-    let dir = tempfile::tempdir().unwrap();
+/// `leakwatch SUBCOMMAND -c FILE` as uid 65534 in a mount namespace of its own whose proc
+/// (`proc_root`, prepended to `config`) is mounted with hidepid=2: other users' processes
+/// are hidden from it. The directory holds the mount point, a copy of the binary any uid
+/// may run, and the config.
+fn under_hidepid(config: &str, subcommand: &str) -> (tempfile::TempDir, Command) {
     use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mnt = dir.path().join("proc");
     std::fs::create_dir(&mnt).unwrap();
     let bin = dir.path().join("leakwatch");
     std::fs::copy(BIN, &bin).unwrap();
-    // By pid, and by a name that only the hidden process has.
-    let cfg = config_file(
-        dir.path(),
-        "hidden.toml",
-        &format!(
-            "proc_root = \"{}\"\n[[target]]\nname = \"app\"\npid = {}\n\
-             [[target]]\nname = \"by-cmdline\"\ncmdline_regex = \"demo-child --files 23 --pipes 19 \"\n",
-            mnt.display(),
-            child.pid()
-        ),
-    );
+    let text = format!("proc_root = \"{}\"\n{config}", mnt.display());
+    let cfg = config_file(dir.path(), "hidden.toml", &text);
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
-    // A proc mount of its own with hidepid=2, in a private mount namespace; then nobody.
     let setpriv = setpriv_nobody("");
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
@@ -205,8 +193,27 @@ fn a_live_target_hidden_by_hidepid_is_unknown_and_says_why() {
         .arg(setpriv.get_program())
         .args(setpriv.get_args())
         .arg(&bin)
-        .args(["check", "-c"])
+        .args([subcommand, "-c"])
         .arg(&cfg);
+    (dir, cmd)
+}
+
+#[test]
+fn a_live_target_hidden_by_hidepid_is_unknown_and_says_why() {
+    if let Some(why) = common::cannot_drop_privileges() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let child = LeakyChild::spawn(&["--files", "23", "--pipes", "19"]);
+    // By pid, and by a name that only the hidden process has.
+    let (_dir, mut cmd) = under_hidepid(
+        &format!(
+            "[[target]]\nname = \"app\"\npid = {}\n\
+             [[target]]\nname = \"by-cmdline\"\ncmdline_regex = \"demo-child --files 23 --pipes 19 \"\n",
+            child.pid()
+        ),
+        "check",
+    );
     let out = cmd.output().expect("unshare (util-linux)");
     let text = format!(
         "{}{}",
@@ -238,35 +245,14 @@ fn a_hidden_target_fails_open_in_the_daemon_even_with_on_missing_fail() {
         return;
     }
     let child = LeakyChild::spawn(&["--files", "3"]);
-    let dir = tempfile::tempdir().unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mnt = dir.path().join("proc");
-    std::fs::create_dir(&mnt).unwrap();
-    let bin = dir.path().join("leakwatch");
-    std::fs::copy(BIN, &bin).unwrap();
-    let cfg = config_file(
-        dir.path(),
-        "hidden.toml",
+    let (_dir, mut cmd) = under_hidepid(
         &format!(
-            "proc_root = \"{}\"\ninterval = \"100ms\"\n[judge]\non_missing = \"fail\"\n\
+            "interval = \"100ms\"\n[judge]\non_missing = \"fail\"\n\
              [[target]]\nname = \"app\"\npid = {}\n",
-            mnt.display(),
             child.pid()
         ),
+        "run",
     );
-    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let setpriv = setpriv_nobody("");
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-        .arg("mount -t proc -o hidepid=2 proc \"$1\" && shift && exec \"$@\"")
-        .arg("sh")
-        .arg(&mnt)
-        .arg(setpriv.get_program())
-        .args(setpriv.get_args())
-        .arg(&bin)
-        .args(["run", "-c"])
-        .arg(&cfg);
     let d = common::daemon::Daemon::start_with(&mut cmd);
     assert!(d.wait_ticks(3, Duration::from_secs(20)), "{}", d.log_text());
     let (code, body) = d.get("/healthz");

@@ -18,21 +18,12 @@ use std::time::{Duration, Instant};
 use common::daemon::{config_file, Daemon};
 use common::BIN;
 
-const STAT: &str = include_str!("fixtures/proc/stat_kernel_6_18");
 const STATUS: &str = include_str!("fixtures/proc/status_kernel_6_18");
-const LIMITS: &str = include_str!("fixtures/proc/limits_kernel_6_18");
 
 /// A fixture /proc with pid 4242, every file regular.
 fn fixture_proc(root: &Path) -> PathBuf {
-    fs::write(root.join("stat"), "cpu  0 0 0 0\nbtime 1763700000\n").unwrap();
-    let dir = root.join("4242");
-    fs::create_dir_all(dir.join("fd")).unwrap();
-    let stat = STAT.trim().replacen("2063 (sleep)", "4242 (fixture)", 1);
-    fs::write(dir.join("stat"), stat + "\n").unwrap();
-    fs::write(dir.join("limits"), LIMITS).unwrap();
-    fs::write(dir.join("cmdline"), "fixture\0").unwrap();
+    let dir = common::fixture_pid_4242(root);
     fs::write(dir.join("status"), STATUS).unwrap();
-    std::os::unix::fs::symlink("/dev/null", dir.join("fd").join("0")).unwrap();
     dir
 }
 

@@ -128,6 +128,29 @@ pub fn setpriv_nobody(caps: &str) -> Command {
     cmd
 }
 
+/// `BIN inspect --json --stuck-after 500ms PID` as uid 65534 holding only `caps` ("" for
+/// none), parsed; panics with inspect's stderr when it fails. `bin` is a copy any uid may
+/// execute (the build tree may not be).
+pub fn inspect_as_nobody(bin: &std::path::Path, caps: &str, pid: i32) -> leakwatch::sample::Sample {
+    let out = setpriv_nobody(caps)
+        .arg(bin)
+        .args([
+            "inspect",
+            "--json",
+            "--stuck-after",
+            "500ms",
+            &pid.to_string(),
+        ])
+        .output()
+        .expect("run setpriv");
+    assert!(
+        out.status.success(),
+        "inspect as nobody {caps:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
 /// Why this test cannot run a command as another uid here, if it cannot.
 pub fn cannot_drop_privileges() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
@@ -137,6 +160,23 @@ pub fn cannot_drop_privileges() -> Option<String> {
         return Some("setpriv (util-linux) is missing".into());
     }
     None
+}
+
+/// A fixture /proc under `root` with pid 4242 (stat, limits, cmdline, fd/0 from real kernel
+/// text) and the boot time; its `status` is the caller's to make (a file, a FIFO). Returns
+/// the pid's directory.
+pub fn fixture_pid_4242(root: &std::path::Path) -> std::path::PathBuf {
+    const STAT: &str = include_str!("../fixtures/proc/stat_kernel_6_18");
+    const LIMITS: &str = include_str!("../fixtures/proc/limits_kernel_6_18");
+    std::fs::write(root.join("stat"), "cpu  0 0 0 0\nbtime 1763700000\n").unwrap();
+    let dir = root.join("4242");
+    std::fs::create_dir_all(dir.join("fd")).unwrap();
+    let stat = STAT.trim().replacen("2063 (sleep)", "4242 (fixture)", 1);
+    std::fs::write(dir.join("stat"), stat + "\n").unwrap();
+    std::fs::write(dir.join("limits"), LIMITS).unwrap();
+    std::fs::write(dir.join("cmdline"), "fixture\0").unwrap();
+    std::os::unix::fs::symlink("/dev/null", dir.join("fd").join("0")).unwrap();
+    dir
 }
 
 /// Poll `f` until it is true or ~5 s pass.
