@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use common::{count_fds, ss_states, LeakyChild, BIN};
@@ -143,16 +141,6 @@ fn missing_target_is_exit_2_with_a_message() {
         .contains("no process matches name = \"no-such-process-name\""));
 }
 
-/// The binary, copied where any uid may execute it (the build tree may not be).
-fn world_executable_bin() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = dir.path().join("leakwatch");
-    std::fs::copy(BIN, &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (dir, bin)
-}
-
 /// `leakwatch inspect --json PID` as uid 65534 holding only `caps` ("" for none).
 fn inspect_as_nobody(bin: &std::path::Path, caps: &str, pid: i32) -> Option<Sample> {
     if let Some(why) = common::cannot_drop_privileges() {
@@ -165,7 +153,7 @@ fn inspect_as_nobody(bin: &std::path::Path, caps: &str, pid: i32) -> Option<Samp
 #[test]
 fn another_uid_without_capabilities_sees_unknown_with_the_capability_named() {
     let child = LeakyChild::spawn(&["--files", "5", "--close-wait", "3", "--recv-threads", "1"]);
-    let (_dir, bin) = world_executable_bin();
+    let (_dir, bin) = common::world_executable_bin();
     let Some(s) = inspect_as_nobody(&bin, "", child.pid()) else {
         return;
     };
@@ -199,7 +187,7 @@ fn another_uid_without_capabilities_sees_unknown_with_the_capability_named() {
 #[test]
 fn another_uid_with_dac_read_search_only_counts_fds_but_not_their_types() {
     let child = LeakyChild::spawn(&["--files", "5", "--close-wait", "3", "--recv-threads", "1"]);
-    let (_dir, bin) = world_executable_bin();
+    let (_dir, bin) = common::world_executable_bin();
     let Some(s) = inspect_as_nobody(&bin, "+dac_read_search", child.pid()) else {
         return;
     };
@@ -217,7 +205,7 @@ fn another_uid_with_dac_read_search_only_counts_fds_but_not_their_types() {
 #[test]
 fn another_uid_with_ptrace_and_dac_read_search_sees_everything() {
     let child = LeakyChild::spawn(&["--files", "5", "--close-wait", "3", "--recv-threads", "1"]);
-    let (_dir, bin) = world_executable_bin();
+    let (_dir, bin) = common::world_executable_bin();
     let caps = "+dac_read_search,+sys_ptrace";
     let Some(s) = inspect_as_nobody(&bin, caps, child.pid()) else {
         return;

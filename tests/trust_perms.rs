@@ -7,22 +7,11 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{count_fd_links, count_fds, setpriv_nobody, ss_states, LeakyChild, BIN};
+use common::{count_fd_links, count_fds, setpriv_nobody, ss_states, LeakyChild};
 use leakwatch::sample::{Collector as Source, Sample};
-
-/// The binary, copied where any uid may execute it (the build tree may not be).
-fn world_executable_bin() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = dir.path().join("leakwatch");
-    std::fs::copy(BIN, &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (dir, bin)
-}
 
 /// What the target is.
 #[derive(Clone, Copy, Debug)]
@@ -151,7 +140,7 @@ fn every_reader_and_target_gets_exact_values_or_the_capability_named() {
         eprintln!("skipped: {why}");
         return;
     }
-    let (_dir, bin) = world_executable_bin();
+    let (_dir, bin) = common::world_executable_bin();
     let all = vec!["fds", "fd types", "tcp", "heap", "stuck"];
     // (target, reader's capabilities, what must be known)
     let cases: Vec<(Target, &str, Option<Vec<&str>>)> = vec![

@@ -128,6 +128,17 @@ pub fn setpriv_nobody(caps: &str) -> Command {
     cmd
 }
 
+/// The binary, copied where any uid may execute it (the build tree may not be).
+pub fn world_executable_bin() -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("leakwatch");
+    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, bin)
+}
+
 /// `BIN inspect --json --stuck-after 500ms PID` as uid 65534 holding only `caps` ("" for
 /// none), parsed; panics with inspect's stderr when it fails. `bin` is a copy any uid may
 /// execute (the build tree may not be).
