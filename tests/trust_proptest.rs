@@ -1094,15 +1094,22 @@ fn dirent(name: &[u8], ino: u64, kind: u8, pad: usize, nul: bool) -> Vec<u8> {
     r
 }
 
+/// Any bytes but NUL and `/`, 1 to 255 of them, never `.` or `..` (mapped, not filtered:
+/// a filter's rejects add up over a long run).
 fn file_name() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(
         prop_oneof![
-            4 => prop::num::u8::ANY.prop_filter("no NUL or /", |b| *b != 0 && *b != b'/'),
+            4 => (1u8..=254).prop_map(|b| if b == b'/' { 255 } else { b }),
             2 => prop::sample::select(b"0123456789".to_vec()),
         ],
         1..=255,
     )
-    .prop_filter("not . or ..", |n| n != b"." && n != b"..")
+    .prop_map(|mut n| {
+        if n == b"." || n == b".." {
+            n.push(b'x');
+        }
+        n
+    })
 }
 
 proptest! {
