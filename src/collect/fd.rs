@@ -162,8 +162,8 @@ fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
 }
 
 /// The names in a `getdents64` buffer (`struct linux_dirent64`: ino u64, off i64,
-/// reclen u16, type u8, NUL-terminated name).
-struct Dirents<'a>(&'a [u8]);
+/// reclen u16, type u8, NUL-terminated name). Public for the property tests.
+pub struct Dirents<'a>(pub &'a [u8]);
 
 impl<'a> Iterator for Dirents<'a> {
     type Item = &'a CStr;

@@ -72,7 +72,11 @@ pub fn parse_quantity(s: &str) -> Result<f64, String> {
             ))
         }
     };
-    Ok(num * mult)
+    let value = num * mult;
+    if !value.is_finite() {
+        return Err(format!("{s:?} is too large a number"));
+    }
+    Ok(value)
 }
 
 impl<'de> Deserialize<'de> for Quantity {
@@ -177,6 +181,21 @@ mod tests {
         assert!(parse_quantity("12 parsecs").is_err());
         assert!(parse_quantity("").is_err());
         assert!(parse_quantity("-5").is_err());
+    }
+
+    /// Found by `tests/trust_proptest.rs`: 309 digits or more parse as an infinite f64,
+    /// which made `"1000…0/min"` a growth rate of infinity (a threshold never reached)
+    /// instead of an error.
+    #[test]
+    fn a_number_too_long_for_an_f64_is_refused_not_infinite() {
+        let huge = format!("1{}", "0".repeat(400));
+        assert!(parse_quantity(&huge).is_err());
+        assert!(parse_quantity(&format!("{huge}GiB")).is_err());
+        assert!(parse_rate(&format!("{huge}/min")).is_err());
+        // The largest finite ones still parse.
+        let big = format!("1{}", "0".repeat(300));
+        assert_eq!(parse_quantity(&big), Ok(1e300));
+        assert!(parse_quantity(&format!("{}Ti", "9".repeat(298))).is_err());
     }
 
     #[test]
