@@ -124,8 +124,10 @@ fn thousands_of_ticks_leave_fds_threads_and_memory_flat() {
     let mut cfg = Config::parse(
         &format!(
             "listen = \"127.0.0.1:0\"\ninterval = \"100ms\"\n[[target]]\nname = \"churn\"\n\
-             cmdline_regex = \"demo-child {}\"\n",
-            mark().join(" ")
+             cmdline_regex = {:?}\n",
+            // Anchored on the binary: the `unshare` and `sh` wrappers carry the same
+            // arguments but run, for an instant, in this network namespace.
+            format!("^{} demo-child {}", regex::escape(BIN), mark().join(" "))
         ),
         "soak.toml",
     )
