@@ -536,9 +536,9 @@ impl Drop for Instance {
     }
 }
 
-/// `leakwatch-restart --once UNIT` against `listen`, with a `systemctl` that records its
-/// arguments: exit code, stdout+stderr, and the recorded systemctl calls.
-fn restart_once(unit: &str, listen: &str, target: Option<&str>) -> (i32, String, String) {
+/// A directory holding a `systemctl` that appends its arguments to `calls`; the PATH that
+/// finds it first. Keep the directory alive while the script runs.
+fn recording_systemctl() -> (tempfile::TempDir, std::path::PathBuf, String) {
     let bin = tempfile::tempdir().unwrap();
     let calls = bin.path().join("calls");
     let systemctl = bin.path().join("systemctl");
@@ -553,6 +553,13 @@ fn restart_once(unit: &str, listen: &str, target: Option<&str>) -> (i32, String,
         bin.path().display(),
         std::env::var("PATH").unwrap()
     );
+    (bin, calls, path)
+}
+
+/// `leakwatch-restart --once UNIT` against `listen`, with a `systemctl` that records its
+/// arguments: exit code, stdout+stderr, and the recorded systemctl calls.
+fn restart_once(unit: &str, listen: &str, target: Option<&str>) -> (i32, String, String) {
+    let (_bin, calls, path) = recording_systemctl();
     let mut cmd = Command::new(systemd_dir().join("leakwatch-restart"));
     cmd.args(["--once", unit])
         .env("PATH", path)
@@ -576,20 +583,7 @@ fn restart_once(unit: &str, listen: &str, target: Option<&str>) -> (i32, String,
 /// `leakwatch-restart UNIT` (the service's loop) for `run_for`, looking every 0.2 s with a
 /// 60 s cooldown; the recorded systemctl calls.
 fn loop_restarts(unit: &str, listen: &str, run_for: Duration) -> String {
-    let bin = tempfile::tempdir().unwrap();
-    let calls = bin.path().join("calls");
-    let systemctl = bin.path().join("systemctl");
-    fs::write(
-        &systemctl,
-        format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display()),
-    )
-    .unwrap();
-    fs::set_permissions(&systemctl, fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.path().display(),
-        std::env::var("PATH").unwrap()
-    );
+    let (_bin, calls, path) = recording_systemctl();
     let mut script = Command::new(systemd_dir().join("leakwatch-restart"))
         .arg(unit)
         .env("PATH", path)
