@@ -5,7 +5,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use super::*;
-use crate::sample::{CgroupSource, Limit, MemoryEvents, Pressure, PressureLine};
+use crate::sample::{AncestorPids, CgroupSource, Limit, MemoryEvents, Pressure, PressureLine};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -149,6 +149,8 @@ fn v2_expected(path: &str, source: CgroupSource) -> CgroupMemory {
             oom_kill: Some(1),
         }),
         pressure: Some(busy_pressure()),
+        max_from: None,
+        high_from: None,
     }
 }
 
@@ -173,6 +175,8 @@ fn v1_expected(path: &str, source: CgroupSource) -> CgroupMemory {
             ..MemoryEvents::default()
         }),
         pressure: None,
+        max_from: None,
+        high_from: None,
     }
 }
 
@@ -204,6 +208,7 @@ fn a_pure_v2_with_limits() {
             source: t.source(&dir, false),
             current: Some(23),
             max: Some(Limit::Limited(1024)),
+            max_from: None,
         })
     );
 }
@@ -296,6 +301,7 @@ fn c_v1() {
             source: t.source(&format!("cg/pids{SERVICE}"), false),
             current: Some(3),
             max: Some(Limit::Unlimited),
+            max_from: None,
         })
     );
 }
@@ -411,6 +417,7 @@ fn e_sidecar_reads_through_the_target_root() {
             source: t.source(&troot, true),
             current: Some(23),
             max: Some(Limit::Limited(1024)),
+            max_from: None,
         })
     );
 }
@@ -508,4 +515,131 @@ fn fixture_roots_are_parameters() {
     let got = t.collect();
     assert_eq!(unknown_kind(&got.memory), UnknownKind::Unsupported);
     assert_eq!(unknown_kind(&got.pids), UnknownKind::Unsupported);
+}
+
+// Limits on ancestors: the lowest along the path is the target's.
+
+#[test]
+fn v2_a_slice_limit_with_none_on_the_service() {
+    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_x"));
+    v2_service(&t, "cg");
+    let dir = format!("cg{SERVICE}");
+    // systemd: no MemoryMax=/MemoryHigh= on the service, MemoryMax=192M and TasksMax=40 on
+    // its slice, whose tasks are the service's 23 and 7 of other services.
+    t.write(&format!("{dir}/memory.max"), "max\n");
+    t.write(&format!("{dir}/memory.high"), "max\n");
+    t.write_all(
+        "cg/system.slice",
+        &[
+            ("memory.max", "201326592\n"),
+            ("memory.high", "max\n"),
+            ("pids.max", "40\n"),
+            ("pids.current", "30\n"),
+        ],
+    );
+    let got = t.collect();
+    let m = got.memory.unwrap();
+    assert_eq!(m.max, Some(Limit::Limited(192 << 20)));
+    assert_eq!(m.max_from.as_deref(), Some("/system.slice"));
+    assert_eq!((m.high, m.high_from), (Some(Limit::Unlimited), None));
+    // The values stay the service's own.
+    assert_eq!(m.current_bytes, Some(283_115_520));
+    let p = got.pids.unwrap();
+    assert_eq!((p.current, p.max), (Some(23), Some(Limit::Limited(40))));
+    assert_eq!(
+        p.max_from,
+        Some(AncestorPids {
+            path: "/system.slice".into(),
+            current: 30
+        })
+    );
+
+    // A higher limit on the slice leaves the service's own (512 MiB, 448 MiB, 1024 tasks).
+    t.write_all(&dir, &V2_MEMORY);
+    t.write_all(
+        "cg/system.slice",
+        &[
+            ("memory.max", "1073741824\n"),
+            ("memory.high", "1073741824\n"),
+            ("pids.max", "4000\n"),
+        ],
+    );
+    let got = t.collect();
+    assert_eq!(got.memory, Ok(v2_expected(SERVICE, t.source(&dir, false))));
+    let p = got.pids.unwrap();
+    assert_eq!((p.max, p.max_from), (Some(Limit::Limited(1024)), None));
+}
+
+#[test]
+fn v2_pod_limit_above_its_containers() {
+    let pod = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice";
+    let container = format!("{pod}/cri-containerd-abc.scope");
+    let t = Tree::new(&format!("0::{container}\n"));
+    t.write("cg/cgroup.controllers", V2_ROOT_CONTROLLERS);
+    let dir = format!("cg{container}");
+    t.write_all(&dir, &V2_MEMORY);
+    t.write_all(
+        &dir,
+        &[V2_PIDS_MAX, ("cgroup.controllers", V2_SERVICE_CONTROLLERS)],
+    );
+    // The kubelet's pod cgroup: 384 MiB for all its containers (each 512 MiB); the node's
+    // allocatable above it, higher.
+    t.write_all(
+        &format!("cg{pod}"),
+        &[("memory.max", "402653184\n"), ("memory.high", "max\n")],
+    );
+    t.write_all(
+        "cg/kubepods.slice",
+        &[("memory.max", "8589934592\n"), ("memory.high", "max\n")],
+    );
+    let m = t.collect().memory.unwrap();
+    assert_eq!(m.max, Some(Limit::Limited(384 << 20)));
+    assert_eq!(m.max_from.as_deref(), Some(pod));
+    // memory.high stays the container's own 448 MiB: nothing above is lower.
+    assert_eq!(
+        (m.high, m.high_from),
+        (Some(Limit::Limited(448 << 20)), None)
+    );
+}
+
+#[test]
+fn v1_pod_limit_above_its_container() {
+    let t = Tree::new("4:memory:/kubepods/pod1/abc\n3:pids:/kubepods/pod1/abc\n");
+    t.write_all("cg/memory/kubepods/pod1/abc", &V1_MEMORY);
+    t.write(
+        "cg/memory/kubepods/pod1/memory.limit_in_bytes",
+        "201326592\n",
+    );
+    // The v1 root's "no limit" value is no limit.
+    t.write(
+        "cg/memory/memory.limit_in_bytes",
+        fixture!("memory_limit_in_bytes_v1_unlimited_kernel_6_18"),
+    );
+    t.write_all(
+        "cg/pids/kubepods/pod1/abc",
+        &[("pids.current", "3\n"), ("pids.max", "max\n")],
+    );
+    t.write_all(
+        "cg/pids/kubepods/pod1",
+        &[("pids.current", "9\n"), ("pids.max", "12\n")],
+    );
+    t.write_all(
+        "cg/pids/kubepods",
+        &[("pids.current", "90\n"), ("pids.max", "100\n")],
+    );
+    let got = t.collect();
+    let m = got.memory.unwrap();
+    assert_eq!(m.max, Some(Limit::Limited(192 << 20)));
+    assert_eq!(m.max_from.as_deref(), Some("/kubepods/pod1"));
+    assert_eq!(m.high, None);
+    // pod1 leaves 3 tasks, kubepods 10: the pod's limit is the one run into first.
+    let p = got.pids.unwrap();
+    assert_eq!(p.max, Some(Limit::Limited(12)));
+    assert_eq!(
+        p.max_from,
+        Some(AncestorPids {
+            path: "/kubepods/pod1".into(),
+            current: 9
+        })
+    );
 }
