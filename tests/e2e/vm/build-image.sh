@@ -89,7 +89,14 @@ mke2fs -q -t ext4 -L lw-root -d "$root" "$work/rootfs.ext4" 2G >&2
 chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' systemd 'linux-image-[0-9]*' \
     >"$work/versions"
 rm -rf "$root"
-mv "$work" "$out"
-trap - EXIT
-touch "$out/ok"
+touch "$work/ok"
+# One rename: a build that dies midway leaves no half image under $out (and another build
+# that got there first wins).
+if mv -T "$work" "$out" 2>/dev/null; then
+    trap - EXIT
+fi
+# Images of older versions of this script are of no more use.
+for old in "$cache_root"/vm-*; do
+    [ "$old" = "$out" ] || rm -rf "$old"
+done
 echo "$out"

@@ -103,9 +103,6 @@ qemu_pid=
 phase "VM stopped"
 
 results=$share/out/results
-echo "---- the suite's log (target/e2e-vm/share/out/suite.log) ----"
-cat "$share/out/suite.log" 2>/dev/null || echo "(no log: the suite never ran)"
-echo "---- end of the suite's log ----"
 rc=$(cat "$share/out/rc" 2>/dev/null || echo none)
 fails=$(grep -c '^FAIL' "$results" 2>/dev/null || true)
 passes=$(grep -c '^PASS' "$results" 2>/dev/null || true)
@@ -114,6 +111,9 @@ if [ "$rc" = 0 ] && [ "${fails:-0}" = 0 ] && [ "${passes:-0}" -gt 0 ]; then
     phase "done: ${passes} scenarios passed"
     exit 0
 fi
+echo "---- the suite's log (target/e2e-vm/share/out/suite.log) ----" >&2
+cat "$share/out/suite.log" >&2 2>/dev/null || echo "(no log: the suite never ran)" >&2
+echo "---- end of the suite's log ----" >&2
 echo "e2e-vm: FAILED (suite exit status $rc, ${passes:-0} passed, ${fails:-0} failed)" >&2
 grep -E '^(PASS|FAIL|INFO)' "$results" 2>/dev/null >&2 || true
 echo "---- VM console (last 80 lines of target/e2e-vm/console.log) ----" >&2

@@ -42,7 +42,7 @@ status_is() { [ "$(http "$1" "$2")" = "$3" ]; }
 prop() { systemctl show -p "$2" --value "$1"; }
 cg() { echo "/sys/fs/cgroup$(prop "$1" ControlGroup)"; }
 
-# The units a failing scenario prints; set by each scenario.
+# The units a failing scenario prints (what it named with `involve`).
 units=()
 diagnose() {
     local u
