@@ -237,6 +237,8 @@ state = "/run/containerd"
 
     def start(self) -> None:
         self.logs.mkdir()
+        # For run.sh, should this process die before stop(): what to sweep.
+        (self.state / "netns").write_text(self.netns)
         self._isolate()
         self._make_cgroups()
         self._containerd()

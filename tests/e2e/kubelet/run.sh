@@ -58,12 +58,32 @@ phase "images"
 python=${LEAKWATCH_HELM_PYTHON:-$PWD/target/ci-venv/bin/python}
 state=$(mktemp -d /tmp/leakwatch-kube-e2e.XXXXXX)
 made_dirs=()
+# Should e2e.py itself die before its own tear-down: every process still in the node's
+# network namespace (e2e.py writes its id to $state/netns), killed by pid, and the node's
+# cgroups (named after e2e.py's pid) removed.
+sweep() {
+    local ns p
+    if [ -f "$state/netns" ]; then
+        ns=$(cat "$state/netns")
+        for p in /proc/[0-9]*; do
+            if [ "$(readlink "$p/ns/net" 2>/dev/null)" = "$ns" ]; then
+                kill -KILL "${p#/proc/}" 2>/dev/null || true
+            fi
+        done
+        sleep 1
+    fi
+    if [ -n "${node_pid:-}" ]; then
+        find /sys/fs/cgroup -mindepth 2 -maxdepth 2 -type d -name "leakwatch-e2e-$node_pid" |
+            while read -r cg; do find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true; done
+    fi
+}
 cleanup() {
     local rc=$?
     if [ -n "${e2e_pid:-}" ] && kill -0 "$e2e_pid" 2>/dev/null; then
         kill -TERM "$e2e_pid" 2>/dev/null || true
         wait "$e2e_pid" 2>/dev/null || true
     fi
+    sweep
     for d in "${made_dirs[@]}"; do rmdir "$d" 2>/dev/null || true; done
     if [ "$rc" != 0 ] && [ "${LEAKWATCH_E2E_KEEP:-0}" = 1 ]; then
         echo "kube-e2e: state kept in $state"
@@ -75,10 +95,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 cargo build --release --locked --bin leakwatch
 gcc -static -O2 -Wall -Wextra -Werror -o "$state/pause" tests/e2e/image/pause.c
-lw_ref=$("$python" -c 'import sys, yaml
+# The image the chart's default values name (repository:appVersion).
+lw_ref=$("$python" -c 'import yaml
 chart = yaml.safe_load(open("helm/leakwatch/Chart.yaml"))
-values = yaml.safe_load(open("helm/leakwatch/values.yaml"))
-print(f"{values[\"image\"][\"repository\"]}:{values[\"image\"][\"tag\"] or chart[\"appVersion\"]}")')
+image = yaml.safe_load(open("helm/leakwatch/values.yaml"))["image"]
+print(image["repository"] + ":" + (image["tag"] or chart["appVersion"]))')
 "$python" tests/e2e/image/pack_image.py leakwatch --binary target/release/leakwatch \
     --dockerfile packaging/Dockerfile --config packaging/leakwatch.toml \
     --ref "$lw_ref" --out "$state/leakwatch.tar"
@@ -111,13 +132,17 @@ unshare --mount --net --propagation private -- \
     "$python" "$here/e2e.py" --state "$state" --kubelet "$kubelet" \
     --image "$state/leakwatch.tar" --image "$state/pause.tar" "${args[@]}" &
 e2e_pid=$!
+node_pid=$e2e_pid
 wait "$e2e_pid"
 rc=$?
 e2e_pid=
 set -e
+[ "$rc" = 0 ] || echo "kube-e2e: FAIL: e2e.py exited with status $rc" >&2
+sweep
 
 phase "host check"
-left=$(ps -eo pid=,args= | awk -v s="$state" 'index($0, s) || /containerd-shim-runc-v2/ && index($0, "k8s.io")' || true)
+# containerd and the kubelet name the state dir on their command lines; the shims do not.
+left=$({ pgrep -a -f -- "$state"; pgrep -a -f -- 'containerd-shim-runc-v2 -namespace k8s.io'; } || true)
 if [ -n "$left" ]; then
     echo "kube-e2e: FAIL: processes of the node are left:" >&2
     echo "$left" >&2
