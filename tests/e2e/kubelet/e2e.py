@@ -164,8 +164,9 @@ class Scenarios:
         fds = s["fds"]
         check(fds.get("open") and fds.get("by_type") is not None,
               f"{what}: fd table not read: {fds}")
+        # The target leaks on between leakwatch's sample and this read (up to 5 fds/s).
         real = len(os.listdir(f"/proc/{target_pid}/fd"))
-        check(abs(fds["open"] - real) <= 10, f"{what}: {fds['open']} fds, /proc lists {real}")
+        check(abs(fds["open"] - real) <= 25, f"{what}: {fds['open']} fds, /proc lists {real}")
         check(s["threads"]["count"] >= 1, f"{what}: threads {s['threads']}")
         real_threads = len(os.listdir(f"/proc/{target_pid}/task"))
         check(s["threads"]["count"] == real_threads,
