@@ -249,6 +249,12 @@ fn cgroup_memory(c: &CgroupMemory) -> Vec<String> {
             opt_bytes(c.inactive_file_bytes)
         ),
     ];
+    // A lower limit on an ancestor (a slice, a pod) is the one shown above.
+    for (file, from) in [("memory.max", &c.max_from), ("memory.high", &c.high_from)] {
+        if let Some(path) = from {
+            lines.push(format!("{file}: the lower one of ancestor {path}"));
+        }
+    }
     if let Some(e) = &c.events {
         // Only the counters this cgroup version has (v1: max from failcnt, oom_kill).
         let counters: Vec<String> = [
@@ -282,11 +288,19 @@ fn cgroup_memory(c: &CgroupMemory) -> Vec<String> {
 }
 
 fn cgroup_pids(p: &CgroupPids) -> String {
-    format!(
+    let mut line = format!(
         "pids {} of max {}",
         p.current.map_or("unknown".to_string(), |c| c.to_string()),
         p.max.map_or("unknown".to_string(), |m| m.to_string())
-    )
+    );
+    if let Some(a) = &p.max_from {
+        let _ = write!(
+            line,
+            " (of ancestor {}, {} tasks below it)",
+            a.path, a.current
+        );
+    }
+    line
 }
 
 fn cgroup(s: &Sample) -> Vec<String> {

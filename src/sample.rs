@@ -538,6 +538,15 @@ pub struct CgroupMemory {
     pub events: Option<MemoryEvents>,
     /// v2 `memory.pressure` (on a hybrid host, from the unified tree).
     pub pressure: Option<Pressure>,
+    /// The ancestor cgroup (its path in the hierarchy, as far up as leakwatch sees) whose
+    /// `memory.max` (v1 `memory.limit_in_bytes`) is lower than every other on the way up:
+    /// `max` is then that ancestor's, the limit the kernel enforces first (a slice's
+    /// `MemoryMax=`, a pod-level limit above its containers). `None`: `max` is the cgroup's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_from: Option<String>,
+    /// The same for `memory.high`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_from: Option<String>,
 }
 
 /// The pids controller of the target's cgroup.
@@ -546,7 +555,21 @@ pub struct CgroupPids {
     pub version: CgroupVersion,
     pub source: CgroupSource,
     pub current: Option<u64>,
+    /// The `pids.max` that leaves the fewest tasks on the way up (see `max_from`).
     pub max: Option<Limit>,
+    /// The ancestor whose `pids.max` leaves fewer tasks than the cgroup's own (a slice's
+    /// `TasksMax=`): `max` is then that ancestor's. `None`: `max` is the cgroup's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_from: Option<AncestorPids>,
+}
+
+/// An ancestor cgroup whose `pids.max` is the one the target's cgroup runs into first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AncestorPids {
+    /// Its path in the hierarchy.
+    pub path: String,
+    /// Its `pids.current`: every task below it, the target's cgroup's and its siblings'.
+    pub current: u64,
 }
 
 /// Threads by scheduler state.

@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
+use common::image::container_argv;
 use common::BIN;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -79,12 +80,103 @@ fn manifests(out: &Path, variant: &str) -> Vec<serde_json::Value> {
     serde_json::from_str(&text).unwrap()
 }
 
-fn strings(v: &serde_json::Value) -> Vec<String> {
+/// A list of strings (a container's `command` or `args`); absent is empty.
+fn list(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
-        .unwrap()
-        .iter()
+        .into_iter()
+        .flatten()
         .map(|s| s.as_str().unwrap().to_string())
         .collect()
+}
+
+/// Every pod spec among the manifests: a Deployment's template, a Pod's spec.
+fn pod_specs(docs: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    docs.iter()
+        .filter_map(|d| match d["kind"].as_str()? {
+            "Pod" => Some(&d["spec"]),
+            "Deployment" | "StatefulSet" | "DaemonSet" | "Job" => {
+                Some(&d["spec"]["template"]["spec"])
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// `$(NAME)` in an argument expanded from the container's env, as the kubelet does; a
+/// value from the downward API gets a stand-in of its kind (an address for an IP).
+fn expand_env(arg: &str, container: &serde_json::Value) -> String {
+    let mut out = arg.to_string();
+    for e in container["env"].as_array().into_iter().flatten() {
+        let name = e["name"].as_str().unwrap();
+        let value = match e["value"].as_str() {
+            Some(v) => v.to_string(),
+            None if e["valueFrom"]["fieldRef"]["fieldPath"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("IP")) =>
+            {
+                "192.0.2.10".to_string()
+            }
+            None => "stand-in".to_string(),
+        };
+        out = out.replace(&format!("$({name})"), &value);
+    }
+    out
+}
+
+/// Regression (issue: the chart's pod never started, `leakwatch run run …`): the image's
+/// ENTRYPOINT/CMD and every rendered container of leakwatch's image make one command line
+/// that leakwatch's own parser accepts: the sidecar's is `run`, the demo target's
+/// `demo-child`. The image's default (no command, no args) is `run` too.
+#[test]
+fn image_entrypoint_and_chart_args_make_one_command_not_run_run() {
+    use clap::Parser;
+    use leakwatch::cli::{Cli, Command as Sub};
+
+    let parse = |argv: &[String], what: &str| -> Cli {
+        Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{what}: {argv:?}\n{e}"))
+    };
+    let default = parse(&container_argv(&[], &[]), "the image's default");
+    assert!(matches!(default.command, Sub::Run(_)), "{default:?}");
+
+    let Some(out) = rendered() else { return };
+    let mut seen = Vec::new();
+    for variant in [
+        "default",
+        "classic",
+        "capabilities",
+        "monitors",
+        "diagnostics",
+        "pod-ip",
+        "network-policy",
+        "my-app",
+    ] {
+        let docs = manifests(out, variant);
+        for pod in pod_specs(&docs) {
+            let containers = ["initContainers", "containers"]
+                .iter()
+                .flat_map(|k| pod[*k].as_array().into_iter().flatten());
+            let images: Vec<&str> = containers
+                .clone()
+                .filter(|c| c["name"] == "leakwatch")
+                .map(|c| c["image"].as_str().unwrap())
+                .collect();
+            assert_eq!(images.len(), 1, "{variant}: one leakwatch sidecar");
+            for c in containers.filter(|c| c["image"] == images[0]) {
+                let name = c["name"].as_str().unwrap();
+                let what = format!("{variant}: container {name}");
+                let args: Vec<String> = list(&c["args"]).iter().map(|a| expand_env(a, c)).collect();
+                let argv = container_argv(&list(&c["command"]), &args);
+                let cli = parse(&argv, &what);
+                match name {
+                    "leakwatch" => assert!(matches!(cli.command, Sub::Run(_)), "{what}: {cli:?}"),
+                    _ => assert!(matches!(cli.command, Sub::DemoChild(_)), "{what}: {cli:?}"),
+                }
+                seen.push(what);
+            }
+        }
+    }
+    // The sidecar in every variant, the demo target in the six with the chart's workload.
+    assert_eq!(seen.len(), 8 + 7, "{seen:#?}");
 }
 
 #[test]
@@ -103,6 +195,7 @@ fn the_chart_lints_renders_and_validates_for_every_variant() {
         "monitors",
         "diagnostics",
         "pod-ip",
+        "network-policy",
         "my-app",
     ];
     for variant in variants {
@@ -135,7 +228,7 @@ fn leakwatch_config_check_accepts_every_rendered_config() {
         checked += 1;
     }
     assert_eq!(
-        checked, 8,
+        checked, 9,
         "one config per variant, the README's and my-app's"
     );
 }
@@ -158,31 +251,42 @@ fn the_default_render_runs_as_in_its_pod_and_sees_the_demo_leak() {
     let sidecar = &pod["initContainers"][0];
     let target = &pod["containers"][0];
 
-    // The target: the image's entrypoint (leakwatch) with the rendered args, bounded here.
-    let mut target_args = strings(&target["args"]);
-    let max = target_args
+    // Each process runs the argv its container would: the image's entrypoint and CMD as
+    // the container's command and args replace them (the installed path becomes BIN).
+    let argv = |c: &serde_json::Value| -> Vec<String> {
+        let mut argv = container_argv(&list(&c["command"]), &list(&c["args"]));
+        assert_eq!(argv[0], "/usr/bin/leakwatch", "{c}");
+        argv[0] = BIN.to_string();
+        argv
+    };
+
+    // The target, bounded here.
+    let mut target_argv = argv(target);
+    let max = target_argv
         .iter()
         .position(|a| a == "--max-seconds")
         .unwrap();
-    target_args[max + 1] = "120".into();
-    let target_cmd: Vec<String> = std::iter::once(BIN.to_string())
-        .chain(target_args)
-        .map(|a| sh_quote(&a))
-        .collect();
+    target_argv[max + 1] = "120".into();
+    let target_cmd: Vec<String> = target_argv.iter().map(|a| sh_quote(a)).collect();
 
-    // The sidecar: the rendered args with the rendered config; the harness adds its own
-    // --listen (an ephemeral loopback port) and --log-format json.
-    let args = strings(&sidecar["args"]);
-    assert_eq!(args[..3], ["run", "-c", "/etc/leakwatch/leakwatch.toml"]);
+    // The sidecar with the rendered config; the harness adds its own --listen (an
+    // ephemeral loopback port) and --log-format json, and the probe listener gets one too.
+    let sidecar_argv = argv(sidecar);
+    assert_eq!(
+        sidecar_argv[1..4],
+        ["run", "-c", "/etc/leakwatch/leakwatch.toml"]
+    );
     let mut run_args = vec![
         "-c".to_string(),
         out.join("default.toml").display().to_string(),
     ];
-    let mut rest = args[3..].iter();
+    let mut rest = sidecar_argv[4..].iter();
     while let Some(flag) = rest.next() {
         let value = rest.next().unwrap();
-        if flag != "--listen" && flag != "--log-format" {
-            run_args.extend([flag.clone(), value.clone()]);
+        match flag.as_str() {
+            "--listen" | "--log-format" => {}
+            "--probe-listen" => run_args.extend([flag.clone(), "127.0.0.1:0".into()]),
+            _ => run_args.extend([flag.clone(), value.clone()]),
         }
     }
 
@@ -198,8 +302,7 @@ fn the_default_render_runs_as_in_its_pod_and_sees_the_demo_leak() {
         "-c",
     ])
     .arg(format!("{} & exec \"$0\" \"$@\"", target_cmd.join(" ")))
-    .arg(BIN)
-    .arg("run")
+    .args(&sidecar_argv[..2])
     .args(&run_args);
     let d = Daemon::start_with(&mut cmd);
 

@@ -233,3 +233,100 @@ fn v1_memory_cgroup_of_a_growing_child() {
         None => eprintln!("no v1 pids controller: pids not checked"),
     }
 }
+
+/// The `/status` series named `name` of the first target.
+fn series(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    status["targets"][0]["judged"]["series"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["series"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} series in /status: {status}"))
+}
+
+/// A Kubernetes-like pod on cgroup v1: the pod's memory and pids cgroups carry the limits
+/// (192 MiB, 40 tasks), its container's are higher (512 MiB) or unset. The container's
+/// effective limits are the pod's, and `/status` names the pod cgroup as their source.
+#[test]
+fn v1_limits_on_an_ancestor_are_the_targets() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: creating cgroups needs root");
+        return;
+    }
+    let root = Path::new("/sys/fs/cgroup");
+    let (Some(own_memory), Some(own_pids)) = (own_v1_path("memory"), own_v1_path("pids")) else {
+        eprintln!("skipped: no cgroup v1 memory and pids controllers here (a pure v2 host)");
+        return;
+    };
+    let pod = format!("leakwatch-test-pod-{}", std::process::id());
+    let mut cleanup = Cleanup {
+        child: None,
+        dirs: Vec::new(),
+    };
+    let mut make = |controller: &str, own: &str| -> (PathBuf, PathBuf) {
+        let pod_dir = root
+            .join(controller)
+            .join(own.trim_start_matches('/'))
+            .join(&pod);
+        let container = pod_dir.join("container");
+        for dir in [&pod_dir, &container] {
+            fs::create_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            cleanup.dirs.push(dir.clone());
+        }
+        (pod_dir, container)
+    };
+    let (mem_pod, mem_container) = make("memory", &own_memory);
+    let (pids_pod, pids_container) = make("pids", &own_pids);
+    fs::write(
+        mem_pod.join("memory.limit_in_bytes"),
+        (192 * MIB).to_string(),
+    )
+    .unwrap();
+    fs::write(
+        mem_container.join("memory.limit_in_bytes"),
+        (512 * MIB).to_string(),
+    )
+    .unwrap();
+    fs::write(pids_pod.join("pids.max"), "40").unwrap();
+
+    let join = r#"echo $$ > "$1" && echo $$ > "$2" && shift 2 && exec "$@""#;
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", join, "sh"])
+        .arg(mem_container.join("cgroup.procs"))
+        .arg(pids_container.join("cgroup.procs"))
+        .args([BIN, "demo-child", "--grow-mib", "8"]);
+    let child = cleanup.child.insert(LeakyChild::spawn_with(&mut cmd));
+    let pid = child.pid();
+
+    let got = collect_cgroup(Path::new("/proc"), root, pid);
+    let pod_path = |own: &str| format!("{}/{pod}", own.trim_end_matches('/'));
+    let m = got.memory.expect("cgroup memory");
+    assert_eq!(m.source.dir, mem_container);
+    assert_eq!(m.max, Some(Limit::Limited(192 * MIB)));
+    assert_eq!(m.max_from, Some(pod_path(&own_memory)));
+    let p = got.pids.expect("cgroup pids");
+    assert_eq!(p.source.dir, pids_container);
+    assert_eq!(p.max, Some(Limit::Limited(40)));
+    let from = p.max_from.expect("the pod's pids.max");
+    assert_eq!(from.path, pod_path(&own_pids));
+    assert_eq!(from.current, read_u64(&pids_pod.join("pids.current")));
+
+    // The daemon judges against them and says where they came from.
+    let d = common::daemon::Daemon::start(&["--pid", &pid.to_string()]);
+    assert!(d.wait_ticks(1, Duration::from_secs(30)), "no tick");
+    let status = d.status();
+    let mem = series(&status, "cgroup_memory");
+    assert_eq!(mem["limit"], (192 * MIB) as f64, "{mem}");
+    assert_eq!(
+        mem["limit_source"],
+        format!("memory.max of {}", pod_path(&own_memory)),
+        "{mem}"
+    );
+    let threads = series(&status, "threads");
+    assert_eq!(threads["limit"], 40.0, "{threads}");
+    assert_eq!(
+        threads["limit_source"],
+        format!("pids.max of {}", pod_path(&own_pids)),
+        "{threads}"
+    );
+    drop(d);
+}

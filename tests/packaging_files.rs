@@ -4,8 +4,12 @@
 //! entrypoint and CMD expect them. The image itself is not built here: there is no Docker
 //! engine on this machine or in CI (and `docker build --check` needs one too).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
+
+use common::image::instructions;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -58,29 +62,6 @@ fn every_deb_asset_exists() {
         let st = Command::new(shell).arg("-n").arg(&path).status().unwrap();
         assert!(st.success(), "{}: {shell} -n", path.display());
     }
-}
-
-/// The Dockerfile's instructions, continuation lines joined, comments left out.
-fn instructions() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(Path::new(ROOT).join("packaging/Dockerfile")).unwrap();
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || (line.is_empty() && cur.is_empty()) {
-            continue;
-        }
-        match line.strip_suffix('\\') {
-            Some(part) => cur.push_str(part),
-            None => {
-                cur.push_str(line);
-                let (op, args) = cur.split_once(' ').unwrap_or((&cur, ""));
-                out.push((op.to_uppercase(), args.trim().to_string()));
-                cur.clear();
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -145,7 +126,9 @@ fn dockerfile_builds_a_small_non_root_image() {
         "packaging/leakwatch.toml /etc/leakwatch/leakwatch.toml"
     ));
     assert!(has("EXPOSE", "9717"));
-    assert!(has("ENTRYPOINT", r#"["/usr/bin/leakwatch", "run"]"#));
+    // The bare binary: a container's args (the chart's `run …`, `demo-child …`, or
+    // `docker run IMAGE inspect …`) name the subcommand themselves.
+    assert_eq!(common::image::entrypoint(), ["/usr/bin/leakwatch"]);
 
     let user = runtime
         .iter()
@@ -156,17 +139,13 @@ fn dockerfile_builds_a_small_non_root_image() {
     let uid = user.split(':').next().unwrap();
     assert!(uid != "root" && uid != "0", "USER {user}");
 
-    // CMD: arguments `leakwatch run` accepts, serving beyond loopback (EXPOSE means
-    // nothing on 127.0.0.1) the config the image ships.
-    let cmd = runtime
-        .iter()
-        .find(|(op, _)| op == "CMD")
-        .map(|(_, a)| a.as_str())
-        .expect("CMD");
-    let cmd: Vec<String> = serde_json::from_str(cmd).expect("CMD in exec form");
+    // CMD: `leakwatch run`, serving beyond loopback (EXPOSE means nothing on 127.0.0.1)
+    // the config the image ships.
+    let cmd = common::image::cmd();
     assert_eq!(
         cmd,
         [
+            "run",
             "-c",
             "/etc/leakwatch/leakwatch.toml",
             "--listen",

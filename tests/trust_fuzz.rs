@@ -47,17 +47,17 @@ const TCP: &str = fixture!("net/tcp_kernel_6_18");
 const TCP6: &str = fixture!("net/tcp6_kernel_6_18");
 const TCP_ODD: &str = fixture!("net/tcp_odd_lines");
 const PROC_CGROUP_HYBRID: &str = fixture!("cgroup/proc_cgroup_hybrid_kernel_6_18");
-const PROC_CGROUP_V2: &str = fixture!("cgroup/proc_cgroup_v2_kernel_6_x");
+const PROC_CGROUP_V2: &str = fixture!("cgroup/proc_cgroup_v2_kernel_6_1");
 const MEMORY_STAT_V1: &str = fixture!("cgroup/memory_stat_v1_kernel_6_18");
-const MEMORY_STAT_V2: &str = fixture!("cgroup/memory_stat_v2_kernel_6_x");
-const MEMORY_EVENTS_V2: &str = fixture!("cgroup/memory_events_v2_kernel_6_x");
-const MEMORY_MAX_V2: &str = fixture!("cgroup/memory_max_v2_kernel_6_x");
-const MEMORY_CURRENT_V2: &str = fixture!("cgroup/memory_current_v2_kernel_6_x");
+const MEMORY_STAT_V2: &str = fixture!("cgroup/memory_stat_v2_kernel_6_1");
+const MEMORY_EVENTS_V2: &str = fixture!("cgroup/memory_events_v2_kernel_6_1");
+const MEMORY_MAX_V2: &str = fixture!("cgroup/memory_max_v2_kernel_6_1");
+const MEMORY_CURRENT_V2: &str = fixture!("cgroup/memory_current_v2_kernel_6_1");
 const LIMIT_V1: &str = fixture!("cgroup/memory_limit_in_bytes_v1_unlimited_kernel_6_18");
 const USAGE_V1: &str = fixture!("cgroup/memory_usage_in_bytes_v1_kernel_6_18");
 const OOM_CONTROL_V1: &str = fixture!("cgroup/memory_oom_control_v1_kernel_6_18");
-const PRESSURE: &str = fixture!("cgroup/memory_pressure_v2_busy_kernel_6_x");
-const PIDS_MAX_V2: &str = fixture!("cgroup/pids_max_v2_kernel_6_x");
+const PRESSURE: &str = fixture!("cgroup/memory_pressure_v2_busy_kernel_6_1");
+const PIDS_MAX_V2: &str = fixture!("cgroup/pids_max_v2_kernel_6_1");
 const SYSCALL_RECV: &str = fixture!("task/syscall_recvfrom_kernel_6_18");
 const SYSCALL_NOT_IN: &str = fixture!("task/syscall_not_in_syscall_kernel_6_18");
 const SYSCALL_RUNNING: &str = fixture!("task/syscall_running_kernel_6_18");
@@ -465,7 +465,7 @@ fn fixture_tree(root: &Path, rng: &mut Rng) {
     let pid_dir = root.join("proc/4242");
     let task = pid_dir.join("task/4242");
     let cg = root.join("cg");
-    let service = cg.join("system.slice/app.service");
+    let service = cg.join("system.slice/lwt-hold.service");
     for d in [
         pid_dir.join("fd"),
         pid_dir.join("net"),
@@ -551,10 +551,10 @@ fn the_collector_on_mutated_and_missing_files() {
         };
         *states.entry(format!("{:?}", s.state)).or_insert(0) += 1;
         // Whatever it read, cgroup files never read as a wrong zero for a missing file.
-        let _ = read_v2(&tmp.path().join("cg/system.slice/app.service"));
-        let _ = read_v1(&tmp.path().join("cg/system.slice/app.service"));
-        let _ = read_pids(&tmp.path().join("cg/system.slice/app.service"));
-        let _ = read_pressure(&tmp.path().join("cg/system.slice/app.service"));
+        let _ = read_v2(&tmp.path().join("cg/system.slice/lwt-hold.service"));
+        let _ = read_v1(&tmp.path().join("cg/system.slice/lwt-hold.service"));
+        let _ = read_pids(&tmp.path().join("cg/system.slice/lwt-hold.service"));
+        let _ = read_pressure(&tmp.path().join("cg/system.slice/lwt-hold.service"));
         let _ = serde_json::to_string(&s).expect("a sample serializes");
     }
     println!("collector: {n} mutated trees, no panic; states {states:?}");

@@ -45,6 +45,20 @@ VARIANTS = {
     },
     # Bundles in an emptyDir both containers mount; the config gets [actions.bundle].
     "diagnostics": {"diagnostics": {"enabled": True, "keep": 3}},
+    # Only the kubelet's nodes reach the probe port, only Prometheus the main one; the
+    # target's own ports stay open.
+    "network-policy": {
+        "networkPolicy": {
+            "enabled": True,
+            "probeFrom": [{"ipBlock": {"cidr": "10.0.0.0/16"}}],
+            "metricsFrom": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+                }
+            ],
+        }
+    },
     # Also what the TOML writer must get right: whole numbers as integers (`fail_after = 3`;
     # `3.0` is refused), ratios as floats, a regex's backslash and quotes escaped, a null
     # dropping a default key.
@@ -69,6 +83,8 @@ BAD_VALUES = [
     ({"sidecar": {"mode": "sideways"}}, "/sidecar/mode"),
     ({"sidecar": {"port": "9717"}}, "/sidecar/port"),
     ({"sidecar": {"port": 70000}}, "/sidecar/port"),
+    ({"sidecar": {"probePort": 0}}, "/sidecar/probePort"),
+    ({"networkPolicy": {"probeFrom": "10.0.0.0/16"}}, "/networkPolicy/probeFrom"),
     ({"sidecar": {"capabilities": ["SYS_PTRACE"]}}, "capabilities"),
     ({"targetProbe": {"path": "/livez"}}, "/targetProbe/path"),
     ({"config": {"target": []}}, "/config/target"),
@@ -203,7 +219,7 @@ def sidecar_of(pod: dict, mode: str) -> dict:
     return regular[0]
 
 
-def check_pod(pod: dict, target_name: str, mode: str, port: int, path: str) -> dict:
+def check_pod(pod: dict, target_name: str, mode: str, port: int, probe_port: int, path: str) -> dict:
     check(pod.get("shareProcessNamespace") is True, "shareProcessNamespace: true")
     sidecar = sidecar_of(pod, mode)
     target = [c for c in pod["containers"] if c["name"] == target_name]
@@ -211,19 +227,26 @@ def check_pod(pod: dict, target_name: str, mode: str, port: int, path: str) -> d
     probe = target[0].get("livenessProbe")
     check(probe is not None, "the target has a livenessProbe")
     check(
-        probe["httpGet"] == {"path": path, "port": port},
-        f"the target's probe asks the sidecar's port number and {path}: {probe}",
+        probe["httpGet"] == {"path": path, "port": probe_port},
+        f"the target's probe asks the sidecar's probe port by number and {path}: {probe}",
     )
     check(
         (probe["timeoutSeconds"], probe["periodSeconds"], probe["failureThreshold"]) == (3, 10, 3),
         f"probe timing 3/10/3: {probe}",
     )
     ports = sidecar["ports"]
-    check(ports == [{"name": "leakwatch", "containerPort": port, "protocol": "TCP"}], f"{ports}")
+    check(
+        ports
+        == [
+            {"name": "leakwatch", "containerPort": port, "protocol": "TCP"},
+            {"name": "leakwatch-probe", "containerPort": probe_port, "protocol": "TCP"},
+        ],
+        f"{ports}",
+    )
     for which in ("startupProbe", "livenessProbe"):
         check(
-            sidecar[which]["httpGet"] == {"path": "/livez", "port": port},
-            f"leakwatch's {which} on /livez: {sidecar[which]}",
+            sidecar[which]["httpGet"] == {"path": "/livez", "port": probe_port},
+            f"leakwatch's {which} on /livez at the probe port: {sidecar[which]}",
         )
     mounts = {m["name"]: m for m in sidecar["volumeMounts"]}
     check(mounts["leakwatch-config"]["mountPath"] == "/etc/leakwatch", "config mounted")
@@ -262,7 +285,7 @@ def check_variant(name: str, values: dict, docs: list[dict]) -> None:
     deployment = one(docs, "Deployment")
     template = deployment["spec"]["template"]
     pod = template["spec"]
-    sidecar = check_pod(pod, "app", mode, 9717, path)
+    sidecar = check_pod(pod, "app", mode, 9717, 9718, path)
     check(
         labels_select(deployment["spec"]["selector"]["matchLabels"], template["metadata"]["labels"]),
         "the Deployment selects its pods",
@@ -280,12 +303,15 @@ def check_variant(name: str, values: dict, docs: list[dict]) -> None:
 
     sc = sidecar["securityContext"]
     listen = sidecar["args"][sidecar["args"].index("--listen") + 1]
+    probe_listen = sidecar["args"][sidecar["args"].index("--probe-listen") + 1]
     if values.get("sidecar", {}).get("listen") == "podIP":
         check(listen == "$(POD_IP):9717", f"listen on the pod IP: {listen}")
+        check(probe_listen == "$(POD_IP):9718", f"probes on the pod IP: {probe_listen}")
         env = {e["name"]: e for e in sidecar["env"]}
         check(env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP", "POD_IP")
     else:
         check(listen == "0.0.0.0:9717", f"listen on all addresses: {listen}")
+        check(probe_listen == "0.0.0.0:9718", f"probes on all addresses: {probe_listen}")
     if values.get("sidecar", {}).get("targetOtherUid"):
         check(sc["capabilities"] == {"drop": ["ALL"], "add": ["SYS_PTRACE", "DAC_READ_SEARCH"]}, f"{sc}")
         check(sc["runAsUser"] == 0 and sc["runAsNonRoot"] is False, f"caps need root: {sc}")
@@ -296,9 +322,16 @@ def check_variant(name: str, values: dict, docs: list[dict]) -> None:
     check_diagnostics(values, pod, sidecar, target, cm["data"]["leakwatch.toml"])
 
     monitors = "podMonitor" in values
+    policy = "networkPolicy" in values
     present = kinds(docs)
-    expected = ["ConfigMap", "Deployment"] + (["PodMonitor", "Service", "ServiceMonitor"] if monitors else [])
+    expected = (
+        ["ConfigMap", "Deployment"]
+        + (["NetworkPolicy"] if policy else [])
+        + (["PodMonitor", "Service", "ServiceMonitor"] if monitors else [])
+    )
     check(present == expected, f"{name}: rendered {present}, expected {expected}")
+    if policy:
+        check_network_policy(values, docs, template["metadata"]["labels"])
     if monitors:
         pod_labels = template["metadata"]["labels"]
         pm = one(docs, "PodMonitor")
@@ -311,6 +344,31 @@ def check_variant(name: str, values: dict, docs: list[dict]) -> None:
         sm = one(docs, "ServiceMonitor")
         check(labels_select(sm["spec"]["selector"]["matchLabels"], svc["metadata"]["labels"]), "ServiceMonitor selects the Service")
         check(sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"], "ServiceMonitor port name")
+
+
+def check_network_policy(values: dict, docs: list[dict], pod_labels: dict) -> None:
+    """The kubelet's nodes to the probe port, Prometheus to the main port, every other port
+    of the pod from anywhere: TCP around the two ports, all of UDP and SCTP."""
+    np = values["networkPolicy"]
+    policy = one(docs, "NetworkPolicy")["spec"]
+    check(labels_select(policy["podSelector"]["matchLabels"], pod_labels), "the policy selects the pod")
+    check(policy["policyTypes"] == ["Ingress"], f"{policy['policyTypes']}")
+    rules = policy["ingress"]
+    check(len(rules) == 3, f"three rules: {rules}")
+    check(rules[0] == {"from": np["probeFrom"], "ports": [{"port": 9718, "protocol": "TCP"}]}, f"{rules[0]}")
+    check(rules[1] == {"from": np["metricsFrom"], "ports": [{"port": 9717, "protocol": "TCP"}]}, f"{rules[1]}")
+    others = rules[2]
+    check("from" not in others, "other ports from anywhere")
+    check(
+        others["ports"]
+        == [
+            {"port": 1, "endPort": 9716, "protocol": "TCP"},
+            {"port": 9719, "endPort": 65535, "protocol": "TCP"},
+            {"protocol": "UDP"},
+            {"protocol": "SCTP"},
+        ],
+        f"every TCP port but leakwatch's, and all of UDP and SCTP: {others['ports']}",
+    )
 
 
 def check_diagnostics(values: dict, pod: dict, sidecar: dict, target: dict, toml: str) -> None:
@@ -351,7 +409,7 @@ def check_inject(out: Path) -> list[dict]:
     deployment = one(docs, "Deployment")
     check(deployment["metadata"]["name"] == f"{RELEASE}-my-app", "only my-app's Deployment")
     pod = deployment["spec"]["template"]["spec"]
-    check_pod(pod, "my-app", "native", 9717, "/healthz")
+    check_pod(pod, "my-app", "native", 9717, 9718, "/healthz")
     cm = one(docs, "ConfigMap")
     volumes = {v["name"]: v for v in pod["volumes"]}
     check(volumes["leakwatch-config"]["configMap"]["name"] == cm["metadata"]["name"], "the volume names the ConfigMap")
@@ -377,7 +435,7 @@ def check_readme(values: dict, docs: list[dict]) -> None:
     """The README's own-service recipe: the api container, probed through leakwatch."""
     check(kinds(docs) == ["ConfigMap", "Deployment"], f"README values render {kinds(docs)}")
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
-    sidecar = check_pod(pod, "api", "native", 9717, "/healthz")
+    sidecar = check_pod(pod, "api", "native", 9717, 9718, "/healthz")
     check_restricted(pod, sidecar)
     check(pod["securityContext"]["runAsUser"] == 10001, "the api's uid for the pod")
     api = next(c for c in pod["containers"] if c["name"] == "api")

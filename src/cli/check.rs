@@ -51,13 +51,14 @@ impl Outcome {
 }
 
 pub fn run(args: &CheckArgs) -> ExitCode {
-    let mut config = match super::run::load(args.config.as_ref(), &args.selector, None) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let mut config =
+        match super::run::load(args.config.as_ref(), &args.selector, Default::default()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
     let interval = args.interval.max(Duration::from_millis(100));
     let ticks = (args.for_.as_millis() / interval.as_millis()) as u32 + 1;
     // A level seen on every sample of a short check fails it: hysteresis cannot wait for

@@ -26,6 +26,17 @@ pub struct RunArgs {
     /// Address for HTTP (overrides `listen`).
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Address serving only /healthz, /livez and /readyz, for the kubelet's probes
+    /// (overrides `probe_listen`).
+    #[arg(long)]
+    pub probe_listen: Option<std::net::SocketAddr>,
+}
+
+/// The addresses given on the command line, which override the file's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListenArgs {
+    pub listen: Option<std::net::SocketAddr>,
+    pub probe_listen: Option<std::net::SocketAddr>,
 }
 
 /// The config from the file (or defaults) with the command line's overrides: a selector
@@ -33,7 +44,7 @@ pub struct RunArgs {
 pub fn load(
     file: Option<&PathBuf>,
     selector: &SelectorArgs,
-    listen: Option<std::net::SocketAddr>,
+    addrs: ListenArgs,
 ) -> Result<Config, String> {
     let mut config = match file {
         Some(f) => Config::load(f).map_err(|e| e.to_string())?,
@@ -45,8 +56,17 @@ pub fn load(
         t.actions = config.actions.clone();
         config.targets = vec![t];
     }
-    if let Some(l) = listen {
+    if let Some(l) = addrs.listen {
         config.listen = l;
+    }
+    if let Some(l) = addrs.probe_listen {
+        config.probe_listen = Some(l);
+    }
+    if config.probe_listen == Some(config.listen) && config.listen.port() != 0 {
+        return Err(format!(
+            "the probe port {} is the main port too; give --probe-listen another",
+            config.listen
+        ));
     }
     if config.targets.is_empty() {
         return Err(
@@ -59,7 +79,7 @@ pub fn load(
 }
 
 pub fn run(args: &RunArgs) -> ExitCode {
-    let config = match load(args.config.as_ref(), &args.selector, args.listen) {
+    let config = match load(args.config.as_ref(), &args.selector, args.addrs()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -79,6 +99,14 @@ pub fn run(args: &RunArgs) -> ExitCode {
 async fn run_async(config: Config, args: RunArgs) -> anyhow::Result<()> {
     let listener = http::bind(config.listen).await?;
     info!(listen = %listener.local_addr()?, "serving /healthz /livez /readyz /metrics /status");
+    let probes = match config.probe_listen {
+        Some(addr) => {
+            let l = http::bind(addr).await?;
+            info!(probe_listen = %l.local_addr()?, "serving /healthz /livez /readyz");
+            Some(l)
+        }
+        None => None,
+    };
     let file = args.config.as_ref().map(|f| f.display().to_string());
     let parts = Parts::new(config, file)?;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -98,9 +126,18 @@ async fn run_async(config: Config, args: RunArgs) -> anyhow::Result<()> {
             }
         }
     });
-    let r = daemon::serve(parts, listener, rx, Notifier::from_env()).await;
+    let r = daemon::serve(parts, (listener, probes), rx, Notifier::from_env()).await;
     signal_task.abort();
     r
+}
+
+impl RunArgs {
+    fn addrs(&self) -> ListenArgs {
+        ListenArgs {
+            listen: self.listen,
+            probe_listen: self.probe_listen,
+        }
+    }
 }
 
 fn reload(args: &RunArgs) -> Control {
@@ -108,7 +145,7 @@ fn reload(args: &RunArgs) -> Control {
         info!("SIGHUP: no config file to reload");
         return Control::ReloadFailed("SIGHUP without a config file: nothing to reload".into());
     }
-    match load(args.config.as_ref(), &args.selector, args.listen) {
+    match load(args.config.as_ref(), &args.selector, args.addrs()) {
         Ok(c) => Control::Reload(Box::new(c)),
         Err(e) => {
             error!(error = %e, "reload refused: keeping the running config");

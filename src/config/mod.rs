@@ -29,6 +29,9 @@ pub const EXAMPLE: &str = include_str!("../../packaging/leakwatch.toml");
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// A second address serving only the probes (`/healthz`, `/livez`, `/readyz`) with
+    /// connection slots of its own: for the kubelet, apart from scrapes and people.
+    pub probe_listen: Option<SocketAddr>,
     /// One tick: collect, judge, publish.
     pub interval: Duration,
     /// How often `smaps` (the heap estimate) is read; costly on processes with many mappings.
@@ -54,7 +57,8 @@ pub struct HttpConfig {
     /// A file holding the bearer token for `/metrics` and `/status` (`/healthz`, `/livez`
     /// and `/readyz` stay open: the kubelet sends no secrets).
     pub token_file: Option<PathBuf>,
-    /// Connections served at once; more wait in the kernel's accept queue.
+    /// Connections held at once on each listener; past it a new client takes the slot of
+    /// the connection that has made no progress for the longest.
     pub max_connections: usize,
     /// A client must send its request headers within this long.
     pub header_timeout: Duration,
@@ -64,7 +68,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             token_file: None,
-            max_connections: 512,
+            max_connections: 1024,
             header_timeout: Duration::from_secs(5),
         }
     }
@@ -74,6 +78,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 9717)),
+            probe_listen: None,
             interval: Duration::from_secs(5),
             smaps_every: Duration::from_secs(60),
             proc_root: PathBuf::from("/proc"),
@@ -414,8 +419,18 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         }
         targets.push(t);
     }
+    let listen = raw.listen.unwrap_or(defaults.listen);
+    let probe_listen = raw.probe_listen.or(defaults.probe_listen);
+    if probe_listen.is_some_and(|p| p == listen && p.port() != 0) {
+        return Err(Invalid {
+            span: None,
+            key: "probe_listen".into(),
+            message: format!("{listen} is `listen` already; the probe port must be another"),
+        });
+    }
     Ok(Config {
-        listen: raw.listen.unwrap_or(defaults.listen),
+        listen,
+        probe_listen,
         interval,
         smaps_every: raw.smaps_every.map_or(defaults.smaps_every, |d| d.0),
         proc_root: raw.proc_root.unwrap_or(defaults.proc_root),

@@ -111,6 +111,7 @@ pub struct RawRule {
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub listen: Option<SocketAddr>,
+    pub probe_listen: Option<SocketAddr>,
     pub interval: Option<HumanDuration>,
     pub smaps_every: Option<HumanDuration>,
     pub proc_root: Option<PathBuf>,

@@ -79,12 +79,23 @@ pub fn spawn(config: Config) -> anyhow::Result<Handle> {
     let rt = runtime()?;
     let listener = rt.block_on(http::bind(config.listen))?;
     let addr = listener.local_addr()?;
+    let probes = match config.probe_listen {
+        Some(a) => Some(rt.block_on(http::bind(a))?),
+        None => None,
+    };
     let (control, control_rx) = mpsc::unbounded_channel();
     let parts = Parts::new(config, None)?;
     let snapshots = parts.snapshots.subscribe();
     let thread = std::thread::Builder::new()
         .name("leakwatch-daemon".into())
-        .spawn(move || rt.block_on(serve(parts, listener, control_rx, Notifier::none())))?;
+        .spawn(move || {
+            rt.block_on(serve(
+                parts,
+                (listener, probes),
+                control_rx,
+                Notifier::none(),
+            ))
+        })?;
     Ok(Handle {
         addr,
         snapshots,
@@ -133,10 +144,11 @@ fn load_token(config: &Config) -> anyhow::Result<Option<Arc<str>>> {
     }
 }
 
-/// Serve HTTP and run the tick loop until [`Control::Shutdown`].
+/// Serve HTTP (the main listener, and the probe listener if any) and run the tick loop
+/// until [`Control::Shutdown`].
 pub async fn serve(
     parts: Parts,
-    listener: tokio::net::TcpListener,
+    (listener, probes): (tokio::net::TcpListener, Option<tokio::net::TcpListener>),
     control: mpsc::UnboundedReceiver<Control>,
     notifier: Notifier,
 ) -> anyhow::Result<()> {
@@ -150,7 +162,7 @@ pub async fn serve(
         let shutdown = async move {
             let _ = stop_rx.await;
         };
-        http::serve(listener, state, &http_cfg, shutdown).await
+        http::serve(listener, probes, state, &http_cfg, shutdown).await
     });
     let result = TickLoop::new(parts, notifier).run(control).await;
     let _ = stop_tx.send(());
@@ -253,11 +265,14 @@ impl TickLoop {
 
     fn reload(&mut self, w: &mut Watchdog, new: Config) {
         self.notifier.notify("RELOADING=1");
-        if new.listen != self.parts.config.listen {
-            warn!(old = %self.parts.config.listen, new = %new.listen, "listen cannot change on reload: restart leakwatch to move it");
+        if new.listen != self.parts.config.listen
+            || new.probe_listen != self.parts.config.probe_listen
+        {
+            warn!(old = %self.parts.config.listen, new = %new.listen, "listen and probe_listen cannot change on reload: restart leakwatch to move them");
         }
-        if new.http.max_connections != self.parts.config.http.max_connections
-            || new.http.header_timeout != self.parts.config.http.header_timeout
+        let (old_http, new_http) = (&self.parts.config.http, &new.http);
+        if new_http.max_connections != old_http.max_connections
+            || new_http.header_timeout != old_http.header_timeout
         {
             warn!("http.max_connections and http.header_timeout change only on restart");
         }

@@ -58,6 +58,16 @@ pub(super) async fn not_found() -> Response {
         .into_response()
 }
 
+/// Any other path on the probe listener.
+pub(super) async fn probes_only() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "not found; this is the probe port: /healthz /healthz/NAME /livez /readyz \
+         (/metrics and /status are on the main port)\n",
+    )
+        .into_response()
+}
+
 /// `/metrics` and `/status` with a token configured: `Authorization: Bearer <token>`, or
 /// 401 with `WWW-Authenticate: Bearer`. No token configured: open.
 pub(super) async fn require_token(

@@ -11,8 +11,12 @@
 //! `Allow: GET, HEAD`); a request with a body is 413 before routing; `Cache-Control:
 //! no-store`; `/metrics` and `/status` need the bearer token when one is configured, while
 //! the probes stay open (the kubelet sends no secrets).
+//!
+//! [`probe_app`] is the probes alone, for the probe listener (`probe_listen`): a port the
+//! kubelet asks and nothing else needs, with connection slots of its own.
 
 pub mod client;
+mod conns;
 mod export;
 mod guard;
 mod health;
@@ -65,13 +69,29 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             guard::require_token,
         ));
+    finish(
+        probe_routes().merge(protected).fallback(guard::not_found),
+        state,
+    )
+}
+
+/// The probes alone: `/healthz`, `/healthz/{name}`, `/livez`, `/readyz`, under the same
+/// rules as [`app`]; every other path is 404.
+pub fn probe_app(state: AppState) -> Router {
+    finish(probe_routes().fallback(guard::probes_only), state)
+}
+
+fn probe_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", only_get(get(health::healthz)))
         .route("/healthz/{name}", only_get(get(health::healthz_target)))
         .route("/livez", only_get(get(probes::livez)))
         .route("/readyz", only_get(get(probes::readyz)))
-        .merge(protected)
-        .fallback(guard::not_found)
+}
+
+/// The rules every answer follows: no bodies, `Cache-Control: no-store`.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .with_state(state)
         .layer(middleware::from_fn(guard::reject_body))
         .layer(middleware::map_response(guard::no_store))

@@ -1,6 +1,7 @@
 //! From a [`Sample`] to one series' value and limit. Natural limits: `fds` → soft
 //! RLIMIT_NOFILE; `cgroup_memory` (the working set) → `memory.max`, else `memory.high`;
-//! `threads` → what `pids.max` leaves after the cgroup's other tasks; `rss`/`anon`/`heap` →
+//! `threads` → what `pids.max` leaves after the cgroup's other tasks (each the lowest along
+//! the cgroup's path: an ancestor's is named in the source); `rss`/`anon`/`heap` →
 //! the cgroup's memory limit when there is one; any series → the rule's configured `limit`
 //! when it has no natural one.
 
@@ -116,9 +117,18 @@ fn natural_limit(sample: &Sample, series: Series) -> NaturalLimit {
             let Some(cg) = sample.cgroup_memory.as_ref() else {
                 return unknown(Collector::CgroupMemory);
             };
+            // On an ancestor (a slice, a pod): its path follows the file's name.
+            let source = |file: &'static str, from: &Option<String>| match from {
+                Some(path) => format!("{file} of {path}").into(),
+                None => file.into(),
+            };
             match (cg.max, cg.high) {
-                (Some(Limit::Limited(n)), _) => NaturalLimit::Limited(n, "memory.max".into()),
-                (_, Some(Limit::Limited(n))) => NaturalLimit::Limited(n, "memory.high".into()),
+                (Some(Limit::Limited(n)), _) => {
+                    NaturalLimit::Limited(n, source("memory.max", &cg.max_from))
+                }
+                (_, Some(Limit::Limited(n))) => {
+                    NaturalLimit::Limited(n, source("memory.high", &cg.high_from))
+                }
                 _ => NaturalLimit::None,
             }
         }
@@ -137,15 +147,21 @@ fn threads_limit(pids: &CgroupPids, threads: Option<u64>) -> NaturalLimit {
     let Some(Limit::Limited(max)) = pids.max else {
         return NaturalLimit::None;
     };
-    let others = match (pids.current, threads) {
+    // An ancestor's pids.max counts every task below it: the target cgroup's and its
+    // siblings'.
+    let (current, of, holder) = match &pids.max_from {
+        Some(a) => (Some(a.current), format!(" of {}", a.path), "below it"),
+        None => (pids.current, String::new(), "in the cgroup"),
+    };
+    let others = match (current, threads) {
         (Some(current), Some(threads)) => current.saturating_sub(threads),
         _ => 0,
     };
     if others == 0 {
-        return NaturalLimit::Limited(max, "pids.max".into());
+        return NaturalLimit::Limited(max, format!("pids.max{of}").into());
     }
     NaturalLimit::Limited(
         max.saturating_sub(others),
-        format!("pids.max {max} less {others} tasks of other processes in the cgroup").into(),
+        format!("pids.max {max}{of} less {others} tasks of other processes {holder}").into(),
     )
 }

@@ -28,8 +28,14 @@ impl Daemon {
 
     /// A prepared command (e.g. under `setpriv`) that runs `leakwatch run ...`.
     pub fn start_with(cmd: &mut Command) -> Daemon {
+        Self::start_listening(cmd, "127.0.0.1:0")
+    }
+
+    /// [`start_with`](Self::start_with) on another address (e.g. `0.0.0.0:0` in a network
+    /// namespace); `addr` is then the address leakwatch logged (`0.0.0.0:PORT`).
+    pub fn start_listening(cmd: &mut Command, listen: &str) -> Daemon {
         let mut child = cmd
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--listen", listen, "--log-format", "json"])
             .env("LEAKWATCH_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod image;
 
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};

@@ -50,6 +50,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* The address of the probe listener (`--probe-listen`): sidecar.probePort. */}}
+{{- define "leakwatch.probeListen" -}}
+{{- if eq .Values.sidecar.listen "podIP" }}
+{{- printf "$(POD_IP):%d" (int .Values.sidecar.probePort) }}
+{{- else }}
+{{- printf "0.0.0.0:%d" (int .Values.sidecar.probePort) }}
+{{- end }}
+{{- end }}
+
 {{- define "leakwatch.configPath" -}}
 /etc/leakwatch/leakwatch.toml
 {{- end }}
@@ -192,6 +201,8 @@ capabilities:
     - {{ include "leakwatch.configPath" . }}
     - --listen
     - {{ include "leakwatch.listen" . | quote }}
+    - --probe-listen
+    - {{ include "leakwatch.probeListen" . | quote }}
     - --log-format
     - {{ .Values.sidecar.logFormat }}
   env:
@@ -207,15 +218,18 @@ capabilities:
     - name: leakwatch
       containerPort: {{ .Values.sidecar.port }}
       protocol: TCP
+    - name: leakwatch-probe
+      containerPort: {{ .Values.sidecar.probePort }}
+      protocol: TCP
   startupProbe:
     httpGet:
       path: /livez
-      port: {{ .Values.sidecar.port }}
+      port: {{ .Values.sidecar.probePort }}
     {{- toYaml .Values.sidecar.startupProbe | nindent 4 }}
   livenessProbe:
     httpGet:
       path: /livez
-      port: {{ .Values.sidecar.port }}
+      port: {{ .Values.sidecar.probePort }}
     {{- toYaml .Values.sidecar.livenessProbe | nindent 4 }}
   resources:
     {{- toYaml .Values.sidecar.resources | nindent 4 }}
@@ -271,11 +285,11 @@ bundles dir), as list items; empty when there is nothing to share.
 {{- end }}
 {{- end }}
 
-{{/* The target container's livenessProbe: leakwatch's /healthz, by port number. */}}
+{{/* The target container's livenessProbe: leakwatch's /healthz on the probe port, by number. */}}
 {{- define "leakwatch.targetLivenessProbe" -}}
 httpGet:
   path: {{ .Values.targetProbe.path }}
-  port: {{ .Values.sidecar.port }}
+  port: {{ .Values.sidecar.probePort }}
 initialDelaySeconds: {{ .Values.targetProbe.initialDelaySeconds }}
 timeoutSeconds: {{ .Values.targetProbe.timeoutSeconds }}
 periodSeconds: {{ .Values.targetProbe.periodSeconds }}

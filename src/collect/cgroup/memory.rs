@@ -92,6 +92,23 @@ pub fn read_v1(dir: &Path) -> Result<CgroupMemory, ReadError> {
     })
 }
 
+/// The memory limits `dir` sets, each `None` when absent or unreadable: v2 `memory.max` and
+/// `memory.high`; v1 `memory.limit_in_bytes` and no high.
+pub fn read_limits(dir: &Path, version: CgroupVersion) -> (Option<Limit>, Option<Limit>) {
+    match version {
+        CgroupVersion::V2 => (
+            optional(&dir.join("memory.max"), parse_limit),
+            optional(&dir.join("memory.high"), parse_limit),
+        ),
+        CgroupVersion::V1 => (
+            optional(&dir.join("memory.limit_in_bytes"), |t| {
+                parse_u64(t).map(v1_limit)
+            }),
+            None,
+        ),
+    }
+}
+
 /// `memory.pressure` of a cgroup2 directory, if there is one.
 pub fn read_pressure(dir: &Path) -> Option<Pressure> {
     optional(&dir.join("memory.pressure"), parse_pressure)

@@ -7,6 +7,11 @@
 //! a controller follows `PROC/PID/cgroup`: a v1 line naming `memory` (or `pids`) means v1
 //! (on a hybrid host the PSI file still comes from the unified tree); otherwise the cgroup2
 //! tree, if the controller is enabled for the cgroup (its `cgroup.controllers`).
+//!
+//! Limits are read up the path too, as far as leakwatch sees it: a limit on an ancestor
+//! (a systemd slice, a Kubernetes pod above its containers) bounds the whole subtree, so the
+//! lowest `memory.max`/`memory.high` (v1 `memory.limit_in_bytes`) and the `pids.max` leaving
+//! the fewest tasks are the target's, with the ancestor named in `max_from`/`high_from`.
 
 pub mod locate;
 pub mod memory;
@@ -15,10 +20,10 @@ pub mod parse;
 #[cfg(test)]
 mod tests;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{read_to_string, ReadError, Unknown, UnknownKind};
-use crate::sample::{CgroupMemory, CgroupPids, CgroupVersion};
+use crate::sample::{AncestorPids, CgroupMemory, CgroupPids, CgroupVersion, Limit};
 use locate::{locate, Hierarchy, Located, Roots};
 use parse::ProcCgroup;
 
@@ -97,9 +102,74 @@ fn read_memory(cg: &ProcCgroup, roots: &Roots, proc_file: &Path) -> Result<Cgrou
 }
 
 fn finish(mut m: CgroupMemory, path: &str, at: Located) -> CgroupMemory {
+    lowest_memory_limits(&mut m, &at);
     m.path = path.to_string();
     m.source = at.source;
     m
+}
+
+/// The ancestors of a located cgroup that leakwatch can see, nearest first: its parent up to
+/// the root of the hierarchy it was found in (through a target's namespaced mount, that
+/// mount's root), each with its path in that hierarchy (`/system.slice`, `/`).
+fn ancestors(at: &Located) -> Vec<(PathBuf, String)> {
+    let Ok(rel) = at.source.dir.strip_prefix(&at.mount) else {
+        return Vec::new();
+    };
+    let mut rel = rel.to_path_buf();
+    let mut out = Vec::new();
+    while rel.pop() {
+        out.push((at.mount.join(&rel), format!("/{}", rel.display())));
+    }
+    out
+}
+
+/// A limit on an ancestor applies to the whole subtree: a slice's `MemoryMax=` with none on
+/// the service, a pod's limit above its containers. `max` and `high` become the lowest set
+/// along the path, and `max_from`/`high_from` name the ancestor when it is not the cgroup's
+/// own. (The lowest limit, not the least headroom: siblings' usage moves every tick.)
+fn lowest_memory_limits(m: &mut CgroupMemory, at: &Located) {
+    for (dir, path) in ancestors(at) {
+        let (max, high) = memory::read_limits(&dir, m.version);
+        if lower(max, m.max) {
+            m.max = max;
+            m.max_from = Some(path.clone());
+        }
+        if lower(high, m.high) {
+            m.high = high;
+            m.high_from = Some(path);
+        }
+    }
+}
+
+/// True when `candidate` is a limit below `current` (or `current` is not known).
+fn lower(candidate: Option<Limit>, current: Option<Limit>) -> bool {
+    match (candidate, current) {
+        (Some(Limit::Limited(c)), Some(Limit::Limited(o))) => c < o,
+        (Some(Limit::Limited(_)), _) => true,
+        _ => false,
+    }
+}
+
+/// The `pids.max` the target's cgroup runs into first: the one leaving the fewest tasks
+/// (`max - current`) along the path, since an ancestor's counts its siblings' tasks too.
+fn tightest_pids_limit(p: &mut CgroupPids, at: &Located) {
+    let room = |max: Option<Limit>, current: Option<u64>| match max {
+        Some(Limit::Limited(m)) => Some(m.saturating_sub(current.unwrap_or(0))),
+        _ => None,
+    };
+    let mut best = room(p.max, p.current);
+    for (dir, path) in ancestors(at) {
+        // The root cgroup has neither file.
+        let Ok((current, max)) = memory::read_pids(&dir) else {
+            continue;
+        };
+        let r = room(max, Some(current));
+        if r.is_some() && best.is_none_or(|b| r < Some(b)) {
+            best = r;
+            p.max = max;
+            p.max_from = Some(AncestorPids { path, current });
+        }
+    }
 }
 
 fn read_pids(cg: &ProcCgroup, roots: &Roots, proc_file: &Path) -> Result<CgroupPids, Unknown> {
@@ -117,12 +187,15 @@ fn read_pids(cg: &ProcCgroup, roots: &Roots, proc_file: &Path) -> Result<CgroupP
         return Err(no_controller("pids", proc_file));
     };
     let (current, max) = memory::read_pids(&at.source.dir).map_err(|e| at_root(e, &at, "pids"))?;
-    Ok(CgroupPids {
+    let mut p = CgroupPids {
         version,
-        source: at.source,
+        source: at.source.clone(),
         current: Some(current),
         max,
-    })
+        max_from: None,
+    };
+    tightest_pids_limit(&mut p, &at);
+    Ok(p)
 }
 
 /// The controller must be enabled for the cgroup: listed in its `cgroup.controllers` (or, if

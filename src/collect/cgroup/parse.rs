@@ -186,14 +186,14 @@ mod tests {
 
     const HYBRID: &str = fixture!("proc_cgroup_hybrid_kernel_6_18");
     const V1_SYSTEMD: &str = fixture!("proc_cgroup_v1_systemd_kernel_6_x");
-    const V2: &str = fixture!("proc_cgroup_v2_kernel_6_x");
-    const V2_SIDECAR: &str = fixture!("proc_cgroup_v2_sidecar_kernel_6_x");
+    const V2: &str = fixture!("proc_cgroup_v2_kernel_6_1");
+    const V2_SIDECAR: &str = fixture!("proc_cgroup_v2_sidecar_kernel_6_1");
     const STAT_V1: &str = fixture!("memory_stat_v1_kernel_6_18");
-    const STAT_V2: &str = fixture!("memory_stat_v2_kernel_6_x");
-    const EVENTS_V2: &str = fixture!("memory_events_v2_kernel_6_x");
+    const STAT_V2: &str = fixture!("memory_stat_v2_kernel_6_1");
+    const EVENTS_V2: &str = fixture!("memory_events_v2_kernel_6_1");
     const OOM_CONTROL_V1: &str = fixture!("memory_oom_control_v1_kernel_6_18");
     const PRESSURE_UNIFIED: &str = fixture!("memory_pressure_unified_kernel_6_18");
-    const PRESSURE_BUSY: &str = fixture!("memory_pressure_v2_busy_kernel_6_x");
+    const PRESSURE_BUSY: &str = fixture!("memory_pressure_v2_busy_kernel_6_1");
     const LIMIT_V1_UNLIMITED: &str = fixture!("memory_limit_in_bytes_v1_unlimited_kernel_6_18");
     const LIMIT_V1_256M: &str = fixture!("memory_limit_in_bytes_v1_256m_kernel_6_18");
 
@@ -214,13 +214,13 @@ mod tests {
         fixture!("memory_usage_in_bytes_v1_kernel_6_18"),
         fixture!("pids_current_v1_kernel_6_18"),
         fixture!("pids_max_v1_unlimited_kernel_6_18"),
-        fixture!("memory_current_v2_kernel_6_x"),
-        fixture!("memory_max_v2_kernel_6_x"),
-        fixture!("memory_high_v2_kernel_6_x"),
-        fixture!("memory_max_v2_unlimited_kernel_6_x"),
-        fixture!("pids_current_v2_kernel_6_x"),
-        fixture!("pids_max_v2_kernel_6_x"),
-        fixture!("cgroup_controllers_v2_service_kernel_6_x"),
+        fixture!("memory_current_v2_kernel_6_1"),
+        fixture!("memory_max_v2_kernel_6_1"),
+        fixture!("memory_high_v2_kernel_6_1"),
+        fixture!("memory_max_v2_unlimited_kernel_6_1"),
+        fixture!("pids_current_v2_kernel_6_1"),
+        fixture!("pids_max_v2_kernel_6_1"),
+        fixture!("cgroup_controllers_v2_service_kernel_6_1"),
     ];
 
     #[test]
@@ -252,11 +252,11 @@ mod tests {
     #[test]
     fn proc_cgroup_v2_and_sidecar() {
         let cg = parse_proc_cgroup(V2);
-        assert_eq!(cg.v2.as_deref(), Some("/system.slice/app.service"));
+        assert_eq!(cg.v2.as_deref(), Some("/system.slice/lwt-hold.service"));
         assert!(cg.v1.is_empty());
         assert_eq!(cg.v1_path("memory"), None);
         let cg = parse_proc_cgroup(V2_SIDECAR);
-        assert_eq!(cg.v2.as_deref(), Some("/../cri-containerd-4f1c.scope"));
+        assert_eq!(cg.v2.as_deref(), Some("/../lwt-ns.service"));
     }
 
     #[test]
@@ -270,11 +270,11 @@ mod tests {
     #[test]
     fn memory_stat_v2_keys() {
         let s = flat_keyed(STAT_V2);
-        assert_eq!(s.get("anon"), Some(&209_715_200));
-        assert_eq!(s.get("file"), Some(&62_914_560));
-        assert_eq!(s.get("sock"), Some(&1_048_576));
-        assert_eq!(s.get("inactive_file"), Some(&41_943_040));
-        assert_eq!(s.get("thp_fault_alloc"), Some(&51));
+        assert_eq!(s.get("anon"), Some(&26_140_672));
+        assert_eq!(s.get("file"), Some(&8_388_608));
+        assert_eq!(s.get("sock"), Some(&0));
+        assert_eq!(s.get("inactive_file"), Some(&8_388_608));
+        assert_eq!(s.get("thp_collapse_alloc"), Some(&10));
         assert_eq!(s.len(), STAT_V2.lines().count());
     }
 
@@ -297,7 +297,7 @@ mod tests {
             .iter()
             .map(|k| e.get(k).copied())
             .collect();
-        assert_eq!(got, [Some(0), Some(12), Some(3), Some(1), Some(1)]);
+        assert_eq!(got, [Some(0), Some(1003), Some(0), Some(0), Some(0)]);
         let o = flat_keyed(OOM_CONTROL_V1);
         assert_eq!(o.get("oom_kill"), Some(&0));
         assert_eq!(o.get("under_oom"), Some(&0));
@@ -306,15 +306,15 @@ mod tests {
     #[test]
     fn single_values_and_limits() {
         assert_eq!(
-            parse_u64(fixture!("memory_current_v2_kernel_6_x")),
-            Ok(283_115_520)
+            parse_u64(fixture!("memory_current_v2_kernel_6_1")),
+            Ok(35_164_160)
         );
         assert_eq!(
-            parse_limit(fixture!("memory_max_v2_kernel_6_x")),
-            Ok(Limit::Limited(536_870_912))
+            parse_limit(fixture!("memory_max_v2_kernel_6_1")),
+            Ok(Limit::Limited(314_572_800))
         );
         assert_eq!(
-            parse_limit(fixture!("memory_max_v2_unlimited_kernel_6_x")),
+            parse_limit(fixture!("memory_max_v2_unlimited_kernel_6_1")),
             Ok(Limit::Unlimited)
         );
         assert_eq!(
@@ -351,16 +351,16 @@ mod tests {
             parse_pressure(PRESSURE_BUSY),
             Ok(Pressure {
                 some: PressureLine {
-                    avg10: 2.17,
-                    avg60: 0.88,
-                    avg300: 0.21,
-                    total_us: 4_118_203
+                    avg10: 37.63,
+                    avg60: 7.83,
+                    avg300: 1.67,
+                    total_us: 5_140_748
                 },
                 full: Some(PressureLine {
-                    avg10: 1.02,
-                    avg60: 0.40,
-                    avg300: 0.09,
-                    total_us: 2_087_311
+                    avg10: 34.99,
+                    avg60: 7.26,
+                    avg300: 1.55,
+                    total_us: 4_810_685
                 }),
             })
         );

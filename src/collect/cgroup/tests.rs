@@ -5,7 +5,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use super::*;
-use crate::sample::{CgroupSource, Limit, MemoryEvents, Pressure, PressureLine};
+use crate::sample::{AncestorPids, CgroupSource, Limit, MemoryEvents, Pressure, PressureLine};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -14,7 +14,9 @@ macro_rules! fixture {
 }
 
 const PID: i32 = 4242;
-const SERVICE: &str = "/system.slice/app.service";
+/// The v2 fixtures' service (captured in the e2e VM); the v1 fixture's.
+const SERVICE: &str = "/system.slice/lwt-hold.service";
+const V1_SERVICE: &str = "/system.slice/app.service";
 const HYBRID_MEMORY: &str = "/process_api/94baf7261315d89eeb2a8b6eb89cfca7";
 
 /// A temp dir holding `proc/` and `cg/` (the cgroup root).
@@ -66,20 +68,20 @@ impl Tree {
 }
 
 const V2_MEMORY: [(&str, &str); 7] = [
-    ("memory.current", fixture!("memory_current_v2_kernel_6_x")),
-    ("memory.max", fixture!("memory_max_v2_kernel_6_x")),
-    ("memory.high", fixture!("memory_high_v2_kernel_6_x")),
-    ("memory.stat", fixture!("memory_stat_v2_kernel_6_x")),
-    ("memory.events", fixture!("memory_events_v2_kernel_6_x")),
+    ("memory.current", fixture!("memory_current_v2_kernel_6_1")),
+    ("memory.max", fixture!("memory_max_v2_kernel_6_1")),
+    ("memory.high", fixture!("memory_high_v2_kernel_6_1")),
+    ("memory.stat", fixture!("memory_stat_v2_kernel_6_1")),
+    ("memory.events", fixture!("memory_events_v2_kernel_6_1")),
     (
         "memory.pressure",
-        fixture!("memory_pressure_v2_busy_kernel_6_x"),
+        fixture!("memory_pressure_v2_busy_kernel_6_1"),
     ),
-    ("pids.current", fixture!("pids_current_v2_kernel_6_x")),
+    ("pids.current", fixture!("pids_current_v2_kernel_6_1")),
 ];
-const V2_PIDS_MAX: (&str, &str) = ("pids.max", fixture!("pids_max_v2_kernel_6_x"));
-const V2_ROOT_CONTROLLERS: &str = fixture!("cgroup_controllers_v2_root_kernel_6_x");
-const V2_SERVICE_CONTROLLERS: &str = fixture!("cgroup_controllers_v2_service_kernel_6_x");
+const V2_PIDS_MAX: (&str, &str) = ("pids.max", fixture!("pids_max_v2_kernel_6_1"));
+const V2_ROOT_CONTROLLERS: &str = fixture!("cgroup_controllers_v2_root_kernel_6_1");
+const V2_SERVICE_CONTROLLERS: &str = fixture!("cgroup_controllers_v2_service_kernel_6_1");
 
 const V1_MEMORY: [(&str, &str); 5] = [
     (
@@ -112,16 +114,16 @@ fn v2_service(t: &Tree, base: &str) {
 fn busy_pressure() -> Pressure {
     Pressure {
         some: PressureLine {
-            avg10: 2.17,
-            avg60: 0.88,
-            avg300: 0.21,
-            total_us: 4_118_203,
+            avg10: 37.63,
+            avg60: 7.83,
+            avg300: 1.67,
+            total_us: 5_140_748,
         },
         full: Some(PressureLine {
-            avg10: 1.02,
-            avg60: 0.40,
-            avg300: 0.09,
-            total_us: 2_087_311,
+            avg10: 34.99,
+            avg60: 7.26,
+            avg300: 1.55,
+            total_us: 4_810_685,
         }),
     }
 }
@@ -132,23 +134,26 @@ fn v2_expected(path: &str, source: CgroupSource) -> CgroupMemory {
         version: CgroupVersion::V2,
         path: path.to_string(),
         source,
-        current_bytes: Some(283_115_520),
-        max: Some(Limit::Limited(512 << 20)),
-        high: Some(Limit::Limited(448 << 20)),
+        current_bytes: Some(35_164_160),
+        max: Some(Limit::Limited(300 << 20)),
+        high: Some(Limit::Limited(250 << 20)),
         // memory.current - inactive_file
-        working_set_bytes: Some(283_115_520 - 41_943_040),
-        anon_bytes: Some(209_715_200),
-        file_bytes: Some(62_914_560),
-        sock_bytes: Some(1_048_576),
-        inactive_file_bytes: Some(41_943_040),
+        working_set_bytes: Some(35_164_160 - 8_388_608),
+        anon_bytes: Some(26_140_672),
+        file_bytes: Some(8_388_608),
+        sock_bytes: Some(0),
+        inactive_file_bytes: Some(8_388_608),
+        // memory.events of a service held over its memory.high.
         events: Some(MemoryEvents {
             low: Some(0),
-            high: Some(12),
-            max: Some(3),
-            oom: Some(1),
-            oom_kill: Some(1),
+            high: Some(1003),
+            max: Some(0),
+            oom: Some(0),
+            oom_kill: Some(0),
         }),
         pressure: Some(busy_pressure()),
+        max_from: None,
+        high_from: None,
     }
 }
 
@@ -173,6 +178,8 @@ fn v1_expected(path: &str, source: CgroupSource) -> CgroupMemory {
             ..MemoryEvents::default()
         }),
         pressure: None,
+        max_from: None,
+        high_from: None,
     }
 }
 
@@ -192,7 +199,7 @@ fn message<T: std::fmt::Debug>(r: &Result<T, Unknown>) -> &str {
 
 #[test]
 fn a_pure_v2_with_limits() {
-    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_x"));
+    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_1"));
     v2_service(&t, "cg");
     let dir = format!("cg{SERVICE}");
     let got = t.collect();
@@ -202,20 +209,21 @@ fn a_pure_v2_with_limits() {
         Ok(CgroupPids {
             version: CgroupVersion::V2,
             source: t.source(&dir, false),
-            current: Some(23),
-            max: Some(Limit::Limited(1024)),
+            current: Some(4),
+            max: Some(Limit::Limited(77)),
+            max_from: None,
         })
     );
 }
 
 #[test]
 fn b_v2_unlimited_without_high_or_pressure() {
-    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_x"));
+    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_1"));
     v2_service(&t, "cg");
     let dir = format!("cg{SERVICE}");
     t.write(
         &format!("{dir}/memory.max"),
-        fixture!("memory_max_v2_unlimited_kernel_6_x"),
+        fixture!("memory_max_v2_unlimited_kernel_6_1"),
     );
     fs::remove_file(t.path(&format!("{dir}/memory.high"))).unwrap();
     fs::remove_file(t.path(&format!("{dir}/memory.pressure"))).unwrap();
@@ -230,7 +238,7 @@ fn b_v2_unlimited_without_high_or_pressure() {
 
 #[test]
 fn v2_missing_stat_leaves_working_set_unknown_not_current() {
-    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_x"));
+    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_1"));
     v2_service(&t, "cg");
     let dir = format!("cg{SERVICE}");
     fs::remove_file(t.path(&format!("{dir}/memory.stat"))).unwrap();
@@ -249,7 +257,7 @@ fn v2_missing_stat_leaves_working_set_unknown_not_current() {
 
 #[test]
 fn v2_without_current_is_unknown_and_names_the_file() {
-    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_x"));
+    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_1"));
     v2_service(&t, "cg");
     let dir = format!("cg{SERVICE}");
     fs::remove_file(t.path(&format!("{dir}/memory.current"))).unwrap();
@@ -265,7 +273,7 @@ fn v2_without_current_is_unknown_and_names_the_file() {
 fn v2_root_cgroup_has_no_current() {
     let t = Tree::new("0::/\n");
     t.write("cg/cgroup.controllers", V2_ROOT_CONTROLLERS);
-    t.write("cg/memory.stat", fixture!("memory_stat_v2_kernel_6_x"));
+    t.write("cg/memory.stat", fixture!("memory_stat_v2_kernel_6_1"));
     let got = t.collect();
     assert_eq!(unknown_kind(&got.memory), UnknownKind::Unsupported);
     assert!(message(&got.memory).contains("root memory cgroup"));
@@ -275,27 +283,28 @@ fn v2_root_cgroup_has_no_current() {
 #[test]
 fn c_v1() {
     let t = Tree::new(fixture!("proc_cgroup_v1_systemd_kernel_6_x"));
-    t.write_all(&format!("cg/memory{SERVICE}"), &V1_MEMORY);
+    t.write_all(&format!("cg/memory{V1_SERVICE}"), &V1_MEMORY);
     t.write_all(
-        &format!("cg/pids{SERVICE}"),
+        &format!("cg/pids{V1_SERVICE}"),
         &[
             ("pids.current", "3\n"),
             ("pids.max", fixture!("pids_max_v1_unlimited_kernel_6_18")),
         ],
     );
     let got = t.collect();
-    let mem_dir = format!("cg/memory{SERVICE}");
+    let mem_dir = format!("cg/memory{V1_SERVICE}");
     assert_eq!(
         got.memory,
-        Ok(v1_expected(SERVICE, t.source(&mem_dir, false)))
+        Ok(v1_expected(V1_SERVICE, t.source(&mem_dir, false)))
     );
     assert_eq!(
         got.pids,
         Ok(CgroupPids {
             version: CgroupVersion::V1,
-            source: t.source(&format!("cg/pids{SERVICE}"), false),
+            source: t.source(&format!("cg/pids{V1_SERVICE}"), false),
             current: Some(3),
             max: Some(Limit::Unlimited),
+            max_from: None,
         })
     );
 }
@@ -303,7 +312,7 @@ fn c_v1() {
 #[test]
 fn v1_unlimited_and_local_stat_keys() {
     let t = Tree::new(fixture!("proc_cgroup_v1_systemd_kernel_6_x"));
-    let dir = format!("cg/memory{SERVICE}");
+    let dir = format!("cg/memory{V1_SERVICE}");
     t.write_all(&dir, &V1_MEMORY);
     t.write(
         &format!("{dir}/memory.limit_in_bytes"),
@@ -325,7 +334,7 @@ fn v1_unlimited_and_local_stat_keys() {
             oom_kill: Some(0),
             ..MemoryEvents::default()
         }),
-        ..v1_expected(SERVICE, t.source(&dir, false))
+        ..v1_expected(V1_SERVICE, t.source(&dir, false))
     };
     assert_eq!(t.collect().memory, Ok(want));
 }
@@ -335,7 +344,7 @@ fn v1_prefers_hierarchical_totals() {
     // A parent cgroup whose children hold most of the memory: usage_in_bytes counts them,
     // so the working set must subtract their inactive file pages too.
     let t = Tree::new(fixture!("proc_cgroup_v1_systemd_kernel_6_x"));
-    let dir = format!("cg/memory{SERVICE}");
+    let dir = format!("cg/memory{V1_SERVICE}");
     t.write_all(&dir, &V1_MEMORY);
     t.write(
         &format!("{dir}/memory.stat"),
@@ -386,12 +395,12 @@ fn d_hybrid_v1_memory_with_unified_pressure() {
 
 #[test]
 fn e_sidecar_reads_through_the_target_root() {
-    let t = Tree::new(fixture!("proc_cgroup_v2_sidecar_kernel_6_x"));
+    let t = Tree::new(fixture!("proc_cgroup_v2_sidecar_kernel_6_1"));
     // Our own cgroup2 root (a sidecar's): it does not hold the target's cgroup, but has a
     // directory of the same name that must not be read.
     t.write("cg/cgroup.controllers", V2_ROOT_CONTROLLERS);
     t.write_all(
-        "cg/cri-containerd-4f1c.scope",
+        "cg/lwt-ns.service",
         &[("memory.current", "1\n"), ("pids.current", "1\n")],
     );
     // The target's own mount: its cgroup is the root of that namespace.
@@ -402,15 +411,16 @@ fn e_sidecar_reads_through_the_target_root() {
     );
     t.write_all(&troot, &V2_MEMORY);
     let got = t.collect();
-    let path = "/../cri-containerd-4f1c.scope";
+    let path = "/../lwt-ns.service";
     assert_eq!(got.memory, Ok(v2_expected(path, t.source(&troot, true))));
     assert_eq!(
         got.pids,
         Ok(CgroupPids {
             version: CgroupVersion::V2,
             source: t.source(&troot, true),
-            current: Some(23),
-            max: Some(Limit::Limited(1024)),
+            current: Some(4),
+            max: Some(Limit::Limited(77)),
+            max_from: None,
         })
     );
 }
@@ -461,7 +471,7 @@ fn f_no_memory_controller_is_unsupported() {
 
 #[test]
 fn g_v2_cgroup_without_memory_enabled() {
-    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_x"));
+    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_1"));
     v2_service(&t, "cg");
     let dir = format!("cg{SERVICE}");
     t.write(&format!("{dir}/cgroup.controllers"), "cpu io pids\n");
@@ -492,7 +502,7 @@ fn permission_denied_names_the_path() {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
-    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_x"));
+    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_1"));
     v2_service(&t, "cg");
     let file = t.path(&format!("cg{SERVICE}/memory.current"));
     fs::set_permissions(&file, fs::Permissions::from_mode(0o000)).unwrap();
@@ -508,4 +518,131 @@ fn fixture_roots_are_parameters() {
     let got = t.collect();
     assert_eq!(unknown_kind(&got.memory), UnknownKind::Unsupported);
     assert_eq!(unknown_kind(&got.pids), UnknownKind::Unsupported);
+}
+
+// Limits on ancestors: the lowest along the path is the target's.
+
+#[test]
+fn v2_a_slice_limit_with_none_on_the_service() {
+    let t = Tree::new(fixture!("proc_cgroup_v2_kernel_6_1"));
+    v2_service(&t, "cg");
+    let dir = format!("cg{SERVICE}");
+    // systemd: no MemoryMax=/MemoryHigh= on the service, MemoryMax=192M and TasksMax=40 on
+    // its slice, whose tasks are the service's 4 and 26 of other services.
+    t.write(&format!("{dir}/memory.max"), "max\n");
+    t.write(&format!("{dir}/memory.high"), "max\n");
+    t.write_all(
+        "cg/system.slice",
+        &[
+            ("memory.max", "201326592\n"),
+            ("memory.high", "max\n"),
+            ("pids.max", "40\n"),
+            ("pids.current", "30\n"),
+        ],
+    );
+    let got = t.collect();
+    let m = got.memory.unwrap();
+    assert_eq!(m.max, Some(Limit::Limited(192 << 20)));
+    assert_eq!(m.max_from.as_deref(), Some("/system.slice"));
+    assert_eq!((m.high, m.high_from), (Some(Limit::Unlimited), None));
+    // The values stay the service's own.
+    assert_eq!(m.current_bytes, Some(35_164_160));
+    let p = got.pids.unwrap();
+    assert_eq!((p.current, p.max), (Some(4), Some(Limit::Limited(40))));
+    assert_eq!(
+        p.max_from,
+        Some(AncestorPids {
+            path: "/system.slice".into(),
+            current: 30
+        })
+    );
+
+    // A higher limit on the slice leaves the service's own (300 MiB, 250 MiB, 77 tasks).
+    t.write_all(&dir, &V2_MEMORY);
+    t.write_all(
+        "cg/system.slice",
+        &[
+            ("memory.max", "1073741824\n"),
+            ("memory.high", "1073741824\n"),
+            ("pids.max", "4000\n"),
+        ],
+    );
+    let got = t.collect();
+    assert_eq!(got.memory, Ok(v2_expected(SERVICE, t.source(&dir, false))));
+    let p = got.pids.unwrap();
+    assert_eq!((p.max, p.max_from), (Some(Limit::Limited(77)), None));
+}
+
+#[test]
+fn v2_pod_limit_above_its_containers() {
+    let pod = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice";
+    let container = format!("{pod}/cri-containerd-abc.scope");
+    let t = Tree::new(&format!("0::{container}\n"));
+    t.write("cg/cgroup.controllers", V2_ROOT_CONTROLLERS);
+    let dir = format!("cg{container}");
+    t.write_all(&dir, &V2_MEMORY);
+    t.write_all(
+        &dir,
+        &[V2_PIDS_MAX, ("cgroup.controllers", V2_SERVICE_CONTROLLERS)],
+    );
+    // The kubelet's pod cgroup: 256 MiB for all its containers (each 300 MiB); the node's
+    // allocatable above it, higher.
+    t.write_all(
+        &format!("cg{pod}"),
+        &[("memory.max", "268435456\n"), ("memory.high", "max\n")],
+    );
+    t.write_all(
+        "cg/kubepods.slice",
+        &[("memory.max", "8589934592\n"), ("memory.high", "max\n")],
+    );
+    let m = t.collect().memory.unwrap();
+    assert_eq!(m.max, Some(Limit::Limited(256 << 20)));
+    assert_eq!(m.max_from.as_deref(), Some(pod));
+    // memory.high stays the container's own 250 MiB: nothing above is lower.
+    assert_eq!(
+        (m.high, m.high_from),
+        (Some(Limit::Limited(250 << 20)), None)
+    );
+}
+
+#[test]
+fn v1_pod_limit_above_its_container() {
+    let t = Tree::new("4:memory:/kubepods/pod1/abc\n3:pids:/kubepods/pod1/abc\n");
+    t.write_all("cg/memory/kubepods/pod1/abc", &V1_MEMORY);
+    t.write(
+        "cg/memory/kubepods/pod1/memory.limit_in_bytes",
+        "201326592\n",
+    );
+    // The v1 root's "no limit" value is no limit.
+    t.write(
+        "cg/memory/memory.limit_in_bytes",
+        fixture!("memory_limit_in_bytes_v1_unlimited_kernel_6_18"),
+    );
+    t.write_all(
+        "cg/pids/kubepods/pod1/abc",
+        &[("pids.current", "3\n"), ("pids.max", "max\n")],
+    );
+    t.write_all(
+        "cg/pids/kubepods/pod1",
+        &[("pids.current", "9\n"), ("pids.max", "12\n")],
+    );
+    t.write_all(
+        "cg/pids/kubepods",
+        &[("pids.current", "90\n"), ("pids.max", "100\n")],
+    );
+    let got = t.collect();
+    let m = got.memory.unwrap();
+    assert_eq!(m.max, Some(Limit::Limited(192 << 20)));
+    assert_eq!(m.max_from.as_deref(), Some("/kubepods/pod1"));
+    assert_eq!(m.high, None);
+    // pod1 leaves 3 tasks, kubepods 10: the pod's limit is the one run into first.
+    let p = got.pids.unwrap();
+    assert_eq!(p.max, Some(Limit::Limited(12)));
+    assert_eq!(
+        p.max_from,
+        Some(AncestorPids {
+            path: "/kubepods/pod1".into(),
+            current: 9
+        })
+    );
 }

@@ -58,7 +58,7 @@ async fn a_client_that_stops_reading_loses_its_slot() {
         let _ = stopped.await;
     };
     let server =
-        tokio::spawn(async move { serve_with(listener, st, &cfg, limits, shutdown).await });
+        tokio::spawn(async move { serve_with(listener, app(st), &cfg, limits, shutdown).await });
 
     let _reader_gone = send(addr, b"GET /status HTTP/1.1\r\nHost: lw\r\n\r\n");
     let mut probe = send(

@@ -252,6 +252,8 @@ fn app_cgroup() -> CgroupMemory {
             some: line(1.25, 0.8, 0.31, 4_250_000),
             full: Some(line(0.5, 0.3, 0.12, 1_730_500)),
         }),
+        max_from: None,
+        high_from: None,
     }
 }
 
