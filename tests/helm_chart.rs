@@ -23,6 +23,18 @@ use common::BIN;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+/// What helm/tests/check_chart.py renders: the chart's variants and examples/my-app.
+const VARIANTS: [&str; 8] = [
+    "default",
+    "classic",
+    "capabilities",
+    "monitors",
+    "diagnostics",
+    "pod-ip",
+    "network-policy",
+    "my-app",
+];
+
 /// The interpreter with the chart tools, or why there is none.
 fn python() -> Result<PathBuf, String> {
     let python = std::env::var_os("LEAKWATCH_HELM_PYTHON")
@@ -140,16 +152,7 @@ fn image_entrypoint_and_chart_args_make_one_command_not_run_run() {
 
     let Some(out) = rendered() else { return };
     let mut seen = Vec::new();
-    for variant in [
-        "default",
-        "classic",
-        "capabilities",
-        "monitors",
-        "diagnostics",
-        "pod-ip",
-        "network-policy",
-        "my-app",
-    ] {
+    for variant in VARIANTS {
         let docs = manifests(out, variant);
         for pod in pod_specs(&docs) {
             let containers = ["initContainers", "containers"]
@@ -188,17 +191,7 @@ fn the_chart_lints_renders_and_validates_for_every_variant() {
         env!("CARGO_PKG_VERSION"),
         "Chart.yaml appVersion (the default image tag) is the crate version"
     );
-    let variants = [
-        "default",
-        "classic",
-        "capabilities",
-        "monitors",
-        "diagnostics",
-        "pod-ip",
-        "network-policy",
-        "my-app",
-    ];
-    for variant in variants {
+    for variant in VARIANTS {
         assert!(out.join(format!("{variant}.json")).exists(), "{variant}");
     }
 }

@@ -37,18 +37,6 @@ fn daemon(dir: &std::path::Path, pid: i32) -> Daemon {
     d
 }
 
-/// VmRSS of a process, bytes.
-fn rss(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap()
-        * 1024
-}
-
 fn fd_count(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
@@ -111,7 +99,7 @@ fn slowloris_is_cut_at_the_header_timeout_while_healthz_answers() {
     let child = LeakyChild::spawn(&["--files", "5"]);
     let dir = tempfile::tempdir().unwrap();
     let d = daemon(dir.path(), child.pid());
-    let rss0 = rss(d.pid());
+    let rss0 = common::rss(d.pid());
 
     let mut slow: Vec<Slow> = (0..SLOW_CONNECTIONS).map(|_| Slow::open(d.addr)).collect();
     let mut probes: Vec<(u16, Duration)> = Vec::new();
@@ -123,7 +111,7 @@ fn slowloris_is_cut_at_the_header_timeout_while_healthz_answers() {
         probes.push(probe(d.addr));
         std::thread::sleep(Duration::from_millis(100));
     }
-    let rss1 = rss(d.pid());
+    let rss1 = common::rss(d.pid());
     let open = slow.iter().filter(|s| s.closed_after.is_none()).count();
     let closes: Vec<Duration> = slow.iter().filter_map(|s| s.closed_after).collect();
     let earliest = closes.iter().min().copied().unwrap_or_default();
@@ -247,7 +235,7 @@ fn a_wrk_flood_while_polling_has_no_errors_and_bounded_memory() {
     let child = LeakyChild::spawn(&["--files", "20", "--close-wait", "5"]);
     let dir = tempfile::tempdir().unwrap();
     let d = daemon(dir.path(), child.pid());
-    let (rss0, fds0) = (rss(d.pid()), fd_count(d.pid()));
+    let (rss0, fds0) = (common::rss(d.pid()), fd_count(d.pid()));
     let ticks0 = d.status()["ticks_total"].as_u64().unwrap();
     let out = Command::new("wrk")
         .args(["-t2", "-c64", "-d5s", "--timeout", "5s"])
@@ -266,7 +254,7 @@ fn a_wrk_flood_while_polling_has_no_errors_and_bounded_memory() {
     let socket_errors = text.lines().find(|l| l.contains("Socket errors"));
     let status = d.status();
     let ticks1 = status["ticks_total"].as_u64().unwrap();
-    let rss1 = rss(d.pid());
+    let rss1 = common::rss(d.pid());
     // Connections wrk left are closed by the server's idle timeout.
     assert!(
         common::eventually(|| fd_count(d.pid()) <= fds0 + 1) || {

@@ -149,18 +149,6 @@ fn lab() -> Option<Lab> {
     Some(lab)
 }
 
-/// VmRSS of a process, bytes.
-fn rss(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap()
-        * 1024
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -186,11 +174,12 @@ async fn write_all(s: &TcpStream, mut buf: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reads until EOF or an error (a reset); what was read.
-async fn read_to_end(s: &TcpStream) -> Vec<u8> {
+/// Reads until `done` says so of what was read, or EOF or an error (a reset); what was
+/// read.
+async fn read_until(s: &TcpStream, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    loop {
+    while !done(&got) {
         if s.readable().await.is_err() {
             return got;
         }
@@ -201,24 +190,18 @@ async fn read_to_end(s: &TcpStream) -> Vec<u8> {
             Err(_) => return got,
         }
     }
+    got
 }
 
-/// Reads one answer's head (up to the blank line), or gives up at EOF.
+/// Everything until EOF.
+async fn read_to_end(s: &TcpStream) -> Vec<u8> {
+    read_until(s, |_| false).await
+}
+
+/// One answer's head (up to the blank line); false at EOF before it.
 async fn read_head(s: &TcpStream) -> bool {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        if s.readable().await.is_err() {
-            return false;
-        }
-        match s.try_read(&mut buf) {
-            Ok(0) => return false,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return false,
-        }
-    }
-    true
+    let whole = |b: &[u8]| b.windows(4).any(|w| w == b"\r\n\r\n");
+    whole(&read_until(s, whole).await)
 }
 
 /// `GET /healthz` on a fresh connection from `from`, as the kubelet asks: the status
@@ -431,12 +414,12 @@ fn under_attack(what: &str, start: impl FnOnce(&Lab, SocketAddr) -> Box<dyn FnOn
     let child = LeakyChild::spawn(&["--files", "5"]);
     let dir = tempfile::tempdir().unwrap();
     let (d, to) = daemon(&lab, dir.path(), child.pid());
-    let rss0 = rss(d.pid());
+    let rss0 = common::rss(d.pid());
     let stop = start(&lab, to);
     // Let the attack fill every slot before the first probe.
     std::thread::sleep(Duration::from_secs(3));
     let probes = probes(&lab, to);
-    let rss1 = rss(d.pid());
+    let rss1 = common::rss(d.pid());
     let attack = stop();
     let (median, worst) = spread(&probes);
     println!(

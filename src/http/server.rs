@@ -182,11 +182,11 @@ pub(super) async fn serve_with(
                     slot: Arc::new(slot),
                     evicted,
                 };
+                // Not awaited: the next accept may come first, at most tokio's cooperative
+                // budget (128) of them before the new task runs, far fewer than the slots a
+                // flood needs to make a probe the stalest connection. (Yielding here made
+                // the loop wait behind a slow handler on a multi-threaded runtime.)
                 conns.spawn(conn.run(stream));
-                // The new connection's first look at its socket comes before the next
-                // accept: a probe's request, already there, is read before a flood can
-                // make it the stalest connection.
-                tokio::task::yield_now().await;
             }
             Err(e) => {
                 accept_errors += 1;

@@ -191,6 +191,18 @@ pub fn fixture_pid_4242(root: &std::path::Path) -> std::path::PathBuf {
     dir
 }
 
+/// VmRSS of a process, bytes.
+pub fn rss(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
 /// Poll `f` until it is true or ~5 s pass.
 pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
     for _ in 0..100 {

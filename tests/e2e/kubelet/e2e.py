@@ -274,14 +274,11 @@ class Scenarios:
 
     def sigstop(self, name: str) -> str:
         """A stopped leakwatch: its own /livez probe restarts it; the target keeps running.
-        The target's probe on /healthz times out meanwhile too, so its tolerance
-        (failureThreshold x periodSeconds) must outlast the sidecar's liveness failures
-        plus the 30 s grace period a stopped process takes to be killed."""
+        The target's probe on /healthz times out meanwhile too: with the chart's default
+        probes (leakwatch's 3 x 3 s and a 2 s kill, the target's 3 x 10 s) leakwatch is
+        back before the target's probe fails three times."""
         values = {
             "config": {"interval": "1s"},
-            "sidecar": {"livenessProbe": {"periodSeconds": 2, "failureThreshold": 3,
-                                          "timeoutSeconds": 1}},
-            "targetProbe": {"periodSeconds": 10, "failureThreshold": 10},
             "workload": {"container": {"args": [
                 "demo-child", "--leak-every", "5s", "--nofile", "1024", "--max-seconds", "900",
             ]}},
