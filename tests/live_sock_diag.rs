@@ -57,6 +57,7 @@ fn both(reader: &mut TcpReader, pid: i32) -> (Vec<TcpSocket>, TcpSource) {
                     sockets: rows.to_vec(),
                     unparsed_lines: 0,
                 },
+                leakwatch::sample::TcpSource::SockDiag,
                 0,
                 0,
             );

@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::info;
 
-use crate::collect::{mono_ms, unix_ms};
+use crate::clock::{mono_ms, unix_ms};
 use crate::config::ActionsConfig;
 use crate::judge::{Judged, Verdict};
 use crate::sample::{Sample, TargetId, TargetState};

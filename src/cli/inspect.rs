@@ -13,7 +13,7 @@ use crate::config::actions::BundleConfig;
 use crate::config::TargetConfig;
 use crate::error::{Unknown, UnknownKind};
 use crate::report;
-use crate::sample::{Collector as Source, TargetState};
+use crate::sample::{Source, TargetState};
 use crate::target::{Resolver, Selector};
 
 #[derive(Debug, Args)]

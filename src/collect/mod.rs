@@ -3,7 +3,7 @@
 //! [`Collector::collect`] takes one [`Sample`] of one target. Each kernel source has its own
 //! module with a pure parser over `&str` and a thin reader; this file only orders the reads
 //! (the fd scan feeds the TCP join, both feed the stuck-worker check), times them and files
-//! every failure as an [`Unknown`] under its [`Collector`](crate::sample::Collector).
+//! every failure as an [`Unknown`] under its [`Source`](crate::sample::Source).
 
 pub mod bundle;
 pub mod cgroup;
@@ -24,8 +24,9 @@ use fxhash::{FxHashMap, FxHashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::clock::{mono_ms, unix_ms};
 use crate::error::{ReadError, Unknown, UnknownKind};
-use crate::sample::{Collector as Source, ProcessInfo, Sample, TargetId, TargetState};
+use crate::sample::{ProcessInfo, Sample, Source, TargetId, TargetState};
 
 /// What to collect this tick.
 #[derive(Debug, Clone)]
@@ -179,8 +180,8 @@ impl Collector {
                 tcp.read(proc_root, pid_dir, target, &socket_fds, &inodes)
             });
             if let Some((table, source)) = read {
-                let mut summary = net_tcp::summarize(&table, inodes.len() as u64, opts.top_peers);
-                summary.source = source;
+                let summary =
+                    net_tcp::summarize(&table, source, inodes.len() as u64, opts.top_peers);
                 s.tcp = Some(summary);
                 tcp_by_inode = table.sockets.into_iter().map(|t| (t.inode, t)).collect();
             }
@@ -341,23 +342,6 @@ pub fn read_cmdline(pid_dir: &Path) -> String {
 pub fn cmdline_text(raw: &[u8]) -> String {
     let trimmed = raw.strip_suffix(b"\0").unwrap_or(raw);
     String::from_utf8_lossy(trimmed).replace('\0', " ")
-}
-
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// CLOCK_MONOTONIC in milliseconds.
-pub fn mono_ms() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| {
-            let ms = i128::from(t.tv_sec()) * 1000 + i128::from(t.tv_nsec()) / 1_000_000;
-            u64::try_from(ms).unwrap_or(0)
-        })
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ impl TcpReader {
                 let table = dump(diag, &learned.families, cgroups, inodes)?;
                 self.dumps += learned.families.len() as u64;
                 if all_accounted(pid_dir, sockets, &table, &mut learned.unlisted) {
-                    return Ok(table.0);
+                    return Ok(table.rows);
                 }
             }
         }
@@ -121,7 +121,7 @@ impl TcpReader {
         self.full_dumps += 1;
         self.dumps += FAMILIES.len() as u64;
         self.learned.insert(target, learn(&table, inodes));
-        Ok(table.0)
+        Ok(table.rows)
     }
 }
 
@@ -134,7 +134,7 @@ fn dump(
     cgroups: &[u64],
     inodes: &HashSet<u64>,
 ) -> Result<Table, DiagError> {
-    let mut table = NetTcp::default();
+    let mut rows = NetTcp::default();
     let mut ids = Vec::new();
     let mut seen = HashSet::default();
     let mut found = Vec::new();
@@ -143,7 +143,7 @@ fn dump(
         diag.dump(family, FD_STATES, cgroups, &mut |d: DiagSocket| {
             let inode = d.socket.inode;
             if inode != 0 && inodes.contains(&inode) && seen.insert(inode) {
-                table.sockets.push(d.socket);
+                rows.sockets.push(d.socket);
                 ids.push(d.cgroup_id);
             }
         })?;
@@ -151,11 +151,22 @@ fn dump(
             found.push(family);
         }
     }
-    Ok((table, ids, found))
+    Ok(Table {
+        rows,
+        cgroup_ids: ids,
+        families: found,
+    })
 }
 
-/// Rows, their cgroup ids, and the families that had rows.
-type Table = (NetTcp, Vec<Option<u64>>, Vec<u8>);
+/// What one dump returned of the target's sockets.
+struct Table {
+    /// The target's rows.
+    rows: NetTcp,
+    /// The cgroup v2 id of each row, in the same order (`None`: the kernel gave none).
+    cgroup_ids: Vec<Option<u64>>,
+    /// The families that had rows.
+    families: Vec<u8>,
+}
 
 /// Every socket fd the filtered dump did not return is known to be in no TCP table, or
 /// turns out (by its protocol name) not to be TCP. `false` when one may be a TCP socket the
@@ -166,7 +177,7 @@ fn all_accounted(
     table: &Table,
     unlisted: &mut HashSet<u64>,
 ) -> bool {
-    let found: HashSet<u64> = table.0.sockets.iter().map(|s| s.inode).collect();
+    let found: HashSet<u64> = table.rows.sockets.iter().map(|s| s.inode).collect();
     for (fd, inode) in sockets {
         if found.contains(inode) || unlisted.contains(inode) {
             continue;
@@ -184,8 +195,8 @@ fn all_accounted(
 
 /// What a full dump teaches: the cgroups of the rows found, and the sockets not found.
 fn learn(table: &Table, inodes: &HashSet<u64>) -> Learned {
-    let found: HashSet<u64> = table.0.sockets.iter().map(|s| s.inode).collect();
-    let ids: Option<Vec<u64>> = table.1.iter().copied().collect();
+    let found: HashSet<u64> = table.rows.sockets.iter().map(|s| s.inode).collect();
+    let ids: Option<Vec<u64>> = table.cgroup_ids.iter().copied().collect();
     let cgroups = ids
         .map(|mut ids| {
             ids.sort_unstable();
@@ -196,7 +207,7 @@ fn learn(table: &Table, inodes: &HashSet<u64>) -> Learned {
     Learned {
         cgroups,
         unlisted: inodes.difference(&found).copied().collect(),
-        families: table.2.clone(),
+        families: table.families.clone(),
     }
 }
 

@@ -8,11 +8,12 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use crate::actions::{ActionRunner, TickInput};
-use crate::collect::{mono_ms, unix_ms, CollectOptions, Collector};
+use crate::clock::{mono_ms, unix_ms};
+use crate::collect::{CollectOptions, Collector};
 use crate::config::{Config, TargetConfig};
 use crate::error::UnknownKind;
 use crate::judge::{Input, TargetJudge};
-use crate::sample::{Collector as Source, Sample, TargetId, TargetState};
+use crate::sample::{Sample, Source, TargetId, TargetState};
 use crate::snapshot::{CollectorErrors, TargetStatus};
 use crate::target::{ResolveError, Resolver, Selector};
 
@@ -237,7 +238,9 @@ fn judge(
     let (mut judged, sample, missing) = match observed {
         Ok(sample) => {
             count_errors(w, &sample);
-            let j = w.judge.judge(Input::Sample(&sample), &w.cfg);
+            let j = w
+                .judge
+                .judge(Input::Sample(&sample), &w.cfg.judge, &w.cfg.rules);
             (j, Some(sample), None)
         }
         Err(NotFound { reason, unseen }) => {
@@ -250,7 +253,11 @@ fn judge(
                 unseen,
                 now_mono_ms: mono_ms(),
             };
-            (w.judge.judge(input, &w.cfg), None, Some(reason))
+            (
+                w.judge.judge(input, &w.cfg.judge, &w.cfg.rules),
+                None,
+                Some(reason),
+            )
         }
     };
     log_flip(w, &judged.verdict);
@@ -396,7 +403,7 @@ mod tests {
         t.judged
             .series
             .iter()
-            .find(|s| s.series == crate::config::Series::Fds)
+            .find(|s| s.series == crate::judge::Series::Fds)
             .and_then(|s| s.trend.as_ref())
             .map_or(0, |tr| tr.samples)
     }
@@ -484,7 +491,8 @@ mod action_tests {
     use super::tests_support::{watchdog_with, write_pid};
     use crate::actions::Outcome;
     use crate::config::actions::ExecConfig;
-    use crate::config::{ActionsConfig, Rule, Series};
+    use crate::config::ActionsConfig;
+    use crate::judge::{Rule, Series};
 
     #[test]
     fn nothing_fires_while_the_restart_budget_is_exhausted() {

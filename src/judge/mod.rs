@@ -11,6 +11,7 @@
 pub mod budget;
 pub mod rules;
 pub mod series;
+pub mod spec;
 pub mod trend;
 
 #[cfg(test)]
@@ -20,11 +21,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::config::{OnMissing, Series, TargetConfig};
 use crate::sample::{Sample, TargetState};
 
 pub use budget::{Budget, RestartLog};
 pub use rules::{CheckKind, CheckResult, Outcome, RuleState, RuleStatus, RuleTracker};
+pub use spec::{default_rules, effective_rules, JudgeConfig, OnMissing, Rule, Series};
 pub use trend::{Point, Trend, Window};
 
 /// One series as judged this tick: the `/status` "series" entry and the
@@ -136,7 +137,12 @@ impl TargetJudge {
     }
 
     /// Judge one tick.
-    pub fn judge(&mut self, input: Input<'_>, cfg: &TargetConfig) -> Judged {
+    pub fn judge(
+        &mut self,
+        input: Input<'_>,
+        cfg: &JudgeConfig,
+        rules: &[(Series, Rule)],
+    ) -> Judged {
         let sample = match input {
             Input::Sample(s) if s.state == TargetState::Running => s,
             Input::Sample(s) => {
@@ -159,7 +165,7 @@ impl TargetJudge {
         let warm = self.warming_up(sample, cfg);
         let mut series_out = Vec::new();
         let mut rules_out = Vec::new();
-        for (series, rule) in cfg.effective_rules() {
+        for (series, rule) in effective_rules(rules) {
             let mut status = series::observe(sample, series, &rule);
             let window = self.windows.entry(series).or_default();
             if let Some(v) = status.value {
@@ -168,16 +174,16 @@ impl TargetJudge {
                     value: v,
                 });
             }
-            window.trim(now, cfg.judge.window);
-            status.trend = trend::trend(window.points(), &cfg.judge);
+            window.trim(now, cfg.window);
+            status.trend = trend::trend(window.points(), cfg);
             status.seconds_to_exhaustion =
                 trend::seconds_to_exhaustion(status.value, status.limit, status.trend.as_ref());
-            let checks = rules::run_checks(&status, &rule, &cfg.judge, warm);
+            let checks = rules::run_checks(&status, &rule, cfg, warm);
             let tracker = self.trackers.entry(series).or_default();
-            rules_out.push(tracker.update(series, checks, &cfg.judge));
+            rules_out.push(tracker.update(series, checks, cfg));
             series_out.push(status);
         }
-        let budget = self.restarts.budget(now, cfg.judge.restart_budget);
+        let budget = self.restarts.budget(now, cfg.restart_budget);
         let verdict = compose(&series_out, &rules_out, &budget);
         // A restart is charged to the budget only when leakwatch asked for it.
         self.last_unhealthy = !verdict.healthy;
@@ -189,9 +195,9 @@ impl TargetJudge {
         }
     }
 
-    fn absent(&mut self, reason: &str, unseen: bool, now: u64, cfg: &TargetConfig) -> Judged {
-        let budget = self.restarts.budget(now, cfg.judge.restart_budget);
-        let verdict = match cfg.judge.on_missing {
+    fn absent(&mut self, reason: &str, unseen: bool, now: u64, cfg: &JudgeConfig) -> Judged {
+        let budget = self.restarts.budget(now, cfg.restart_budget);
+        let verdict = match cfg.on_missing {
             _ if unseen => Verdict::healthy(vec![format!(
                 "{reason}; leakwatch cannot see the target, failing open"
             )]),
@@ -212,8 +218,8 @@ impl TargetJudge {
 
     /// Trend rules stay quiet for `warmup` after the target started (by its start time, or
     /// when leakwatch first saw it if the start time is unknown).
-    fn warming_up(&self, sample: &Sample, cfg: &TargetConfig) -> bool {
-        let warmup_ms = cfg.judge.warmup.as_millis() as u64;
+    fn warming_up(&self, sample: &Sample, cfg: &JudgeConfig) -> bool {
+        let warmup_ms = cfg.warmup.as_millis() as u64;
         if warmup_ms == 0 {
             return false;
         }

@@ -18,9 +18,8 @@ use std::path::Path;
 use crate::collect::bundle as raw;
 use crate::collect::net_tcp::{self, NetTcp};
 use crate::config::actions::BundleConfig;
-use crate::config::Series;
-use crate::judge::Judged;
-use crate::sample::{Sample, TcpState};
+use crate::judge::{Judged, Series};
+use crate::sample::{Sample, TcpSource, TcpState};
 
 pub use write::{BundleFile, Written};
 
@@ -58,7 +57,7 @@ pub struct Gathered {
 
 /// Read the target's state now and render every file.
 pub fn gather(proc_root: &Path, cgroup_root: &Path, input: &BundleInput<'_>) -> Gathered {
-    let now = crate::collect::unix_ms();
+    let now = crate::clock::unix_ms();
     let sample = input.sample;
     let pid = sample.target.pid;
     let pid_dir = proc_root.join(pid.to_string());
@@ -120,7 +119,7 @@ pub fn gather(proc_root: &Path, cgroup_root: &Path, input: &BundleInput<'_>) -> 
         table.sockets.iter().map(|s| (s.inode, s)).collect();
     let threads = render::threads(sample, &wchans, &fd_inodes, &tcp_by_inode);
     let sockets = render::sockets(pid, &table, &fds_of);
-    let summary = net_tcp::summarize(&table, fds_of.len() as u64, 3);
+    let summary = net_tcp::summarize(&table, TcpSource::ProcNet, fds_of.len() as u64, 3);
     let mut files = vec![
         BundleFile {
             name: "verdict.json".into(),
@@ -191,7 +190,7 @@ pub fn make(
     input: &BundleInput<'_>,
 ) -> Result<Written, String> {
     let g = gather(proc_root, cgroup_root, input);
-    let name = write::bundle_name(input.name, crate::collect::unix_ms());
+    let name = write::bundle_name(input.name, crate::clock::unix_ms());
     write::write_bundle(
         &cfg.dir,
         input.name,

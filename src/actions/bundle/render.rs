@@ -7,9 +7,10 @@ use crate::collect::bundle::FdLink;
 use crate::collect::fd::FdKind;
 use crate::collect::net_tcp::{self, NetTcp};
 use crate::collect::task::{call_kind, syscall::fd_arg, syscall_name, CallKind};
-use crate::config::{Rule, Series};
-use crate::judge::{series, Judged};
-use crate::sample::{PeerCount, Sample, StuckWorker, SyscallState, Task, TcpSocket, TcpState};
+use crate::judge::{series, Judged, Rule, Series};
+use crate::sample::{
+    PeerCount, Sample, StuckWorker, SyscallState, Task, TcpSocket, TcpSource, TcpState,
+};
 use crate::units;
 
 use super::HistoryRow;
@@ -69,7 +70,7 @@ fn state_rank(s: TcpState) -> usize {
 
 /// `sockets.txt`: counts per peer at the top, then every TCP socket, CLOSE_WAIT first.
 pub fn sockets(pid: i32, table: &NetTcp, fds_of: &HashMap<u64, Vec<i32>>) -> Vec<String> {
-    let summary = net_tcp::summarize(table, fds_of.len() as u64, usize::MAX);
+    let summary = net_tcp::summarize(table, TcpSource::ProcNet, fds_of.len() as u64, usize::MAX);
     let states: Vec<String> = TcpState::ALL
         .iter()
         .filter(|s| summary.states.get(**s) > 0)
@@ -162,7 +163,7 @@ pub fn threads(
     let Some(threads) = &sample.threads else {
         let why = sample
             .unknown
-            .get(&crate::sample::Collector::Threads)
+            .get(&crate::sample::Source::Threads)
             .map_or("unknown".to_string(), |u| u.message.clone());
         return vec![format!(
             "# the threads of pid {pid} could not be read: {why}"
@@ -181,7 +182,7 @@ pub fn threads(
         None => {
             let why = sample
                 .unknown
-                .get(&crate::sample::Collector::Stuck)
+                .get(&crate::sample::Source::Stuck)
                 .map_or("unknown".to_string(), |u| u.message.clone());
             format!("stuck workers unknown: {why}")
         }
