@@ -9,6 +9,7 @@
 //! reason in `notes`.
 
 pub mod budget;
+pub mod flip;
 pub mod rules;
 pub mod series;
 pub mod spec;
@@ -22,8 +23,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::sample::{Sample, TargetState};
+use crate::units;
 
 pub use budget::{Budget, RestartLog};
+pub use flip::{Answer, FlipDetector, Health, Transition};
 pub use rules::{CheckKind, CheckResult, Outcome, RuleState, RuleStatus, RuleTracker};
 pub use spec::{default_rules, effective_rules, JudgeConfig, OnMissing, Rule, Series};
 pub use trend::{Point, Trend, Window};
@@ -96,6 +99,48 @@ pub struct Judged {
     pub rules: Vec<RuleStatus>,
     pub budget: Budget,
     pub verdict: Verdict,
+}
+
+impl Judged {
+    /// What the judge found, before any [`hold`]: the flip detector's input.
+    pub fn health(&self) -> Health {
+        if !self.verdict.healthy {
+            Health::Unhealthy
+        } else if self.budget.exhausted && self.rules.iter().any(|r| r.failing) {
+            Health::WouldFail
+        } else {
+            Health::Healthy
+        }
+    }
+}
+
+/// A hold on the verdict: the actions signalled the target at the flip and asked for
+/// `signal_grace`, so `/healthz` keeps answering 200 for `left_ms` more and a dump can
+/// finish before the kubelet acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    pub left_ms: u64,
+}
+
+/// The verdict `/healthz` answers: `found`, or under a hold an unhealthy one turned
+/// healthy, saying why first and keeping each failing line as `would fail: ...`.
+pub fn hold(found: Verdict, hold: Option<Hold>) -> Verdict {
+    let Some(Hold { left_ms }) = hold.filter(|_| !found.healthy) else {
+        return found;
+    };
+    let left = units::duration_ms(left_ms);
+    let mut notes = vec![format!(
+        "signal_grace: the target was signalled at the flip; /healthz reports the failure in \
+         ~{left}"
+    )];
+    notes.extend(
+        found
+            .failing
+            .into_iter()
+            .map(|l| format!("would fail: {l}")),
+    );
+    notes.extend(found.notes);
+    Verdict::healthy(notes)
 }
 
 /// The judging state of one target: windows, rule trackers, the restart log.

@@ -1469,3 +1469,60 @@ fn a_target_leaking_after_every_restart_never_gets_more_than_the_budget_per_hour
     );
     assert!(unhealthy_ticks > 0);
 }
+
+// ---- The signal_grace hold ------------------------------------------------------------
+
+fn failing_verdict() -> Verdict {
+    Verdict {
+        healthy: false,
+        failing: vec!["tcp_close_wait: 30 open (>= 20)".into()],
+        notes: vec!["heap: unknown (smaps_rollup: permission denied); not judged".into()],
+    }
+}
+
+#[test]
+fn a_hold_keeps_an_unhealthy_verdict_at_200_and_says_why() {
+    let held = hold(failing_verdict(), Some(Hold { left_ms: 2_000 }));
+    assert!(held.healthy);
+    assert!(held.failing.is_empty());
+    assert_eq!(
+        held.notes,
+        vec![
+            "signal_grace: the target was signalled at the flip; /healthz reports the failure \
+             in ~2s"
+                .to_string(),
+            "would fail: tcp_close_wait: 30 open (>= 20)".into(),
+            "heap: unknown (smaps_rollup: permission denied); not judged".into(),
+        ]
+    );
+}
+
+#[test]
+fn without_a_hold_or_on_a_healthy_verdict_nothing_changes() {
+    assert_eq!(hold(failing_verdict(), None), failing_verdict());
+    let healthy = Verdict::healthy(vec!["a note".into()]);
+    assert_eq!(hold(healthy.clone(), Some(Hold { left_ms: 5 })), healthy);
+}
+
+#[test]
+fn health_is_what_the_judge_found_before_a_hold() {
+    let mut feed = Feed::new(budget_target(3));
+    assert_eq!(
+        feed.values(Series::TcpCloseWait, [10, 10, 10])[2].health(),
+        Health::Healthy
+    );
+    // Failing rules with the budget left: unhealthy, held or not.
+    let j = close_wait_over_max(&mut feed);
+    assert_eq!(j.health(), Health::Unhealthy);
+    assert!(hold(j.verdict.clone(), Some(Hold { left_ms: 1_000 })).healthy);
+    assert_eq!(j.health(), Health::Unhealthy);
+    // With the budget exhausted (three restarts that followed a 503): would fail.
+    for _ in 0..3 {
+        feed.advance(60_000);
+        feed.restart();
+        close_wait_over_max(&mut feed);
+    }
+    let j = close_wait_over_max(&mut feed);
+    assert!(j.budget.exhausted && j.verdict.healthy, "{j:?}");
+    assert_eq!(j.health(), Health::WouldFail);
+}
