@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock::{mono_ms, unix_ms};
 use crate::error::{ReadError, Unknown, UnknownKind};
-use crate::sample::{ProcessInfo, Sample, Source, TargetId, TargetState};
+use crate::sample::{ProcessInfo, Sample, Source, TargetId, TargetState, TcpSocket};
 
 /// What to collect this tick.
 #[derive(Debug, Clone)]
@@ -158,7 +158,24 @@ impl Collector {
 
     fn collect_sections(&mut self, s: &mut Sample, pid_dir: &Path, opts: &CollectOptions) {
         s.fd_limit = timed(s, Source::Limits, || limits::read_nofile(pid_dir));
+        let sockets = self.fds_and_sockets(s, pid_dir, opts);
+        memory(s, pid_dir, opts);
+        let started = Instant::now();
+        let cg = cgroup::collect_cgroup(&self.proc_root, &self.cgroup_root, s.target.pid);
+        s.duration_us.insert(Source::CgroupMemory, micros(started));
+        s.cgroup_memory = keep(s, Source::CgroupMemory, cg.memory);
+        s.cgroup_pids = keep(s, Source::CgroupPids, cg.pids);
+        self.threads(s, pid_dir, opts, sockets.as_ref());
+    }
 
+    /// The fd table, then the TCP rows of its sockets. `None` when the fd links are unknown
+    /// (so are the sockets); else the (fd, inode) of each socket and the TCP rows by inode.
+    fn fds_and_sockets(
+        &mut self,
+        s: &mut Sample,
+        pid_dir: &Path,
+        opts: &CollectOptions,
+    ) -> Option<Sockets> {
         let scan = timed(s, Source::Fds, || fd::scan_fds(pid_dir));
         let mut socket_fds = Vec::new();
         let mut links_known = false;
@@ -170,63 +187,47 @@ impl Collector {
             socket_fds = scan.sockets;
             s.fds = Some(scan.fds);
         }
-
-        let mut tcp_by_inode = FxHashMap::default();
-        if links_known {
-            let (proc_root, target) = (&self.proc_root, s.target);
-            let tcp = &mut self.tcp;
-            let inodes: FxHashSet<u64> = socket_fds.iter().map(|(_, i)| *i).collect();
-            let read = timed(s, Source::Tcp, || {
-                tcp.read(proc_root, pid_dir, target, &socket_fds, &inodes)
-            });
-            if let Some((table, source)) = read {
-                let summary =
-                    net_tcp::summarize(&table, source, inodes.len() as u64, opts.top_peers);
-                s.tcp = Some(summary);
-                tcp_by_inode = table.sockets.into_iter().map(|t| (t.inode, t)).collect();
-            }
-        } else {
+        if !links_known {
             let why = links_unknown(s, "sockets");
             s.unknown.insert(Source::Tcp, why);
+            return None;
         }
-
-        if let Some(st) = timed(s, Source::Memory, || status::read_status(pid_dir)) {
-            s.memory = Some(st.memory);
-            if let Some(p) = s.process.as_mut() {
-                p.uid = st.uid;
-            }
+        let mut tcp_by_inode = FxHashMap::default();
+        let (proc_root, target) = (&self.proc_root, s.target);
+        let tcp = &mut self.tcp;
+        let inodes: FxHashSet<u64> = socket_fds.iter().map(|(_, i)| *i).collect();
+        let read = timed(s, Source::Tcp, || {
+            tcp.read(proc_root, pid_dir, target, &socket_fds, &inodes)
+        });
+        if let Some((table, source)) = read {
+            let summary = net_tcp::summarize(&table, source, inodes.len() as u64, opts.top_peers);
+            s.tcp = Some(summary);
+            tcp_by_inode = table.sockets.into_iter().map(|t| (t.inode, t)).collect();
         }
-        s.smaps_rollup = timed(s, Source::SmapsRollup, || smaps::read_smaps_rollup(pid_dir));
-        if opts.smaps {
-            s.heap = timed(s, Source::Heap, || smaps::read_heap(pid_dir));
-        } else {
-            let why = Unknown::new(
-                UnknownKind::NotCollected,
-                "smaps is read at a slower cadence",
-            );
-            s.unknown.insert(Source::Heap, why);
-        }
+        Some(Sockets {
+            fds: socket_fds,
+            tcp_by_inode,
+        })
+    }
 
-        let started = Instant::now();
-        let cg = cgroup::collect_cgroup(&self.proc_root, &self.cgroup_root, s.target.pid);
-        s.duration_us.insert(Source::CgroupMemory, micros(started));
-        s.cgroup_memory = keep(s, Source::CgroupMemory, cg.memory);
-        s.cgroup_pids = keep(s, Source::CgroupPids, cg.pids);
-
+    /// The threads, and the workers stuck in a socket call (which need the fd links).
+    fn threads(
+        &mut self,
+        s: &mut Sample,
+        pid_dir: &Path,
+        opts: &CollectOptions,
+        sockets: Option<&Sockets>,
+    ) {
         let started = Instant::now();
         match task::read_threads(pid_dir) {
             Ok(scan) => {
                 if let Some(e) = &scan.syscall_error {
                     s.unknown.insert(Source::Stuck, Unknown::from(e));
-                } else if !links_known {
-                    // Without the fd links no worker can be tied to a socket: unknown, not 0.
-                    let why = links_unknown(s, "stuck workers' sockets");
-                    s.unknown.insert(Source::Stuck, why);
-                } else {
-                    let fd_inodes: FxHashMap<i32, u64> = socket_fds.iter().copied().collect();
+                } else if let Some(sockets) = sockets {
+                    let fd_inodes: FxHashMap<i32, u64> = sockets.fds.iter().copied().collect();
                     let lookup = task::SocketLookup {
                         fd_inodes: &fd_inodes,
-                        tcp_by_inode: &tcp_by_inode,
+                        tcp_by_inode: &sockets.tcp_by_inode,
                     };
                     let after = u64::try_from(opts.stuck_after.as_millis()).unwrap_or(u64::MAX);
                     let tracker = self.stuck.entry(s.target).or_default();
@@ -238,6 +239,10 @@ impl Collector {
                         &lookup,
                     );
                     s.stuck = Some(stuck);
+                } else {
+                    // Without the fd links no worker can be tied to a socket: unknown, not 0.
+                    let why = links_unknown(s, "stuck workers' sockets");
+                    s.unknown.insert(Source::Stuck, why);
                 }
                 s.threads = Some(scan.threads);
             }
@@ -247,6 +252,34 @@ impl Collector {
             }
         }
         s.duration_us.insert(Source::Threads, micros(started));
+    }
+}
+
+/// The target's sockets, as the fd scan and the TCP tables gave them.
+struct Sockets {
+    /// (fd, inode) of each socket fd.
+    fds: Vec<(i32, u64)>,
+    /// The TCP rows of those sockets, by inode.
+    tcp_by_inode: FxHashMap<u64, TcpSocket>,
+}
+
+/// `status` (memory and uid), `smaps_rollup`, and the heap at its own cadence.
+fn memory(s: &mut Sample, pid_dir: &Path, opts: &CollectOptions) {
+    if let Some(st) = timed(s, Source::Memory, || status::read_status(pid_dir)) {
+        s.memory = Some(st.memory);
+        if let Some(p) = s.process.as_mut() {
+            p.uid = st.uid;
+        }
+    }
+    s.smaps_rollup = timed(s, Source::SmapsRollup, || smaps::read_smaps_rollup(pid_dir));
+    if opts.smaps {
+        s.heap = timed(s, Source::Heap, || smaps::read_heap(pid_dir));
+    } else {
+        let why = Unknown::new(
+            UnknownKind::NotCollected,
+            "smaps is read at a slower cadence",
+        );
+        s.unknown.insert(Source::Heap, why);
     }
 }
 
