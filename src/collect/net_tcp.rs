@@ -16,9 +16,9 @@ use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
-use super::fxhash::{FxHashMap as HashMap, FxHashSet};
 use crate::error::ReadError;
 use crate::sample::{Peer, PeerCount, Tcp, TcpSocket, TcpSource, TcpState};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 
 /// Rows of one or more TCP tables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

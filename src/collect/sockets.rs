@@ -18,16 +18,14 @@
 //! while the fd stays open.
 
 use std::collections::HashMap;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::fxhash::FxHashSet as HashSet;
 use super::net_tcp::{self, NetTcp};
 use super::sock_diag::{DiagError, DiagSocket, SockDiag, FD_STATES, MAX_CGROUP_FILTER};
 use crate::error::ReadError;
 use crate::sample::{TargetId, TcpSource};
+use rustc_hash::FxHashSet as HashSet;
 
 /// Reads TCP sockets for every target of one collector; keeps the netlink socket and what
 /// was learned per target between ticks.
@@ -214,25 +212,10 @@ fn learn(table: &Table, inodes: &HashSet<u64>) -> Learned {
 /// `system.sockprotoname` of `PID_DIR/fd/FD` (`TCP`, `TCPv6`, `UNIX-STREAM`, ...), without
 /// its NUL; `None` when the fd is gone or unreadable.
 fn protocol_name(pid_dir: &Path, fd: i32) -> Option<Vec<u8>> {
-    let path = CString::new(
-        pid_dir
-            .join("fd")
-            .join(fd.to_string())
-            .as_os_str()
-            .as_bytes(),
-    )
-    .ok()?;
+    let path = pid_dir.join("fd").join(fd.to_string());
     let mut buf = [0u8; 64];
-    // SAFETY: both names are NUL-terminated; `buf` is writable for its length.
-    let n = unsafe {
-        libc::getxattr(
-            path.as_ptr(),
-            c"system.sockprotoname".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    let name = buf.get(..usize::try_from(n).ok()?)?;
+    let n = rustix::fs::getxattr(&path, c"system.sockprotoname", &mut buf[..]).ok()?;
+    let name = buf.get(..n)?;
     Some(name.strip_suffix(b"\0").unwrap_or(name).to_vec())
 }
 
