@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod skip;
 
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
