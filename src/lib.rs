@@ -7,6 +7,7 @@
 
 pub mod actions;
 pub mod cli;
+pub mod clock;
 pub mod collect;
 pub mod config;
 pub mod daemon;

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::error::Unknown;
 use crate::sample::{
-    CgroupMemory, CgroupPids, Collector as Source, Limit, PeerCount, Sample, TargetState, TcpState,
+    CgroupMemory, CgroupPids, Limit, PeerCount, Sample, Source, TargetState, TcpState,
 };
 use crate::units::{bytes, duration_ms, percent, utc};
 

@@ -1,7 +1,7 @@
 //! One [`Sample`] per tick: plain data, units in field names, `Option` where a source can fail.
 //!
 //! A value that could not be read is `None`, and the reason is kept in [`Sample::unknown`]
-//! under the [`Collector`] that failed. Nothing here is ever "0 because we could not look".
+//! under the [`Source`] that failed. Nothing here is ever "0 because we could not look".
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -43,7 +43,7 @@ pub enum TargetState {
 /// The sources of a sample; keys of [`Sample::unknown`] and of collector metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Collector {
+pub enum Source {
     Process,
     Fds,
     Limits,
@@ -57,20 +57,20 @@ pub enum Collector {
     Stuck,
 }
 
-impl Collector {
+impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
-            Collector::Process => "process",
-            Collector::Fds => "fds",
-            Collector::Limits => "limits",
-            Collector::Tcp => "tcp",
-            Collector::Memory => "memory",
-            Collector::SmapsRollup => "smaps_rollup",
-            Collector::Heap => "heap",
-            Collector::CgroupMemory => "cgroup_memory",
-            Collector::CgroupPids => "cgroup_pids",
-            Collector::Threads => "threads",
-            Collector::Stuck => "stuck",
+            Source::Process => "process",
+            Source::Fds => "fds",
+            Source::Limits => "limits",
+            Source::Tcp => "tcp",
+            Source::Memory => "memory",
+            Source::SmapsRollup => "smaps_rollup",
+            Source::Heap => "heap",
+            Source::CgroupMemory => "cgroup_memory",
+            Source::CgroupPids => "cgroup_pids",
+            Source::Threads => "threads",
+            Source::Stuck => "stuck",
         }
     }
 }
@@ -97,9 +97,9 @@ pub struct Sample {
     /// Stuck socket workers; `None` when `task/*/syscall` cannot be read.
     pub stuck: Option<Stuck>,
     /// Why each missing section is missing.
-    pub unknown: BTreeMap<Collector, Unknown>,
+    pub unknown: BTreeMap<Source, Unknown>,
     /// How long each collector took this tick, microseconds.
-    pub duration_us: BTreeMap<Collector, u64>,
+    pub duration_us: BTreeMap<Source, u64>,
 }
 
 /// From `/proc/PID/stat` and `cmdline`.

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::actions::ActionsStatus;
 use crate::error::UnknownKind;
 use crate::judge::{Judged, Verdict};
-use crate::sample::{Collector, Sample, TargetId};
+use crate::sample::{Sample, Source, TargetId};
 
 /// Ticks without a published snapshot after which it is stale: `/healthz` fails open and
 /// `/livez` reports the stall.
@@ -78,7 +78,7 @@ impl TargetStatus {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CollectorErrors {
-    pub collector: Collector,
+    pub collector: Source,
     pub reason: UnknownKind,
     pub count: u64,
 }

@@ -9,9 +9,10 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Deserializer};
+
 use crate::collect::read_cmdline;
 use crate::collect::stat::read_stat;
-use crate::config::values::ConfigRegex;
 use crate::error::{read_to_string, ReadError};
 use crate::sample::TargetId;
 
@@ -22,9 +23,9 @@ pub enum Selector {
     Pidfile(PathBuf),
     /// Exact `comm`.
     Name(String),
-    NameRegex(ConfigRegex),
+    NameRegex(SelectorRegex),
     /// On the whole command line, arguments joined by spaces.
-    CmdlineRegex(ConfigRegex),
+    CmdlineRegex(SelectorRegex),
     /// A cgroup directory; the oldest process in it (or below it) is the target.
     Cgroup(PathBuf),
     /// A systemd unit's cgroup (`app.service`; `.service` is added when no suffix is given).
@@ -330,6 +331,39 @@ fn self_and_ancestors(proc_root: &Path) -> HashSet<i32> {
     out
 }
 
+/// A selector's regex (`name_regex`, `cmdline_regex`), compiled while the config or the
+/// command line is read.
+#[derive(Clone)]
+pub struct SelectorRegex(pub regex::Regex);
+
+impl fmt::Debug for SelectorRegex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0.as_str())
+    }
+}
+
+impl PartialEq for SelectorRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for SelectorRegex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        regex::Regex::new(&s).map(SelectorRegex).map_err(|e| {
+            // The regex crate's message spans lines (pattern, caret, reason): keep the reason.
+            let text = e.to_string();
+            let reason = text
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            serde::de::Error::custom(format!("the regex {s:?} does not compile: {reason}"))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,8 +384,8 @@ mod tests {
         tmp
     }
 
-    fn re(s: &str) -> ConfigRegex {
-        ConfigRegex(regex::Regex::new(s).unwrap())
+    fn re(s: &str) -> SelectorRegex {
+        SelectorRegex(regex::Regex::new(s).unwrap())
     }
 
     #[test]

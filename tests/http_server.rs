@@ -53,7 +53,7 @@ fn snapshot() -> Snapshot {
         seq: 1,
         started_unix_ms: 0,
         published_unix_ms: 0,
-        published_mono_ms: leakwatch::collect::mono_ms(),
+        published_mono_ms: leakwatch::clock::mono_ms(),
         // Long enough that the snapshot stays fresh for the whole test.
         interval_ms: 3_600_000,
         ticks_total: 1,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{count_fd_links, count_fds, target, LeakyChild};
 use leakwatch::collect::{fd::scan_fds, stat::read_stat, CollectOptions, Collector};
 use leakwatch::error::UnknownKind;
-use leakwatch::sample::{Collector as Source, Limit, Sample, TargetId, TargetState};
+use leakwatch::sample::{Limit, Sample, Source, TargetId, TargetState};
 
 fn collect(pid: i32) -> Sample {
     Collector::new("/proc", "/sys/fs/cgroup").collect(target(pid), &CollectOptions::default())
@@ -258,11 +258,11 @@ fn one_collector_tracks_stuck_workers_of_several_targets() {
 
 #[test]
 fn resolving_again_after_a_restart_finds_the_new_process() {
-    use leakwatch::config::values::ConfigRegex;
+    use leakwatch::target::SelectorRegex;
     use leakwatch::target::{Resolver, Selector};
     // A command line no other test uses; leakwatch never selects itself or this test.
     let args = ["--files", "17", "--pipes", "17"];
-    let selector = Selector::CmdlineRegex(ConfigRegex(
+    let selector = Selector::CmdlineRegex(SelectorRegex(
         regex::Regex::new("demo-child --files 17 --pipes 17").unwrap(),
     ));
     let resolver = Resolver::new("/proc", "/sys/fs/cgroup");

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use common::{count_fds, ss_states, LeakyChild, BIN};
 use leakwatch::error::UnknownKind;
-use leakwatch::sample::{Collector as Source, Sample};
+use leakwatch::sample::{Sample, Source};
 
 fn inspect(args: &[&str]) -> Output {
     Command::new(BIN)

@@ -346,10 +346,7 @@ fn promtool_accepts_live_metrics() {
     );
     match leakwatch::metrics::testing::promtool_check(&text).expect("run promtool") {
         Some(report) => assert!(report.success, "promtool: {}\n{text}", report.output),
-        None if std::env::var_os("LEAKWATCH_REQUIRE_PROMTOOL").is_some() => {
-            panic!("promtool is required (LEAKWATCH_REQUIRE_PROMTOOL) but not installed")
-        }
-        None => println!("skipped promtool: not installed"),
+        None => common::skip::skip("LEAKWATCH_REQUIRE_PROMTOOL", "promtool is not installed"),
     }
 }
 

@@ -13,11 +13,11 @@ use std::process::Command;
 
 use common::{eventually, ss_states, target, LeakyChild, BIN};
 use leakwatch::collect::fd::scan_fds;
-use leakwatch::collect::fxhash::FxHashSet;
 use leakwatch::collect::net_tcp::{read_target_sockets, summarize};
 use leakwatch::collect::sockets::TcpReader;
 use leakwatch::collect::{CollectOptions, Collector};
 use leakwatch::sample::{TcpSocket, TcpSource, TcpState};
+use rustc_hash::FxHashSet;
 
 fn has_ipv6() -> bool {
     TcpListener::bind("[::1]:0").is_ok()
@@ -57,6 +57,7 @@ fn both(reader: &mut TcpReader, pid: i32) -> (Vec<TcpSocket>, TcpSource) {
                     sockets: rows.to_vec(),
                     unparsed_lines: 0,
                 },
+                leakwatch::sample::TcpSource::SockDiag,
                 0,
                 0,
             );

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use common::target;
 use leakwatch::collect::fd::scan_fds;
-use leakwatch::collect::fxhash::FxHashSet;
 use leakwatch::collect::net_tcp::read_target_sockets;
 use leakwatch::collect::sockets::TcpReader;
 use leakwatch::sample::TcpSocket;
+use rustc_hash::FxHashSet;
 
 fn read(reader: &mut TcpReader, pid: i32) -> (Vec<TcpSocket>, Vec<TcpSocket>) {
     let pid_dir = PathBuf::from(format!("/proc/{pid}"));

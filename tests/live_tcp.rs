@@ -42,7 +42,12 @@ fn settled(pid: i32) -> (HashSet<u64>, NetTcp, Tcp) {
     let agreed = eventually(|| {
         let inodes = socket_inodes(pid);
         let table = read_target_sockets(&pid_dir(pid), &inodes).unwrap();
-        let tcp = summarize(&table, inodes.len() as u64, 10);
+        let tcp = summarize(
+            &table,
+            leakwatch::sample::TcpSource::ProcNet,
+            inodes.len() as u64,
+            10,
+        );
         let ok = state_map(&tcp.states) == ss_states(pid);
         last = Some((inodes, table, tcp));
         ok
@@ -189,8 +194,6 @@ fn collector_reports_the_same_tcp_section() {
     assert_eq!(state_map(&tcp.states), ss_states(pid));
     assert!(sample
         .duration_us
-        .contains_key(&leakwatch::sample::Collector::Tcp));
-    assert!(!sample
-        .unknown
-        .contains_key(&leakwatch::sample::Collector::Tcp));
+        .contains_key(&leakwatch::sample::Source::Tcp));
+    assert!(!sample.unknown.contains_key(&leakwatch::sample::Source::Tcp));
 }

@@ -14,12 +14,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::LeakyChild;
+use leakwatch::clock::mono_ms;
 use leakwatch::collect::task::{
     read_syscall, read_threads, syscall_name, SocketLookup, StuckTracker,
 };
-use leakwatch::collect::{fd, mono_ms, CollectOptions, Collector};
+use leakwatch::collect::{fd, CollectOptions, Collector};
 use leakwatch::error::UnknownKind;
-use leakwatch::sample::{Collector as Source, Stuck, SyscallState, TargetId, TcpSocket, TcpState};
+use leakwatch::sample::{Source, Stuck, SyscallState, TargetId, TcpSocket, TcpState};
 
 const STUCK_AFTER_MS: u64 = 1000;
 const PAST_STUCK_AFTER: Duration = Duration::from_millis(1200);

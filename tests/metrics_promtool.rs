@@ -5,6 +5,9 @@
 //! Without promtool (Debian: `apt-get install --no-install-recommends prometheus`) the test
 //! says so and passes, unless `LEAKWATCH_REQUIRE_PROMTOOL=1` (CI sets it): then it fails.
 
+#[path = "common/skip.rs"]
+mod skip;
+
 use leakwatch::metrics::testing::{example_snapshot, missing_target, promtool_check};
 use leakwatch::metrics::{render, render_targets};
 use leakwatch::snapshot::Snapshot;
@@ -13,12 +16,10 @@ use leakwatch::snapshot::Snapshot;
 fn check(what: &str, text: &str) -> bool {
     let report = promtool_check(text).expect("run promtool");
     let Some(report) = report else {
-        let required = std::env::var("LEAKWATCH_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "promtool is not installed and LEAKWATCH_REQUIRE_PROMTOOL=1"
+        skip::skip(
+            "LEAKWATCH_REQUIRE_PROMTOOL",
+            "promtool is not installed (Debian package `prometheus`)",
         );
-        eprintln!("skipped: promtool is not installed (Debian package `prometheus`)");
         return false;
     };
     assert!(

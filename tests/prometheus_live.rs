@@ -132,12 +132,10 @@ fn prometheus_binary() -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
-        let required = std::env::var("LEAKWATCH_REQUIRE_PROMETHEUS").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "prometheus is not installed and LEAKWATCH_REQUIRE_PROMETHEUS=1"
+        common::skip::skip(
+            "LEAKWATCH_REQUIRE_PROMETHEUS",
+            "prometheus is not installed (Debian package `prometheus`)",
         );
-        eprintln!("skipped: prometheus is not installed (Debian package `prometheus`)");
     }
     found
 }

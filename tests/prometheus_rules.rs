@@ -7,6 +7,9 @@
 //! promtool tests say so and pass, unless `LEAKWATCH_REQUIRE_PROMTOOL=1` (CI sets it): then
 //! they fail.
 
+#[path = "common/skip.rs"]
+mod skip;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,12 +37,10 @@ fn promtool(dir: &Path, args: &[&str]) -> Option<Run> {
     {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let required = std::env::var("LEAKWATCH_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "promtool is not installed and LEAKWATCH_REQUIRE_PROMTOOL=1"
+            skip::skip(
+                "LEAKWATCH_REQUIRE_PROMTOOL",
+                "promtool is not installed (Debian package `prometheus`)",
             );
-            eprintln!("skipped: promtool is not installed (Debian package `prometheus`)");
             return None;
         }
         Err(e) => panic!("run promtool: {e}"),

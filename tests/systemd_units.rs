@@ -727,18 +727,13 @@ fn allowed_syscalls() -> BTreeSet<String> {
     allowed
 }
 
-fn strace_required() -> bool {
-    std::env::var_os("LEAKWATCH_REQUIRE_STRACE").is_some_and(|v| v == "1")
-}
-
 #[test]
 fn every_syscall_socket_and_mapping_is_one_the_units_allow() {
     if unitfiles::skip_without_systemd_analyze("every_syscall_socket_and_mapping") {
         return;
     }
     if Command::new("strace").arg("-V").output().is_err() {
-        assert!(!strace_required(), "strace is missing");
-        eprintln!("skipped: strace is missing");
+        common::skip::skip("LEAKWATCH_REQUIRE_STRACE", "strace is missing");
         return;
     }
     // A target with sockets, a stuck worker and files; leakwatch through leakwatch-unit with

@@ -207,10 +207,10 @@ fn wrk() -> Option<()> {
     if Command::new("wrk").arg("--version").output().is_ok() {
         return Some(());
     }
-    if std::env::var_os("LEAKWATCH_REQUIRE_WRK").is_some() {
-        panic!("wrk is missing (LEAKWATCH_REQUIRE_WRK is set): apt-get install wrk");
-    }
-    eprintln!("skipped: wrk is missing");
+    common::skip::skip(
+        "LEAKWATCH_REQUIRE_WRK",
+        "wrk is missing: apt-get install wrk",
+    );
     None
 }
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::{count_fd_links, count_fds, setpriv_nobody, ss_states, LeakyChild};
-use leakwatch::sample::{Collector as Source, Sample};
+use leakwatch::sample::{Sample, Source};
 
 /// What the target is.
 #[derive(Clone, Copy, Debug)]

@@ -114,11 +114,7 @@ fn lab() -> Option<Lab> {
             .map(|t| format!("{t} is missing"))
     };
     if let Some(why) = why {
-        assert!(
-            std::env::var_os("LEAKWATCH_REQUIRE_NAMESPACES").is_none(),
-            "{why} (LEAKWATCH_REQUIRE_NAMESPACES is set)"
-        );
-        eprintln!("skipped: {why}");
+        common::skip::skip("LEAKWATCH_REQUIRE_NAMESPACES", &why);
         return None;
     }
     let lab = Lab {
@@ -486,11 +482,10 @@ fn idle_keep_alive_connections_never_starve_the_probe() {
 #[test]
 fn a_wrk_flood_never_starves_the_probe() {
     if Command::new("wrk").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("LEAKWATCH_REQUIRE_WRK").is_none(),
-            "wrk is missing (LEAKWATCH_REQUIRE_WRK is set): apt-get install wrk"
+        common::skip::skip(
+            "LEAKWATCH_REQUIRE_WRK",
+            "wrk is missing (apt-get install wrk)",
         );
-        eprintln!("skipped: wrk is missing");
         return;
     }
     under_attack("wrk flood, 1000 connections", |lab, to| {

@@ -18,8 +18,8 @@ use std::time::Duration;
 use common::daemon::config_file;
 use common::{count_fds, setpriv_nobody, LeakyChild, BIN};
 use leakwatch::collect::{CollectOptions, Collector};
-use leakwatch::config::values::ConfigRegex;
-use leakwatch::sample::{Collector as Source, TargetState};
+use leakwatch::sample::{Source, TargetState};
+use leakwatch::target::SelectorRegex;
 use leakwatch::target::{Resolver, Selector};
 
 /// A shell that sets its own comm (as `prctl(PR_SET_NAME)` does) to `comm` and waits on
@@ -62,8 +62,8 @@ impl Drop for Named {
     }
 }
 
-fn regex(s: &str) -> ConfigRegex {
-    ConfigRegex(regex::Regex::new(s).unwrap())
+fn regex(s: &str) -> SelectorRegex {
+    SelectorRegex(regex::Regex::new(s).unwrap())
 }
 
 #[test]

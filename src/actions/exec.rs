@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,20 @@ pub fn run(cfg: &ExecConfig, env: &[(&str, String)]) -> HookRun {
         }
     };
     let pid = child.id() as i32;
+    let output = read_output(&mut child);
+    let (status, timed_out) = wait_or_kill(&mut child, pid, cfg.timeout);
+    let (output, output_dropped) = collect_output(&output);
+    HookRun {
+        ok: !timed_out && status.is_some_and(|s| s.success()),
+        summary: summary(timed_out, status, cfg.timeout),
+        output: String::from_utf8_lossy(&output).into_owned(),
+        output_dropped,
+        pid: Some(pid),
+    }
+}
+
+/// A thread per output stream, each sending what it read (kept, dropped) at its end.
+fn read_output(child: &mut Child) -> mpsc::Receiver<(Vec<u8>, u64)> {
     let (tx, rx) = mpsc::channel();
     for stream in [
         child
@@ -73,23 +87,30 @@ pub fn run(cfg: &ExecConfig, env: &[(&str, String)]) -> HookRun {
             let _ = tx.send(drain(stream));
         });
     }
-    drop(tx);
-    let deadline = Instant::now() + cfg.timeout;
-    let mut timed_out = false;
-    let status = loop {
+    rx
+}
+
+/// The hook's exit status, killing it (its process group first) at `timeout`; and whether
+/// it was killed so.
+fn wait_or_kill(child: &mut Child, pid: i32, timeout: Duration) -> (Option<ExitStatus>, bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
         match child.try_wait() {
-            Ok(Some(st)) => break Some(st),
+            Ok(Some(st)) => return (Some(st), false),
             Ok(None) if Instant::now() >= deadline => {
-                timed_out = true;
                 // The group first (what it started), then the hook itself.
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                break child.wait().ok();
+                return (child.wait().ok(), true);
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(_) => break None,
+            Err(_) => return (None, false),
         }
-    };
+    }
+}
+
+/// The output the readers send, at most [`OUTPUT_MAX`] bytes of it, and the bytes dropped.
+fn collect_output(rx: &mpsc::Receiver<(Vec<u8>, u64)>) -> (Vec<u8>, u64) {
     // The readers end when every holder of the pipes has exited; one that left the group
     // may keep them open: do not wait for it.
     let mut output = Vec::new();
@@ -105,10 +126,15 @@ pub fn run(cfg: &ExecConfig, env: &[(&str, String)]) -> HookRun {
             Err(_) => break,
         }
     }
-    let summary = match (timed_out, status) {
+    (output, dropped)
+}
+
+/// `exit 0`, `killed by SIGTERM`, `killed at its timeout (10s)`, ...
+fn summary(timed_out: bool, status: Option<ExitStatus>, timeout: Duration) -> String {
+    match (timed_out, status) {
         (true, _) => format!(
             "killed at its timeout ({})",
-            units::duration_ms(cfg.timeout.as_millis() as u64)
+            units::duration_ms(timeout.as_millis() as u64)
         ),
         (false, Some(st)) => match (st.code(), st.signal()) {
             (Some(c), _) => format!("exit {c}"),
@@ -119,13 +145,6 @@ pub fn run(cfg: &ExecConfig, env: &[(&str, String)]) -> HookRun {
             _ => "ended".to_string(),
         },
         (false, None) => "its status could not be read".to_string(),
-    };
-    HookRun {
-        ok: !timed_out && status.is_some_and(|s| s.success()),
-        summary,
-        output: String::from_utf8_lossy(&output).into_owned(),
-        output_dropped: dropped,
-        pid: Some(pid),
     }
 }
 

@@ -1,13 +1,14 @@
 //! One firing on its own thread: the bundle, then the signal, then the hook, each result
 //! recorded in the shared state as it comes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tracing::{info, warn};
 
 use super::bundle::HistoryRow;
 use super::{bundle, exec, signal, Action, ActionResult, Outcome, Shared};
+use crate::config::actions::{BundleConfig, ExecConfig, SignalConfig};
 use crate::config::ActionsConfig;
 use crate::judge::Judged;
 use crate::sample::{Sample, TargetId};
@@ -27,97 +28,24 @@ pub(super) struct Job {
 }
 
 impl Job {
+    /// Run the configured actions in order (bundle, signal, exec), recording each result as
+    /// it comes, then mark the firing done.
     pub(super) fn run(self, shared: &Mutex<Shared>) {
         let record = |r: ActionResult| {
-            match r.result {
-                Outcome::Ok => {
-                    info!(target_name = %self.name, action = r.action.as_str(), "{}", r.detail)
-                }
-                _ => warn!(
-                    target_name = %self.name,
-                    action = r.action.as_str(),
-                    result = r.result.as_str(),
-                    "{}",
-                    r.detail
-                ),
-            }
+            log_result(&self.name, &r);
             shared.lock().unwrap_or_else(|e| e.into_inner()).record(r);
         };
         let mut bundle_path = None;
         if let Some(b) = &self.cfg.bundle {
-            let r = self.bundle(b);
-            if let Ok(w) = &r {
-                bundle_path = Some(w.path.clone());
-            }
-            record(match r {
-                Ok(w) => ActionResult {
-                    action: Action::Bundle,
-                    result: Outcome::Ok,
-                    detail: format!(
-                        "bundle written: {} ({}{})",
-                        w.path.display(),
-                        units::bytes(w.bytes),
-                        if w.truncated.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; truncated {}", w.truncated.join("; "))
-                        }
-                    ),
-                },
-                Err((result, detail)) => ActionResult {
-                    action: Action::Bundle,
-                    result,
-                    detail,
-                },
-            });
+            let (r, path) = self.bundle(b);
+            bundle_path = path;
+            record(r);
         }
         if let Some(s) = &self.cfg.signal {
-            let name = s.signal.name();
-            let r = match self.id {
-                None => (
-                    Outcome::Skipped,
-                    "no process was identified: no signal sent".into(),
-                ),
-                Some(id) => match signal::send(&self.proc_root, id, s.signal.number) {
-                    Ok(()) => (Outcome::Ok, format!("{name} sent to {id}")),
-                    Err(e) if e.refused => (Outcome::Skipped, e.message),
-                    Err(e) => (Outcome::Failed, e.message),
-                },
-            };
-            record(ActionResult {
-                action: Action::Signal,
-                result: r.0,
-                detail: r.1,
-            });
+            record(self.signal(s));
         }
         if let Some(e) = &self.cfg.exec {
-            let env = [
-                ("LEAKWATCH_TARGET", self.name.clone()),
-                (
-                    "LEAKWATCH_PID",
-                    self.id.map(|i| i.pid.to_string()).unwrap_or_default(),
-                ),
-                ("LEAKWATCH_RULES", self.failing.join("\n")),
-                (
-                    "LEAKWATCH_BUNDLE",
-                    bundle_path
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default(),
-                ),
-            ];
-            let run = exec::run(e, &env);
-            for line in run.output.lines() {
-                info!(target_name = %self.name, hook_pid = run.pid, "hook: {line}");
-            }
-            if run.output_dropped > 0 {
-                info!(target_name = %self.name, "hook: {} more bytes of output not logged", run.output_dropped);
-            }
-            record(ActionResult {
-                action: Action::Exec,
-                result: if run.ok { Outcome::Ok } else { Outcome::Failed },
-                detail: format!("{:?}: {}", e.argv[0], run.summary),
-            });
+            record(self.exec(e, bundle_path.as_deref()));
         }
         let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
         s.running = false;
@@ -126,15 +54,16 @@ impl Job {
         }
     }
 
-    fn bundle(
-        &self,
-        cfg: &crate::config::actions::BundleConfig,
-    ) -> Result<bundle::Written, (Outcome, String)> {
+    /// The bundle action: its result, and the bundle's path when one was written.
+    fn bundle(&self, cfg: &BundleConfig) -> (ActionResult, Option<PathBuf>) {
+        let result = |result, detail| ActionResult {
+            action: Action::Bundle,
+            result,
+            detail,
+        };
         let Some(sample) = &self.sample else {
-            return Err((
-                Outcome::Skipped,
-                "no running process to capture: no bundle".into(),
-            ));
+            let why = "no running process to capture: no bundle".to_string();
+            return (result(Outcome::Skipped, why), None);
         };
         let input = bundle::BundleInput {
             name: &self.name,
@@ -143,7 +72,86 @@ impl Job {
             judged: Some(&self.judged),
             history: &self.history,
         };
-        bundle::make(&self.proc_root, &self.cgroup_root, cfg, &input)
-            .map_err(|e| (Outcome::Failed, e))
+        match bundle::make(&self.proc_root, &self.cgroup_root, cfg, &input) {
+            Ok(w) => {
+                let truncated = if w.truncated.is_empty() {
+                    String::new()
+                } else {
+                    format!("; truncated {}", w.truncated.join("; "))
+                };
+                let detail = format!(
+                    "bundle written: {} ({}{truncated})",
+                    w.path.display(),
+                    units::bytes(w.bytes)
+                );
+                (result(Outcome::Ok, detail), Some(w.path))
+            }
+            Err(e) => (result(Outcome::Failed, e), None),
+        }
+    }
+
+    /// The signal action, through a pidfd of the process judged.
+    fn signal(&self, s: &SignalConfig) -> ActionResult {
+        let name = s.signal.name();
+        let (result, detail) = match self.id {
+            None => (
+                Outcome::Skipped,
+                "no process was identified: no signal sent".into(),
+            ),
+            Some(id) => match signal::send(&self.proc_root, id, s.signal.number) {
+                Ok(()) => (Outcome::Ok, format!("{name} sent to {id}")),
+                Err(e) if e.refused => (Outcome::Skipped, e.message),
+                Err(e) => (Outcome::Failed, e.message),
+            },
+        };
+        ActionResult {
+            action: Action::Signal,
+            result,
+            detail,
+        }
+    }
+
+    /// The exec hook, with the target, pid, failing rules and bundle in its environment;
+    /// its output goes to the log.
+    fn exec(&self, e: &ExecConfig, bundle_path: Option<&Path>) -> ActionResult {
+        let env = [
+            ("LEAKWATCH_TARGET", self.name.clone()),
+            (
+                "LEAKWATCH_PID",
+                self.id.map(|i| i.pid.to_string()).unwrap_or_default(),
+            ),
+            ("LEAKWATCH_RULES", self.failing.join("\n")),
+            (
+                "LEAKWATCH_BUNDLE",
+                bundle_path
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+        ];
+        let run = exec::run(e, &env);
+        for line in run.output.lines() {
+            info!(target_name = %self.name, hook_pid = run.pid, "hook: {line}");
+        }
+        if run.output_dropped > 0 {
+            info!(target_name = %self.name, "hook: {} more bytes of output not logged", run.output_dropped);
+        }
+        ActionResult {
+            action: Action::Exec,
+            result: if run.ok { Outcome::Ok } else { Outcome::Failed },
+            detail: format!("{:?}: {}", e.argv[0], run.summary),
+        }
+    }
+}
+
+fn log_result(name: &str, r: &ActionResult) {
+    match r.result {
+        Outcome::Ok => info!(target_name = %name, action = r.action.as_str(), "{}", r.detail),
+        _ => warn!(
+            target_name = %name,
+            action = r.action.as_str(),
+            result = r.result.as_str(),
+            "{}",
+            r.detail
+        ),
     }
 }

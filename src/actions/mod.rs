@@ -2,14 +2,16 @@
 //! diagnostics [`bundle`], a [`signal`] through a pidfd, an [`exec`] hook; all opt-in
 //! (`[actions]`), behind the [`guard`] (cooldown, hourly cap, restart budget).
 //!
-//! The tick calls [`ActionRunner::tick`] for each target. On a flip the guard decides, and a
+//! The tick calls [`ActionRunner::tick`] for each target with the flip detector's
+//! [`Transition`]; the actions never see or change the verdict. On a flip the guard decides, and a
 //! thread of its own ("leakwatch-actions") runs the actions in order (bundle, signal, exec:
 //! the bundle captures the state before a dump changes it, the hook gets the bundle's
 //! path), so neither the tick loop nor HTTP ever waits for them. Results land in shared
 //! state that the next tick publishes (`/status`, `leakwatch_actions_total`).
 //!
-//! With a `signal_grace`, `/healthz` keeps answering 200 (with a note and the `would fail:`
-//! lines) for that long after the flip, so a dump can finish before the kubelet acts.
+//! With a `signal_grace`, the tick returns a [`Hold`] for that long after the flip: the judge
+//! ([`crate::judge::hold`]) then keeps `/healthz` at 200 (with a note and the `would fail:`
+//! lines), so a dump can finish before the kubelet acts.
 
 pub mod bundle;
 pub mod exec;
@@ -24,11 +26,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::info;
 
-use crate::collect::{mono_ms, unix_ms};
+use crate::clock::{mono_ms, unix_ms};
 use crate::config::ActionsConfig;
-use crate::judge::{Judged, Verdict};
+use crate::judge::{Health, Hold, Judged, Transition};
 use crate::sample::{Sample, TargetId, TargetState};
-use crate::units;
 
 use bundle::HistoryRow;
 use guard::{Decision, Guard};
@@ -162,17 +163,8 @@ pub struct TickInput<'a> {
     pub sample: Option<&'a Sample>,
     /// The process last judged (kept after it exits: the signal then refuses it).
     pub last_id: Option<TargetId>,
+    /// What the judge found, before any hold.
     pub judged: &'a Judged,
-}
-
-/// What the last verdict was, for flips.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-enum Health {
-    #[default]
-    Healthy,
-    /// Rules failing, but the restart budget is exhausted: failing open.
-    WouldFail,
-    Unhealthy,
 }
 
 /// One target's actions between ticks.
@@ -181,9 +173,6 @@ pub struct ActionRunner {
     guard: Guard,
     history: VecDeque<HistoryRow>,
     history_of: Option<TargetId>,
-    /// The process the flip state belongs to: a new one starts from healthy.
-    judging: Option<TargetId>,
-    state: Health,
     grace_until_mono_ms: Option<u64>,
     shared: Arc<Mutex<Shared>>,
 }
@@ -193,55 +182,20 @@ impl ActionRunner {
         ActionRunner::default()
     }
 
-    /// Take this tick: keep the history, fire on a flip, and hold `verdict` at 200 while a
-    /// `signal_grace` runs.
-    pub fn tick(&mut self, t: &TickInput<'_>, verdict: &mut Verdict) {
+    /// Take this tick: keep the history and fire on a flip. Returns the hold the judge puts
+    /// on this tick's verdict while a `signal_grace` runs.
+    pub fn tick(&mut self, t: &TickInput<'_>, change: Transition) -> Option<Hold> {
         let now = mono_ms();
-        if let Some(s) = t.sample.filter(|s| s.state == TargetState::Running) {
-            if self.judging != Some(s.target) {
-                self.judging = Some(s.target);
-                self.state = Health::Healthy;
-                self.grace_until_mono_ms = None;
-            }
-        }
-        self.keep_history(t);
-        let j = t.judged;
-        // Failing rules while the budget is exhausted: a flip that leakwatch answers by
-        // failing open. It is counted (as skipped); the 503 that follows once the budget
-        // refills is a flip of its own.
-        let state = if !verdict.healthy {
-            Health::Unhealthy
-        } else if j.budget.exhausted && j.rules.iter().any(|r| r.failing) {
-            Health::WouldFail
-        } else {
-            Health::Healthy
-        };
-        let flipped = state > self.state;
-        self.state = state;
-        if state == Health::Healthy {
+        if change.new_process || change.to == Health::Healthy {
             self.grace_until_mono_ms = None;
         }
-        if flipped && !t.cfg.is_empty() {
-            self.flip(t, verdict, now);
+        self.keep_history(t);
+        if change.is_flip() && !t.cfg.is_empty() {
+            self.flip(t, now);
         }
-        if let Some(until) = self.grace_until_mono_ms.filter(|u| *u > now) {
-            if !verdict.healthy {
-                let left = units::duration_ms(until - now);
-                let mut notes = vec![format!(
-                    "signal_grace: the target was signalled at the flip; /healthz reports the \
-                     failure in ~{left}"
-                )];
-                notes.extend(
-                    verdict
-                        .failing
-                        .drain(..)
-                        .map(|l| format!("would fail: {l}")),
-                );
-                notes.append(&mut verdict.notes);
-                verdict.notes = notes;
-                verdict.healthy = true;
-            }
-        }
+        self.grace_until_mono_ms
+            .filter(|u| *u > now)
+            .map(|u| Hold { left_ms: u - now })
     }
 
     fn keep_history(&mut self, t: &TickInput<'_>) {
@@ -267,7 +221,7 @@ impl ActionRunner {
         }
     }
 
-    fn flip(&mut self, t: &TickInput<'_>, verdict: &Verdict, now: u64) {
+    fn flip(&mut self, t: &TickInput<'_>, now: u64) {
         let cfg = t.cfg;
         let exhausted = t.judged.budget.exhausted;
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -322,7 +276,7 @@ impl ActionRunner {
                 .filter(|s| s.state == TargetState::Running)
                 .cloned(),
             judged: t.judged.clone(),
-            failing: verdict.failing.clone(),
+            failing: t.judged.verdict.failing.clone(),
             history: self.history.iter().cloned().collect(),
             id: t.sample.map(|s| s.target).or(t.last_id),
         };

@@ -8,7 +8,7 @@
 //! can only reach the target, or fail with ESRCH once it has exited. The kernel's own view of
 //! the pidfd (`Pid:` in `/proc/self/fdinfo/FD`, -1 once the process has exited) is checked too.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use crate::collect::stat;
@@ -58,13 +58,12 @@ pub fn send(proc_root: &Path, id: TargetId, signal: i32) -> Result<(), NotSent> 
 }
 
 fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: a plain syscall; the returned fd is ours to own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    let pid = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ESRCH))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
 }
 
 /// The pidfd (opened before this check) is the target's: its process still holds `id.pid`,

@@ -15,12 +15,13 @@ use clap::Args;
 
 use super::parse_duration;
 use crate::config::actions::BundleConfig;
-use crate::config::{Config, Judge, Rule, Series, TargetConfig};
+use crate::config::{Config, TargetConfig};
 use crate::daemon;
 use crate::demo_child::ChildProcess;
 use crate::http::client;
 use crate::judge::rules::{approx_secs, rate_text};
 use crate::judge::SeriesStatus;
+use crate::judge::{JudgeConfig, Rule, Series};
 use crate::snapshot::Snapshot;
 use crate::target::Selector;
 
@@ -63,7 +64,7 @@ pub fn run(args: &DemoArgs) -> ExitCode {
 /// The demo's judging: the defaults' rules on a one-minute scale (a real service gets
 /// `window = "10m"`, `exhaust_within = "30m"`).
 fn demo_config(pid: i32, args: &DemoArgs) -> Config {
-    let judge = Judge {
+    let judge = JudgeConfig {
         window: Duration::from_secs(60),
         min_samples: 10,
         min_span: args.interval * 9,
@@ -71,7 +72,7 @@ fn demo_config(pid: i32, args: &DemoArgs) -> Config {
         fail_after: 2,
         recover_after: 3,
         stuck_after: args.interval * 3,
-        ..Judge::default()
+        ..JudgeConfig::default()
     };
     let mut target = TargetConfig::from_selector(Selector::Pid(pid));
     target.name = "demo-child".into();

@@ -7,13 +7,13 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{parse_duration, SelectorArgs};
-use crate::actions::bundle::{self, render::history_row, BundleInput};
+use crate::actions::bundle::{self, render::history_row, BundleInput, HistoryRow};
 use crate::collect::{CollectOptions, Collector};
 use crate::config::actions::BundleConfig;
 use crate::config::TargetConfig;
 use crate::error::{Unknown, UnknownKind};
 use crate::report;
-use crate::sample::{Collector as Source, TargetState};
+use crate::sample::{Sample, Source, TargetId, TargetState};
 use crate::target::{Resolver, Selector};
 
 #[derive(Debug, Args)]
@@ -47,28 +47,49 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: &InspectArgs) -> ExitCode {
+    match inspect(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("leakwatch inspect: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Resolve, look (twice with `--stuck-after`), write the bundle if asked, print; `Err` is
+/// the message of a failure.
+fn inspect(args: &InspectArgs) -> Result<ExitCode, String> {
     let selector = match (args.process, args.selector.selector()) {
         (Some(pid), None) => Selector::Pid(pid),
         (None, Some(sel)) => sel,
         (None, None) => {
-            eprintln!(
-                "leakwatch inspect: give a PID or a selector (--pid, --name, --cmdline-regex, ...)"
-            );
-            return ExitCode::from(2);
+            return Err("give a PID or a selector (--pid, --name, --cmdline-regex, ...)".into())
         }
-        (Some(_), Some(_)) => {
-            eprintln!("leakwatch inspect: give a PID or a selector, not both");
-            return ExitCode::from(2);
-        }
+        (Some(_), Some(_)) => return Err("give a PID or a selector, not both".into()),
     };
     let resolver = Resolver::new(&args.proc_root, &args.cgroup_root);
-    let target = match resolver.resolve(&selector) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("leakwatch inspect: {e}");
-            return ExitCode::from(2);
+    let target = resolver.resolve(&selector).map_err(|e| e.to_string())?;
+    let (sample, history) = look(args, target);
+    if let Some(dir) = &args.bundle {
+        if sample.state != TargetState::Running {
+            return Err(format!("{target} is gone: no bundle written"));
         }
-    };
+        write_bundle(args, dir, &selector, &sample, &history)?;
+    }
+    if args.json {
+        let j = serde_json::to_string_pretty(&sample).map_err(|e| e.to_string())?;
+        println!("{j}");
+    } else {
+        print!("{}", report::render(&sample));
+    }
+    if sample.state == TargetState::Gone {
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One look, or two `--stuck-after` apart (stuck workers need two); the samples as history.
+fn look(args: &InspectArgs, target: TargetId) -> (Sample, Vec<HistoryRow>) {
     let mut collector = Collector::new(&args.proc_root, &args.cgroup_root);
     let opts = CollectOptions {
         smaps: true,
@@ -94,52 +115,38 @@ pub fn run(args: &InspectArgs) -> ExitCode {
             sample = second;
         }
     }
-    if let Some(dir) = &args.bundle {
-        if sample.state != TargetState::Running {
-            eprintln!("leakwatch inspect: {target} is gone: no bundle written");
-            return ExitCode::from(2);
-        }
-        let cfg = BundleConfig {
-            dir: dir.clone(),
-            max_bytes: args.bundle_max_bytes,
-            // On demand: nothing of a human's is removed.
-            keep: u32::MAX,
-        };
-        let name = TargetConfig::from_selector(selector.clone()).name;
-        let input = BundleInput {
-            name: &name,
-            reason: "on demand (leakwatch inspect --bundle)",
-            sample: &sample,
-            judged: None,
-            history: &history,
-        };
-        match bundle::make(&args.proc_root, &args.cgroup_root, &cfg, &input) {
-            Ok(w) => eprintln!(
-                "leakwatch inspect: bundle written to {} ({})",
-                w.path.display(),
-                crate::units::bytes(w.bytes)
-            ),
-            Err(e) => {
-                eprintln!("leakwatch inspect: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    if args.json {
-        match serde_json::to_string_pretty(&sample) {
-            Ok(j) => println!("{j}"),
-            Err(e) => {
-                eprintln!("leakwatch inspect: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    } else {
-        print!("{}", report::render(&sample));
-    }
-    if sample.state == TargetState::Gone {
-        return ExitCode::from(2);
-    }
-    ExitCode::SUCCESS
+    (sample, history)
+}
+
+/// `--bundle DIR`: write one bundle on demand, and say where.
+fn write_bundle(
+    args: &InspectArgs,
+    dir: &std::path::Path,
+    selector: &Selector,
+    sample: &Sample,
+    history: &[HistoryRow],
+) -> Result<(), String> {
+    let cfg = BundleConfig {
+        dir: dir.to_path_buf(),
+        max_bytes: args.bundle_max_bytes,
+        // On demand: nothing of a human's is removed.
+        keep: u32::MAX,
+    };
+    let name = TargetConfig::from_selector(selector.clone()).name;
+    let input = BundleInput {
+        name: &name,
+        reason: "on demand (leakwatch inspect --bundle)",
+        sample,
+        judged: None,
+        history,
+    };
+    let w = bundle::make(&args.proc_root, &args.cgroup_root, &cfg, &input)?;
+    eprintln!(
+        "leakwatch inspect: bundle written to {} ({})",
+        w.path.display(),
+        crate::units::bytes(w.bytes)
+    );
+    Ok(())
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

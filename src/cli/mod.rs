@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::values::ConfigRegex;
 use crate::config::Config;
 use crate::demo_child::{self, ChildArgs};
 use crate::logging::LogFormat;
 use crate::target::Selector;
+use crate::target::SelectorRegex;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -79,10 +79,10 @@ pub struct SelectorArgs {
     pub name: Option<String>,
     /// Regex on the process name (comm).
     #[arg(long, value_parser = parse_regex)]
-    pub name_regex: Option<ConfigRegex>,
+    pub name_regex: Option<SelectorRegex>,
     /// Regex on the whole command line.
     #[arg(long, value_parser = parse_regex)]
-    pub cmdline_regex: Option<ConfigRegex>,
+    pub cmdline_regex: Option<SelectorRegex>,
     /// A cgroup directory: its oldest process is the target.
     #[arg(long)]
     pub cgroup: Option<PathBuf>,
@@ -105,9 +105,9 @@ impl SelectorArgs {
     }
 }
 
-fn parse_regex(s: &str) -> Result<ConfigRegex, String> {
+fn parse_regex(s: &str) -> Result<SelectorRegex, String> {
     regex::Regex::new(s)
-        .map(ConfigRegex)
+        .map(SelectorRegex)
         .map_err(|e| e.to_string())
 }
 

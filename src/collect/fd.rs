@@ -119,19 +119,19 @@ pub fn scan_fds(pid_dir: &Path) -> Result<FdScan, ReadError> {
             if scan.partial.is_some() {
                 continue; // links are unreadable: count the rest
             }
-            // SAFETY: `name` is NUL-terminated, `link` is writable for its length.
-            let n = unsafe {
-                libc::readlinkat(dirfd, name.as_ptr(), link.as_mut_ptr().cast(), link.len())
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::ENOENT) => scan.fds.vanished += 1,
-                    _ => scan.partial = Some(ReadError::from_io(&path.join(fd.to_string()), e)),
+            let n = match rustix::fs::readlinkat_raw(&dir, name, &mut link[..]) {
+                Ok(n) => n,
+                Err(rustix::io::Errno::NOENT) => {
+                    scan.fds.vanished += 1;
+                    continue;
                 }
-                continue;
-            }
-            let kind = classify_link(&link[..n as usize]);
+                Err(e) => {
+                    let e = std::io::Error::from(e);
+                    scan.partial = Some(ReadError::from_io(&path.join(fd.to_string()), e));
+                    continue;
+                }
+            };
+            let kind = classify_link(&link[..n]);
             count_kind(&mut types, &mut scan.sockets, fd, kind);
         }
     }

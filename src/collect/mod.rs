@@ -3,12 +3,11 @@
 //! [`Collector::collect`] takes one [`Sample`] of one target. Each kernel source has its own
 //! module with a pure parser over `&str` and a thin reader; this file only orders the reads
 //! (the fd scan feeds the TCP join, both feed the stuck-worker check), times them and files
-//! every failure as an [`Unknown`] under its [`Collector`](crate::sample::Collector).
+//! every failure as an [`Unknown`] under its [`Source`](crate::sample::Source).
 
 pub mod bundle;
 pub mod cgroup;
 pub mod fd;
-pub mod fxhash;
 pub mod limits;
 pub mod net_tcp;
 pub mod smaps;
@@ -20,12 +19,16 @@ pub mod task;
 
 use std::collections::HashMap;
 
-use fxhash::{FxHashMap, FxHashSet};
+// FxHash for the poll's own keys (socket inodes, fd numbers, peers): they come from the
+// kernel, not from a client, so SipHash's resistance to chosen keys buys nothing here, and
+// it cost a third of a poll's user-space instructions at 20,000 fds (callgrind).
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::clock::{mono_ms, unix_ms};
 use crate::error::{ReadError, Unknown, UnknownKind};
-use crate::sample::{Collector as Source, ProcessInfo, Sample, TargetId, TargetState};
+use crate::sample::{ProcessInfo, Sample, Source, TargetId, TargetState, TcpSocket};
 
 /// What to collect this tick.
 #[derive(Debug, Clone)]
@@ -157,7 +160,24 @@ impl Collector {
 
     fn collect_sections(&mut self, s: &mut Sample, pid_dir: &Path, opts: &CollectOptions) {
         s.fd_limit = timed(s, Source::Limits, || limits::read_nofile(pid_dir));
+        let sockets = self.fds_and_sockets(s, pid_dir, opts);
+        memory(s, pid_dir, opts);
+        let started = Instant::now();
+        let cg = cgroup::collect_cgroup(&self.proc_root, &self.cgroup_root, s.target.pid);
+        s.duration_us.insert(Source::CgroupMemory, micros(started));
+        s.cgroup_memory = keep(s, Source::CgroupMemory, cg.memory);
+        s.cgroup_pids = keep(s, Source::CgroupPids, cg.pids);
+        self.threads(s, pid_dir, opts, sockets.as_ref());
+    }
 
+    /// The fd table, then the TCP rows of its sockets. `None` when the fd links are unknown
+    /// (so are the sockets); else the (fd, inode) of each socket and the TCP rows by inode.
+    fn fds_and_sockets(
+        &mut self,
+        s: &mut Sample,
+        pid_dir: &Path,
+        opts: &CollectOptions,
+    ) -> Option<Sockets> {
         let scan = timed(s, Source::Fds, || fd::scan_fds(pid_dir));
         let mut socket_fds = Vec::new();
         let mut links_known = false;
@@ -169,63 +189,47 @@ impl Collector {
             socket_fds = scan.sockets;
             s.fds = Some(scan.fds);
         }
-
-        let mut tcp_by_inode = FxHashMap::default();
-        if links_known {
-            let (proc_root, target) = (&self.proc_root, s.target);
-            let tcp = &mut self.tcp;
-            let inodes: FxHashSet<u64> = socket_fds.iter().map(|(_, i)| *i).collect();
-            let read = timed(s, Source::Tcp, || {
-                tcp.read(proc_root, pid_dir, target, &socket_fds, &inodes)
-            });
-            if let Some((table, source)) = read {
-                let mut summary = net_tcp::summarize(&table, inodes.len() as u64, opts.top_peers);
-                summary.source = source;
-                s.tcp = Some(summary);
-                tcp_by_inode = table.sockets.into_iter().map(|t| (t.inode, t)).collect();
-            }
-        } else {
+        if !links_known {
             let why = links_unknown(s, "sockets");
             s.unknown.insert(Source::Tcp, why);
+            return None;
         }
-
-        if let Some(st) = timed(s, Source::Memory, || status::read_status(pid_dir)) {
-            s.memory = Some(st.memory);
-            if let Some(p) = s.process.as_mut() {
-                p.uid = st.uid;
-            }
+        let mut tcp_by_inode = FxHashMap::default();
+        let (proc_root, target) = (&self.proc_root, s.target);
+        let tcp = &mut self.tcp;
+        let inodes: FxHashSet<u64> = socket_fds.iter().map(|(_, i)| *i).collect();
+        let read = timed(s, Source::Tcp, || {
+            tcp.read(proc_root, pid_dir, target, &socket_fds, &inodes)
+        });
+        if let Some((table, source)) = read {
+            let summary = net_tcp::summarize(&table, source, inodes.len() as u64, opts.top_peers);
+            s.tcp = Some(summary);
+            tcp_by_inode = table.sockets.into_iter().map(|t| (t.inode, t)).collect();
         }
-        s.smaps_rollup = timed(s, Source::SmapsRollup, || smaps::read_smaps_rollup(pid_dir));
-        if opts.smaps {
-            s.heap = timed(s, Source::Heap, || smaps::read_heap(pid_dir));
-        } else {
-            let why = Unknown::new(
-                UnknownKind::NotCollected,
-                "smaps is read at a slower cadence",
-            );
-            s.unknown.insert(Source::Heap, why);
-        }
+        Some(Sockets {
+            fds: socket_fds,
+            tcp_by_inode,
+        })
+    }
 
-        let started = Instant::now();
-        let cg = cgroup::collect_cgroup(&self.proc_root, &self.cgroup_root, s.target.pid);
-        s.duration_us.insert(Source::CgroupMemory, micros(started));
-        s.cgroup_memory = keep(s, Source::CgroupMemory, cg.memory);
-        s.cgroup_pids = keep(s, Source::CgroupPids, cg.pids);
-
+    /// The threads, and the workers stuck in a socket call (which need the fd links).
+    fn threads(
+        &mut self,
+        s: &mut Sample,
+        pid_dir: &Path,
+        opts: &CollectOptions,
+        sockets: Option<&Sockets>,
+    ) {
         let started = Instant::now();
         match task::read_threads(pid_dir) {
             Ok(scan) => {
                 if let Some(e) = &scan.syscall_error {
                     s.unknown.insert(Source::Stuck, Unknown::from(e));
-                } else if !links_known {
-                    // Without the fd links no worker can be tied to a socket: unknown, not 0.
-                    let why = links_unknown(s, "stuck workers' sockets");
-                    s.unknown.insert(Source::Stuck, why);
-                } else {
-                    let fd_inodes: FxHashMap<i32, u64> = socket_fds.iter().copied().collect();
+                } else if let Some(sockets) = sockets {
+                    let fd_inodes: FxHashMap<i32, u64> = sockets.fds.iter().copied().collect();
                     let lookup = task::SocketLookup {
                         fd_inodes: &fd_inodes,
-                        tcp_by_inode: &tcp_by_inode,
+                        tcp_by_inode: &sockets.tcp_by_inode,
                     };
                     let after = u64::try_from(opts.stuck_after.as_millis()).unwrap_or(u64::MAX);
                     let tracker = self.stuck.entry(s.target).or_default();
@@ -237,6 +241,10 @@ impl Collector {
                         &lookup,
                     );
                     s.stuck = Some(stuck);
+                } else {
+                    // Without the fd links no worker can be tied to a socket: unknown, not 0.
+                    let why = links_unknown(s, "stuck workers' sockets");
+                    s.unknown.insert(Source::Stuck, why);
                 }
                 s.threads = Some(scan.threads);
             }
@@ -246,6 +254,34 @@ impl Collector {
             }
         }
         s.duration_us.insert(Source::Threads, micros(started));
+    }
+}
+
+/// The target's sockets, as the fd scan and the TCP tables gave them.
+struct Sockets {
+    /// (fd, inode) of each socket fd.
+    fds: Vec<(i32, u64)>,
+    /// The TCP rows of those sockets, by inode.
+    tcp_by_inode: FxHashMap<u64, TcpSocket>,
+}
+
+/// `status` (memory and uid), `smaps_rollup`, and the heap at its own cadence.
+fn memory(s: &mut Sample, pid_dir: &Path, opts: &CollectOptions) {
+    if let Some(st) = timed(s, Source::Memory, || status::read_status(pid_dir)) {
+        s.memory = Some(st.memory);
+        if let Some(p) = s.process.as_mut() {
+            p.uid = st.uid;
+        }
+    }
+    s.smaps_rollup = timed(s, Source::SmapsRollup, || smaps::read_smaps_rollup(pid_dir));
+    if opts.smaps {
+        s.heap = timed(s, Source::Heap, || smaps::read_heap(pid_dir));
+    } else {
+        let why = Unknown::new(
+            UnknownKind::NotCollected,
+            "smaps is read at a slower cadence",
+        );
+        s.unknown.insert(Source::Heap, why);
     }
 }
 
@@ -343,26 +379,22 @@ pub fn cmdline_text(raw: &[u8]) -> String {
     String::from_utf8_lossy(trimmed).replace('\0', " ")
 }
 
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// CLOCK_MONOTONIC in milliseconds.
-pub fn mono_ms() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| {
-            let ms = i128::from(t.tv_sec()) * 1000 + i128::from(t.tv_nsec()) / 1_000_000;
-            u64::try_from(ms).unwrap_or(0)
-        })
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sets_and_maps_behave_like_the_std_ones() {
+        let mut s: FxHashSet<u64> = (0..10_000u64).map(|i| i * 3 + 1_000_000).collect();
+        assert_eq!(s.len(), 10_000);
+        assert!(s.contains(&1_000_003) && !s.contains(&1_000_002));
+        assert!(s.remove(&1_000_000));
+        let m: FxHashMap<std::net::IpAddr, u32> = [("127.0.0.1", 1), ("::1", 2)]
+            .into_iter()
+            .map(|(a, n)| (a.parse().unwrap(), n))
+            .collect();
+        assert_eq!(m[&"::1".parse::<std::net::IpAddr>().unwrap()], 2);
+    }
 
     /// Regression: a target seen exiting as a zombie (the usual sight of a restart) kept its
     /// stuck-worker tracker forever, a few KiB per restart.

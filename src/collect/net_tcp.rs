@@ -16,9 +16,9 @@ use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
-use super::fxhash::{FxHashMap as HashMap, FxHashSet};
 use crate::error::ReadError;
 use crate::sample::{Peer, PeerCount, Tcp, TcpSocket, TcpSource, TcpState};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 
 /// Rows of one or more TCP tables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -166,7 +166,7 @@ fn read_table(
 
 /// Count states, sum queues and rank peers. `socket_fds` is how many distinct socket inodes
 /// the target holds (those matching no row are `other_sockets`).
-pub fn summarize(table: &NetTcp, socket_fds: u64, top_k: usize) -> Tcp {
+pub fn summarize(table: &NetTcp, source: TcpSource, socket_fds: u64, top_k: usize) -> Tcp {
     let listen_ports: FxHashSet<u16> = table
         .sockets
         .iter()
@@ -175,7 +175,7 @@ pub fn summarize(table: &NetTcp, socket_fds: u64, top_k: usize) -> Tcp {
         .collect();
     let mut tcp = Tcp {
         unparsed_lines: table.unparsed_lines,
-        source: TcpSource::ProcNet,
+        source,
         ..Tcp::default()
     };
     let mut close_wait = HashMap::default();
@@ -417,7 +417,7 @@ mod tests {
         // Exactly ten columns is enough; the last row after the blank line still counts.
         assert_eq!(t.sockets[15].inode, 120);
         assert_eq!(t.sockets[16].inode, 125);
-        let s = summarize(&t, 17, 10);
+        let s = summarize(&t, TcpSource::ProcNet, 17, 10);
         assert_eq!(s.states.unknown, 3);
         assert_eq!(s.states.total(), 17);
         assert_eq!(s.recv_queue_bytes, 2 + 0xFFFF_FFFF);
@@ -569,7 +569,7 @@ mod tests {
         table.sockets.retain(|s| s.inode != 0);
         // The states are what `ss -tanpe` showed for the capturing process (see
         // tests/fixtures/net/README.md); 23 socket fds for 21 rows leaves 2 that are not TCP.
-        let s = summarize(&table, 23, 10);
+        let s = summarize(&table, TcpSource::ProcNet, 23, 10);
         let states = TcpStates {
             established: 10,
             syn_sent: 3,
@@ -627,7 +627,7 @@ mod tests {
             ],
             unparsed_lines: 3,
         };
-        let s = summarize(&table, 12, 10);
+        let s = summarize(&table, TcpSource::ProcNet, 12, 10);
         assert_eq!(
             s.top_close_wait_peers,
             [
@@ -653,7 +653,7 @@ mod tests {
         // Without the listener the same sockets are outbound, one peer per remote port.
         let mut no_listen = table.clone();
         no_listen.sockets.remove(0);
-        let s = summarize(&no_listen, 12, 10);
+        let s = summarize(&no_listen, TcpSource::ProcNet, 12, 10);
         assert_eq!(s.top_close_wait_peers.len(), 5);
         assert!(s.top_close_wait_peers.iter().all(|p| !p.peer.inbound));
     }
@@ -676,7 +676,7 @@ mod tests {
             unparsed_lines: 0,
         };
         let order = |k| -> Vec<String> {
-            let s = summarize(&table, 0, k);
+            let s = summarize(&table, TcpSource::ProcNet, 0, k);
             s.top_close_wait_peers
                 .iter()
                 .map(|p| format!("{}x{}", p.peer, p.sockets))
@@ -694,7 +694,7 @@ mod tests {
         assert_eq!(order(2), ["192.0.2.4:443x4", "192.0.2.1:443x2"]);
         assert!(order(0).is_empty());
         // Counts are over all sockets, whatever the cut; fewer fds than rows saturates.
-        let s = summarize(&table, 0, 1);
+        let s = summarize(&table, TcpSource::ProcNet, 0, 1);
         assert_eq!(s.states.close_wait, 9);
         assert_eq!(s.other_sockets, 0);
     }

@@ -30,8 +30,28 @@ const INET_DIAG_REQ_BYTECODE: u16 = 1;
 const INET_DIAG_BC_JMP: u8 = 1;
 const INET_DIAG_BC_CGROUP_COND: u8 = 13;
 const INET_DIAG_CGROUP_ID: u16 = 21;
+/// `struct nlmsghdr`: `nlmsg_len` (u32) at 0, `nlmsg_type` (u16) at 4.
+const NLMSG_LEN_AT: usize = 0;
+const NLMSG_TYPE_AT: usize = 4;
 /// `struct inet_diag_msg`.
 const DIAG_MSG_LEN: usize = 72;
+/// Byte offsets in `struct inet_diag_msg` (linux/inet_diag.h): `idiag_family`,
+/// `idiag_state`, then `id` (`struct inet_diag_sockid`: ports in network order, then the
+/// 16-byte source and destination addresses), then `idiag_rqueue`, `idiag_wqueue`,
+/// `idiag_inode`.
+const MSG_FAMILY_AT: usize = 0;
+const MSG_STATE_AT: usize = 1;
+const MSG_SPORT_AT: usize = 4;
+const MSG_DPORT_AT: usize = 6;
+const MSG_SRC_AT: usize = 8;
+const MSG_DST_AT: usize = 24;
+const MSG_RQUEUE_AT: usize = 56;
+const MSG_WQUEUE_AT: usize = 60;
+const MSG_INODE_AT: usize = 68;
+/// `struct nlattr`: `nla_len` (u16) at 0, `nla_type` (u16) at 2, the payload at 4.
+const NLA_LEN_AT: usize = 0;
+const NLA_TYPE_AT: usize = 2;
+const NLA_HDR: usize = 4;
 /// `struct inet_diag_req_v2`.
 const DIAG_REQ_LEN: usize = 56;
 /// One filter op with its u64 operand, and the jump that follows all but the last.
@@ -80,7 +100,7 @@ pub fn dump_request(family: u8, states: u32, cgroups: &[u64], seq: u32) -> Vec<u
     let attr_len = if bytecode.is_empty() {
         0
     } else {
-        4 + bytecode.len()
+        NLA_HDR + bytecode.len()
     };
     let len = NLMSG_HDR + DIAG_REQ_LEN + attr_len;
     let mut m = Vec::with_capacity(len);
@@ -149,8 +169,8 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 pub fn parse_dump(buf: &[u8], row: &mut impl FnMut(DiagSocket)) -> Result<Progress, DiagError> {
     let mut at = 0;
     while at + NLMSG_HDR <= buf.len() {
-        let len = u32_at(buf, at).unwrap_or(0) as usize;
-        let kind = u16_at(buf, at + 4).unwrap_or(0);
+        let len = u32_at(buf, at + NLMSG_LEN_AT).unwrap_or(0) as usize;
+        let kind = u16_at(buf, at + NLMSG_TYPE_AT).unwrap_or(0);
         if len < NLMSG_HDR || at + len > buf.len() {
             return Err(DiagError::Malformed("a message runs past the buffer"));
         }
@@ -184,8 +204,8 @@ fn parse_socket(body: &[u8]) -> Result<DiagSocket, DiagError> {
     let msg = body.get(..DIAG_MSG_LEN).ok_or(DiagError::Malformed(
         "a socket message shorter than inet_diag_msg",
     ))?;
-    let family = msg[0];
-    let state = TcpState::from_kernel(msg[1]);
+    let family = msg[MSG_FAMILY_AT];
+    let state = TcpState::from_kernel(msg[MSG_STATE_AT]);
     let port = |at: usize| u16::from_be_bytes([msg[at], msg[at + 1]]);
     let ip = |at: usize| -> Result<IpAddr, DiagError> {
         let b = &msg[at..at + 16];
@@ -201,19 +221,19 @@ fn parse_socket(body: &[u8]) -> Result<DiagSocket, DiagError> {
         }
     };
     let word = |at: usize| u32_at(msg, at).unwrap_or(0);
-    let recv_queue_bytes = u64::from(word(56));
+    let recv_queue_bytes = u64::from(word(MSG_RQUEUE_AT));
     let send_queue_bytes = if state == TcpState::Listen {
         0
     } else {
-        u64::from(word(60))
+        u64::from(word(MSG_WQUEUE_AT))
     };
     let socket = TcpSocket {
         state,
-        local: SocketAddr::new(ip(8)?, port(4)),
-        remote: SocketAddr::new(ip(24)?, port(6)),
+        local: SocketAddr::new(ip(MSG_SRC_AT)?, port(MSG_SPORT_AT)),
+        remote: SocketAddr::new(ip(MSG_DST_AT)?, port(MSG_DPORT_AT)),
         recv_queue_bytes,
         send_queue_bytes,
-        inode: u64::from(word(68)),
+        inode: u64::from(word(MSG_INODE_AT)),
     };
     Ok(DiagSocket {
         socket,
@@ -223,14 +243,15 @@ fn parse_socket(body: &[u8]) -> Result<DiagSocket, DiagError> {
 
 /// The `INET_DIAG_CGROUP_ID` attribute, if the kernel sent one.
 fn cgroup_attr(mut attrs: &[u8]) -> Option<u64> {
-    while attrs.len() >= 4 {
-        let len = usize::from(u16_at(attrs, 0)?);
-        let kind = u16_at(attrs, 2)?;
-        if len < 4 || len > attrs.len() {
+    while attrs.len() >= NLA_HDR {
+        let len = usize::from(u16_at(attrs, NLA_LEN_AT)?);
+        let kind = u16_at(attrs, NLA_TYPE_AT)?;
+        if len < NLA_HDR || len > attrs.len() {
             return None;
         }
-        if kind == INET_DIAG_CGROUP_ID && len >= 12 {
-            return Some(u64::from_ne_bytes(attrs[4..12].try_into().ok()?));
+        if kind == INET_DIAG_CGROUP_ID && len >= NLA_HDR + 8 {
+            let id = attrs[NLA_HDR..NLA_HDR + 8].try_into().ok()?;
+            return Some(u64::from_ne_bytes(id));
         }
         attrs = attrs.get((len + 3) & !3..).unwrap_or(&[]);
     }

@@ -18,16 +18,14 @@
 //! while the fd stays open.
 
 use std::collections::HashMap;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::fxhash::FxHashSet as HashSet;
 use super::net_tcp::{self, NetTcp};
 use super::sock_diag::{DiagError, DiagSocket, SockDiag, FD_STATES, MAX_CGROUP_FILTER};
 use crate::error::ReadError;
 use crate::sample::{TargetId, TcpSource};
+use rustc_hash::FxHashSet as HashSet;
 
 /// Reads TCP sockets for every target of one collector; keeps the netlink socket and what
 /// was learned per target between ticks.
@@ -113,7 +111,7 @@ impl TcpReader {
                 let table = dump(diag, &learned.families, cgroups, inodes)?;
                 self.dumps += learned.families.len() as u64;
                 if all_accounted(pid_dir, sockets, &table, &mut learned.unlisted) {
-                    return Ok(table.0);
+                    return Ok(table.rows);
                 }
             }
         }
@@ -121,7 +119,7 @@ impl TcpReader {
         self.full_dumps += 1;
         self.dumps += FAMILIES.len() as u64;
         self.learned.insert(target, learn(&table, inodes));
-        Ok(table.0)
+        Ok(table.rows)
     }
 }
 
@@ -134,7 +132,7 @@ fn dump(
     cgroups: &[u64],
     inodes: &HashSet<u64>,
 ) -> Result<Table, DiagError> {
-    let mut table = NetTcp::default();
+    let mut rows = NetTcp::default();
     let mut ids = Vec::new();
     let mut seen = HashSet::default();
     let mut found = Vec::new();
@@ -143,7 +141,7 @@ fn dump(
         diag.dump(family, FD_STATES, cgroups, &mut |d: DiagSocket| {
             let inode = d.socket.inode;
             if inode != 0 && inodes.contains(&inode) && seen.insert(inode) {
-                table.sockets.push(d.socket);
+                rows.sockets.push(d.socket);
                 ids.push(d.cgroup_id);
             }
         })?;
@@ -151,11 +149,22 @@ fn dump(
             found.push(family);
         }
     }
-    Ok((table, ids, found))
+    Ok(Table {
+        rows,
+        cgroup_ids: ids,
+        families: found,
+    })
 }
 
-/// Rows, their cgroup ids, and the families that had rows.
-type Table = (NetTcp, Vec<Option<u64>>, Vec<u8>);
+/// What one dump returned of the target's sockets.
+struct Table {
+    /// The target's rows.
+    rows: NetTcp,
+    /// The cgroup v2 id of each row, in the same order (`None`: the kernel gave none).
+    cgroup_ids: Vec<Option<u64>>,
+    /// The families that had rows.
+    families: Vec<u8>,
+}
 
 /// Every socket fd the filtered dump did not return is known to be in no TCP table, or
 /// turns out (by its protocol name) not to be TCP. `false` when one may be a TCP socket the
@@ -166,7 +175,7 @@ fn all_accounted(
     table: &Table,
     unlisted: &mut HashSet<u64>,
 ) -> bool {
-    let found: HashSet<u64> = table.0.sockets.iter().map(|s| s.inode).collect();
+    let found: HashSet<u64> = table.rows.sockets.iter().map(|s| s.inode).collect();
     for (fd, inode) in sockets {
         if found.contains(inode) || unlisted.contains(inode) {
             continue;
@@ -184,8 +193,8 @@ fn all_accounted(
 
 /// What a full dump teaches: the cgroups of the rows found, and the sockets not found.
 fn learn(table: &Table, inodes: &HashSet<u64>) -> Learned {
-    let found: HashSet<u64> = table.0.sockets.iter().map(|s| s.inode).collect();
-    let ids: Option<Vec<u64>> = table.1.iter().copied().collect();
+    let found: HashSet<u64> = table.rows.sockets.iter().map(|s| s.inode).collect();
+    let ids: Option<Vec<u64>> = table.cgroup_ids.iter().copied().collect();
     let cgroups = ids
         .map(|mut ids| {
             ids.sort_unstable();
@@ -196,32 +205,17 @@ fn learn(table: &Table, inodes: &HashSet<u64>) -> Learned {
     Learned {
         cgroups,
         unlisted: inodes.difference(&found).copied().collect(),
-        families: table.2.clone(),
+        families: table.families.clone(),
     }
 }
 
 /// `system.sockprotoname` of `PID_DIR/fd/FD` (`TCP`, `TCPv6`, `UNIX-STREAM`, ...), without
 /// its NUL; `None` when the fd is gone or unreadable.
 fn protocol_name(pid_dir: &Path, fd: i32) -> Option<Vec<u8>> {
-    let path = CString::new(
-        pid_dir
-            .join("fd")
-            .join(fd.to_string())
-            .as_os_str()
-            .as_bytes(),
-    )
-    .ok()?;
+    let path = pid_dir.join("fd").join(fd.to_string());
     let mut buf = [0u8; 64];
-    // SAFETY: both names are NUL-terminated; `buf` is writable for its length.
-    let n = unsafe {
-        libc::getxattr(
-            path.as_ptr(),
-            c"system.sockprotoname".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    let name = buf.get(..usize::try_from(n).ok()?)?;
+    let n = rustix::fs::getxattr(&path, c"system.sockprotoname", &mut buf[..]).ok()?;
+    let name = buf.get(..n)?;
     Some(name.strip_suffix(b"\0").unwrap_or(name).to_vec())
 }
 

@@ -11,7 +11,7 @@
 //!
 //! [`StuckTracker`] (in `task/stuck.rs`, pure) remembers, per thread, since when it has sat in
 //! the same call with the same arguments and no context switch, and reports those blocked on
-//! a socket for at least `stuck_after` (DESIGN.md, "Stuck (detached) workers").
+//! a socket for at least `stuck_after` (ARCHITECTURE.md, "Stuck (detached) workers").
 
 mod stuck;
 pub mod syscall;

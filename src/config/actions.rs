@@ -209,91 +209,91 @@ pub struct ExecConfig {
 /// The smallest `max_bytes`: room for the README and verdict with a note.
 pub const MIN_BUNDLE_BYTES: u64 = 16 * 1024;
 
+/// An error: (key under `[actions]`, message).
+type Invalid = (String, String);
+
+fn invalid<T>(key: &str, message: String) -> Result<T, Invalid> {
+    Err((key.to_string(), message))
+}
+
 /// Validate; errors are (key under `[actions]`, message).
-pub fn validate(raw: &RawActions) -> Result<ActionsConfig, (String, String)> {
+pub fn validate(raw: &RawActions) -> Result<ActionsConfig, Invalid> {
     let d = ActionsConfig::default();
-    let err = |k: &str, m: String| Err((k.to_string(), m));
     let max_per_hour = raw.max_per_hour.unwrap_or(d.max_per_hour);
     if max_per_hour == 0 {
-        return err(
+        return invalid(
             "max_per_hour",
             "must be at least 1 (leave out the action tables to turn actions off)".into(),
         );
     }
-    let bundle = match &raw.bundle {
-        None => None,
-        Some(b) => {
-            let bd = BundleConfig::default();
-            let dir = b.dir.clone().unwrap_or(bd.dir);
-            if !dir.is_absolute() {
-                return err(
-                    "bundle.dir",
-                    format!(
-                        "expected an absolute path, got {:?}",
-                        dir.display().to_string()
-                    ),
-                );
-            }
-            let max_bytes = b.max_bytes.map_or(bd.max_bytes, |q| q.0 as u64);
-            if max_bytes < MIN_BUNDLE_BYTES {
-                return err(
-                    "bundle.max_bytes",
-                    format!("must be at least 16KiB, got {max_bytes} bytes"),
-                );
-            }
-            let keep = b.keep.unwrap_or(bd.keep);
-            if keep == 0 {
-                return err("bundle.keep", "must be at least 1".into());
-            }
-            Some(BundleConfig {
-                dir,
-                max_bytes,
-                keep,
-            })
-        }
-    };
-    let signal = match &raw.signal {
-        None => None,
-        Some(s) => {
-            let Some(signal) = s.signal else {
-                return err(
-                    "signal.signal",
-                    "name the signal to send, e.g. signal = \"SIGUSR2\" (a process without a \
-                     handler for it may die of it)"
-                        .into(),
-                );
-            };
-            Some(SignalConfig {
-                signal,
-                grace: s.grace.map_or(Duration::ZERO, |g| g.0),
-            })
-        }
-    };
-    let exec = match &raw.exec {
-        None => None,
-        Some(e) => {
-            let argv = e.argv.clone().unwrap_or_default();
-            if argv.first().is_none_or(|p| p.is_empty()) {
-                return err(
-                    "exec.argv",
-                    "expected the program and its arguments, e.g. argv = [\"/usr/local/bin/on-leak\"]"
-                        .into(),
-                );
-            }
-            let timeout = e.timeout.map_or(Duration::from_secs(30), |t| t.0);
-            if timeout < Duration::from_millis(100) {
-                return err("exec.timeout", "must be at least 100ms".into());
-            }
-            Some(ExecConfig { argv, timeout })
-        }
-    };
     Ok(ActionsConfig {
         cooldown: raw.cooldown.map_or(d.cooldown, |c| c.0),
         max_per_hour,
-        bundle,
-        signal,
-        exec,
+        bundle: raw.bundle.as_ref().map(bundle).transpose()?,
+        signal: raw.signal.as_ref().map(signal).transpose()?,
+        exec: raw.exec.as_ref().map(exec).transpose()?,
     })
+}
+
+fn bundle(b: &RawBundle) -> Result<BundleConfig, Invalid> {
+    let bd = BundleConfig::default();
+    let dir = b.dir.clone().unwrap_or(bd.dir);
+    if !dir.is_absolute() {
+        return invalid(
+            "bundle.dir",
+            format!(
+                "expected an absolute path, got {:?}",
+                dir.display().to_string()
+            ),
+        );
+    }
+    let max_bytes = b.max_bytes.map_or(bd.max_bytes, |q| q.0 as u64);
+    if max_bytes < MIN_BUNDLE_BYTES {
+        return invalid(
+            "bundle.max_bytes",
+            format!("must be at least 16KiB, got {max_bytes} bytes"),
+        );
+    }
+    let keep = b.keep.unwrap_or(bd.keep);
+    if keep == 0 {
+        return invalid("bundle.keep", "must be at least 1".into());
+    }
+    Ok(BundleConfig {
+        dir,
+        max_bytes,
+        keep,
+    })
+}
+
+fn signal(s: &RawSignal) -> Result<SignalConfig, Invalid> {
+    let Some(signal) = s.signal else {
+        return invalid(
+            "signal.signal",
+            "name the signal to send, e.g. signal = \"SIGUSR2\" (a process without a \
+             handler for it may die of it)"
+                .into(),
+        );
+    };
+    Ok(SignalConfig {
+        signal,
+        grace: s.grace.map_or(Duration::ZERO, |g| g.0),
+    })
+}
+
+fn exec(e: &RawExec) -> Result<ExecConfig, Invalid> {
+    let argv = e.argv.clone().unwrap_or_default();
+    if argv.first().is_none_or(|p| p.is_empty()) {
+        return invalid(
+            "exec.argv",
+            "expected the program and its arguments, e.g. argv = [\"/usr/local/bin/on-leak\"]"
+                .into(),
+        );
+    }
+    let timeout = e.timeout.map_or(Duration::from_secs(30), |t| t.0);
+    if timeout < Duration::from_millis(100) {
+        return invalid("exec.timeout", "must be at least 100ms".into());
+    }
+    Ok(ExecConfig { argv, timeout })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The config file, in two stages: [`raw`] is the TOML as written (serde, unknown keys
 //! rejected, values that check themselves), [`Config`] is validated with every default
-//! applied in one place ([`Judge::default`], [`Config::default`]).
+//! applied in one place ([`JudgeConfig::default`], [`Config::default`]).
 //!
 //! A bad file is a [`ConfigError`]: file, line, column, key, and what was expected.
 
@@ -13,12 +13,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
-
 pub use actions::ActionsConfig;
-pub use raw::OnMissing;
 use raw::{RawConfig, RawHttp, RawJudge, RawRule, RawRules, RawTarget};
 
+use crate::judge::{JudgeConfig, Rule, Series};
 use crate::target::Selector;
 
 /// The commented example shipped as `packaging/leakwatch.toml` and printed by
@@ -44,7 +42,7 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[judge]`: the judging of targets given on the command line, and the base every
     /// `[[target]]` overlays.
-    pub judge: Judge,
+    pub judge: JudgeConfig,
     /// `[actions]`: for targets given on the command line, and the base every
     /// `[target.actions]` overlays.
     pub actions: ActionsConfig,
@@ -85,131 +83,11 @@ impl Default for Config {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             peer_labels: false,
             http: HttpConfig::default(),
-            judge: Judge::default(),
+            judge: JudgeConfig::default(),
             actions: ActionsConfig::default(),
             targets: Vec::new(),
         }
     }
-}
-
-/// How a target's series are judged (`[judge]`, overridable per target).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Judge {
-    pub window: Duration,
-    pub min_samples: u32,
-    pub min_span: Duration,
-    pub warmup: Duration,
-    pub fail_after: u32,
-    pub recover_after: u32,
-    pub usage_floor: f64,
-    pub restart_budget: u32,
-    pub stuck_after: Duration,
-    pub on_missing: OnMissing,
-}
-
-impl Default for Judge {
-    fn default() -> Self {
-        Judge {
-            window: Duration::from_secs(600),
-            min_samples: 30,
-            min_span: Duration::from_secs(300),
-            warmup: Duration::from_secs(120),
-            fail_after: 3,
-            recover_after: 3,
-            usage_floor: 0.5,
-            restart_budget: 3,
-            stuck_after: Duration::from_secs(120),
-            on_missing: OnMissing::Pass,
-        }
-    }
-}
-
-impl Judge {
-    fn overlay(&self, k: &RawJudge) -> Judge {
-        let d = |v: Option<values::HumanDuration>, base: Duration| v.map_or(base, |h| h.0);
-        Judge {
-            window: d(k.window, self.window),
-            min_samples: k.min_samples.unwrap_or(self.min_samples),
-            min_span: d(k.min_span, self.min_span),
-            warmup: d(k.warmup, self.warmup),
-            fail_after: k.fail_after.unwrap_or(self.fail_after),
-            recover_after: k.recover_after.unwrap_or(self.recover_after),
-            usage_floor: k.usage_floor.map_or(self.usage_floor, |r| r.0),
-            restart_budget: k.restart_budget.unwrap_or(self.restart_budget),
-            stuck_after: d(k.stuck_after, self.stuck_after),
-            on_missing: k.on_missing.unwrap_or(self.on_missing),
-        }
-    }
-}
-
-/// The series a rule can judge; the names are the rule names in the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Series {
-    Fds,
-    TcpEstablished,
-    TcpCloseWait,
-    Rss,
-    Anon,
-    Heap,
-    CgroupMemory,
-    Threads,
-    StuckThreads,
-}
-
-impl Series {
-    pub const ALL: [Series; 9] = [
-        Series::Fds,
-        Series::TcpEstablished,
-        Series::TcpCloseWait,
-        Series::Rss,
-        Series::Anon,
-        Series::Heap,
-        Series::CgroupMemory,
-        Series::Threads,
-        Series::StuckThreads,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Series::Fds => "fds",
-            Series::TcpEstablished => "tcp_established",
-            Series::TcpCloseWait => "tcp_close_wait",
-            Series::Rss => "rss",
-            Series::Anon => "anon",
-            Series::Heap => "heap",
-            Series::CgroupMemory => "cgroup_memory",
-            Series::Threads => "threads",
-            Series::StuckThreads => "stuck_threads",
-        }
-    }
-
-    /// Whether the kernel gives this series a limit (fds: RLIMIT_NOFILE, cgroup memory:
-    /// memory.max, threads: pids.max); rss/anon/heap borrow the cgroup's when there is one.
-    pub fn natural_limit(self) -> bool {
-        matches!(self, Series::Fds | Series::CgroupMemory | Series::Threads)
-    }
-}
-
-impl fmt::Display for Series {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One rule: fails when any configured check fails.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Rule {
-    /// Absolute ceiling (count or bytes).
-    pub max: Option<f64>,
-    /// Ceiling as a share of the series' limit.
-    pub max_ratio: Option<f64>,
-    /// Fails when the projected time to reach the limit is shorter.
-    pub exhaust_within: Option<Duration>,
-    /// Fails on sustained growth faster than this, per second.
-    pub max_growth_per_s: Option<f64>,
-    /// A configured limit for series with no natural one.
-    pub limit: Option<f64>,
 }
 
 /// A target: its name (the `target` label and `/healthz/NAME`), selector, judging and rules.
@@ -217,8 +95,8 @@ pub struct Rule {
 pub struct TargetConfig {
     pub name: String,
     pub selector: Selector,
-    pub judge: Judge,
-    /// The configured rules; series without one get [`default_rules`].
+    pub judge: JudgeConfig,
+    /// The configured rules; series without one get [`default_rules`](crate::judge::default_rules).
     pub rules: Vec<(Series, Rule)>,
     /// What to do when the verdict flips to unhealthy.
     pub actions: ActionsConfig,
@@ -230,7 +108,7 @@ impl TargetConfig {
         TargetConfig {
             name: default_name(&selector),
             selector,
-            judge: Judge::default(),
+            judge: JudgeConfig::default(),
             rules: Vec::new(),
             actions: ActionsConfig::default(),
         }
@@ -238,36 +116,8 @@ impl TargetConfig {
 
     /// Configured rules, and the safe defaults for every series not configured.
     pub fn effective_rules(&self) -> Vec<(Series, Rule)> {
-        let mut rules = self.rules.clone();
-        for (series, rule) in default_rules() {
-            if !rules.iter().any(|(s, _)| *s == series) {
-                rules.push((series, rule));
-            }
-        }
-        rules.sort_by_key(|(s, _)| *s);
-        rules
+        crate::judge::effective_rules(&self.rules)
     }
-}
-
-/// Safe with no config at all: fds or the cgroup working set at 90% of their limit or
-/// exhausting it within 30 minutes; threads at 90% of pids.max.
-pub fn default_rules() -> Vec<(Series, Rule)> {
-    let level_and_trend = Rule {
-        max_ratio: Some(0.9),
-        exhaust_within: Some(Duration::from_secs(30 * 60)),
-        ..Rule::default()
-    };
-    vec![
-        (Series::Fds, level_and_trend.clone()),
-        (Series::CgroupMemory, level_and_trend),
-        (
-            Series::Threads,
-            Rule {
-                max_ratio: Some(0.9),
-                ..Rule::default()
-            },
-        ),
-    ]
 }
 
 fn default_name(sel: &Selector) -> String {
@@ -393,7 +243,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     if interval < Duration::from_millis(100) {
         return Err(invalid("interval", "must be at least 100ms".into()));
     }
-    let judge = Judge::default().overlay(&raw.judge.unwrap_or_default());
+    let judge = overlay_judge(&JudgeConfig::default(), &raw.judge.unwrap_or_default());
     check_judge(&judge, interval).map_err(|(k, m)| invalid(&format!("judge.{k}"), m))?;
 
     let http = http(raw.http.unwrap_or_default(), &defaults.http)?;
@@ -480,7 +330,24 @@ pub fn read_token(path: &Path) -> Result<String, String> {
     Ok(token)
 }
 
-fn check_judge(j: &Judge, interval: Duration) -> Result<(), (&'static str, String)> {
+/// `base` with the `[judge]` keys of `k` written over it.
+fn overlay_judge(base: &JudgeConfig, k: &RawJudge) -> JudgeConfig {
+    let d = |v: Option<values::HumanDuration>, b: Duration| v.map_or(b, |h| h.0);
+    JudgeConfig {
+        window: d(k.window, base.window),
+        min_samples: k.min_samples.unwrap_or(base.min_samples),
+        min_span: d(k.min_span, base.min_span),
+        warmup: d(k.warmup, base.warmup),
+        fail_after: k.fail_after.unwrap_or(base.fail_after),
+        recover_after: k.recover_after.unwrap_or(base.recover_after),
+        usage_floor: k.usage_floor.map_or(base.usage_floor, |r| r.0),
+        restart_budget: k.restart_budget.unwrap_or(base.restart_budget),
+        stuck_after: d(k.stuck_after, base.stuck_after),
+        on_missing: k.on_missing.unwrap_or(base.on_missing),
+    }
+}
+
+fn check_judge(j: &JudgeConfig, interval: Duration) -> Result<(), (&'static str, String)> {
     if j.window < interval * 2 {
         return Err((
             "window",
@@ -508,7 +375,7 @@ fn check_judge(j: &Judge, interval: Duration) -> Result<(), (&'static str, Strin
 fn target(
     i: usize,
     t: RawTarget,
-    global: &Judge,
+    global: &JudgeConfig,
     global_actions: &actions::RawActions,
     interval: Duration,
 ) -> Result<TargetConfig, (String, String)> {
@@ -564,7 +431,7 @@ fn target(
         Some(n) => n,
         None => default_name(&selector),
     };
-    let judge = global.overlay(&t.judge_keys());
+    let judge = overlay_judge(global, &t.judge_keys());
     check_judge(&judge, interval).map_err(|(k, m)| (key(k), m))?;
     let rules = rules(&t.rules).map_err(|(k, m)| (key(&format!("rules.{k}")), m))?;
     let merged = t

@@ -7,14 +7,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::actions::RawActions;
-use super::values::{ConfigRegex, HumanDuration, Quantity, Rate, Ratio};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnMissing {
-    Pass,
-    Fail,
-}
+use super::values::{HumanDuration, Quantity, Rate, Ratio};
+use crate::judge::OnMissing;
+use crate::target::SelectorRegex;
 
 /// Declares a struct holding the `[judge]` keys plus `$extra` fields, and `judge_keys()`
 /// returning the `[judge]` part as a [`RawJudge`]: the same keys are valid globally and in
@@ -69,8 +64,8 @@ with_judge_keys! {
         pub name: Option<String>,
         pub pid: Option<i32>,
         pub pidfile: Option<PathBuf>,
-        pub name_regex: Option<ConfigRegex>,
-        pub cmdline_regex: Option<ConfigRegex>,
+        pub name_regex: Option<SelectorRegex>,
+        pub cmdline_regex: Option<SelectorRegex>,
         pub cgroup: Option<PathBuf>,
         pub systemd_unit: Option<String>,
         #[serde(default)]

@@ -13,7 +13,7 @@ fn shipped_example_is_valid_and_means_what_it_says() {
     let t = &c.targets[0];
     assert_eq!(t.name, "app");
     assert!(matches!(&t.selector, Selector::CmdlineRegex(r) if r.0.as_str() == "myapp --serve"));
-    assert_eq!(t.judge, Judge::default());
+    assert_eq!(t.judge, crate::judge::JudgeConfig::default());
     let close_wait = t
         .rules
         .iter()

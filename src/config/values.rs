@@ -2,7 +2,6 @@
 //! value is reported at its own line and column: durations (`"5s"`), ratios, quantities
 //! (`1024`, `"2GiB"`), rates (`"10/min"`, `"5MiB/min"`) and regexes.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -133,38 +132,6 @@ impl<'de> Deserialize<'de> for Rate {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         parse_rate(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-/// A regex, compiled while the config is read.
-#[derive(Clone)]
-pub struct ConfigRegex(pub regex::Regex);
-
-impl fmt::Debug for ConfigRegex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0.as_str())
-    }
-}
-
-impl PartialEq for ConfigRegex {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.as_str() == other.0.as_str()
-    }
-}
-
-impl<'de> Deserialize<'de> for ConfigRegex {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        regex::Regex::new(&s).map(ConfigRegex).map_err(|e| {
-            // The regex crate's message spans lines (pattern, caret, reason): keep the reason.
-            let text = e.to_string();
-            let reason = text
-                .lines()
-                .last()
-                .unwrap_or("")
-                .trim_start_matches("error: ");
-            serde::de::Error::custom(format!("the regex {s:?} does not compile: {reason}"))
-        })
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
 
-use crate::collect::{mono_ms, unix_ms};
+use crate::clock::{mono_ms, unix_ms};
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::snapshot::{ConfigInfo, Snapshot, TargetStatus};

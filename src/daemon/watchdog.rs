@@ -1,4 +1,6 @@
-//! One tick for every target: resolve (following restarts and pid reuse), collect, judge.
+//! One tick for every target, as a pipeline: resolve (following restarts and pid reuse),
+//! collect, judge, detect the flip ([`FlipDetector`]), act on it ([`ActionRunner`]), apply
+//! the actions' hold ([`crate::judge::hold`]: only the judge writes `healthy`), publish.
 //! Synchronous and blocking (it reads /proc): the daemon runs it on a blocking thread,
 //! `check` calls it directly.
 
@@ -8,13 +10,17 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use crate::actions::{ActionRunner, TickInput};
-use crate::collect::{mono_ms, unix_ms, CollectOptions, Collector};
+use crate::clock::{mono_ms, unix_ms};
+use crate::collect::{CollectOptions, Collector};
 use crate::config::{Config, TargetConfig};
 use crate::error::UnknownKind;
-use crate::judge::{Input, TargetJudge};
-use crate::sample::{Collector as Source, Sample, TargetId, TargetState};
+use crate::judge::{
+    Answer, FlipDetector, Health, Hold, Input, Judged, TargetJudge, Transition, Verdict,
+};
+use crate::sample::{Sample, Source, TargetId, TargetState};
 use crate::snapshot::{CollectorErrors, TargetStatus};
 use crate::target::{ResolveError, Resolver, Selector};
+use crate::units::duration_ms;
 
 /// How many peers the top-K lists keep.
 const TOP_PEERS: usize = 10;
@@ -40,7 +46,8 @@ struct Watched {
     /// What was last logged per collector, so a lasting problem is logged once.
     logged: BTreeMap<Source, UnknownKind>,
     logged_missing: Option<String>,
-    was_healthy: bool,
+    /// The one place the healthy/unhealthy edges are tracked.
+    flips: FlipDetector,
     actions: ActionRunner,
     /// The process last sampled running: the signal action refuses it once it is gone.
     last_judged: Option<TargetId>,
@@ -57,7 +64,7 @@ impl Watched {
             errors: BTreeMap::new(),
             logged: BTreeMap::new(),
             logged_missing: None,
-            was_healthy: true,
+            flips: FlipDetector::new(),
             actions: ActionRunner::new(),
             last_judged: None,
         }
@@ -228,39 +235,23 @@ fn collect(w: &mut Watched, collector: &mut Collector, config: &Config, id: Targ
     collector.collect(id, &opts)
 }
 
+/// After resolve and collect, the rest of one target's tick: judge, detect the flip, act on
+/// it, let the judge apply the actions' hold, log what `/healthz` answers now, publish.
 fn judge(
     w: &mut Watched,
     observed: Result<Sample, NotFound>,
     poll_s: f64,
     config: &Config,
 ) -> TargetStatus {
-    let (mut judged, sample, missing) = match observed {
-        Ok(sample) => {
-            count_errors(w, &sample);
-            let j = w.judge.judge(Input::Sample(&sample), &w.cfg);
-            (j, Some(sample), None)
-        }
-        Err(NotFound { reason, unseen }) => {
-            if w.logged_missing.as_deref() != Some(reason.as_str()) {
-                warn!(target_name = %w.cfg.name, reason = %reason, "target not found");
-                w.logged_missing = Some(reason.clone());
-            }
-            let input = Input::Missing {
-                reason: &reason,
-                unseen,
-                now_mono_ms: mono_ms(),
-            };
-            (w.judge.judge(input, &w.cfg), None, Some(reason))
-        }
-    };
-    log_flip(w, &judged.verdict);
-    let found = sample
+    let (mut judged, sample, missing) = judge_observed(w, observed);
+    let running = sample
         .as_ref()
-        .is_some_and(|s| s.state == TargetState::Running);
-    if found {
-        w.last_judged = sample.as_ref().map(|s| s.target);
+        .filter(|s| s.state == TargetState::Running)
+        .map(|s| s.target);
+    if running.is_some() {
+        w.last_judged = running;
     }
-    let mut verdict = judged.verdict.clone();
+    let change = w.flips.observe(running, judged.health());
     let input = TickInput {
         name: &w.cfg.name,
         cfg: &w.cfg.actions,
@@ -271,13 +262,14 @@ fn judge(
         last_id: w.last_judged,
         judged: &judged,
     };
-    w.actions.tick(&input, &mut verdict);
-    judged.verdict = verdict;
-    let actions = w.actions.status(&w.cfg.actions);
+    let hold = w.actions.tick(&input, change);
+    let failing = judged.verdict.failing.join("; ");
+    judged.verdict = crate::judge::hold(std::mem::take(&mut judged.verdict), hold);
+    log_answer(w, change, hold, &failing, &judged.verdict);
     TargetStatus {
         name: w.cfg.name.clone(),
         selector: w.cfg.selector.to_string(),
-        found,
+        found: running.is_some(),
         target: w.current,
         missing_reason: missing,
         watching_since_unix_ms: w.since_unix_ms.filter(|_| w.current.is_some()),
@@ -294,7 +286,36 @@ fn judge(
             })
             .collect(),
         poll_duration_seconds: Some(poll_s),
-        actions,
+        actions: w.actions.status(&w.cfg.actions),
+    }
+}
+
+/// The judge's findings on this tick's sample, or on why there is none.
+fn judge_observed(
+    w: &mut Watched,
+    observed: Result<Sample, NotFound>,
+) -> (Judged, Option<Sample>, Option<String>) {
+    match observed {
+        Ok(sample) => {
+            count_errors(w, &sample);
+            let j = w
+                .judge
+                .judge(Input::Sample(&sample), &w.cfg.judge, &w.cfg.rules);
+            (j, Some(sample), None)
+        }
+        Err(NotFound { reason, unseen }) => {
+            if w.logged_missing.as_deref() != Some(reason.as_str()) {
+                warn!(target_name = %w.cfg.name, reason = %reason, "target not found");
+                w.logged_missing = Some(reason.clone());
+            }
+            let input = Input::Missing {
+                reason: &reason,
+                unseen,
+                now_mono_ms: mono_ms(),
+            };
+            let j = w.judge.judge(input, &w.cfg.judge, &w.cfg.rules);
+            (j, None, Some(reason))
+        }
     }
 }
 
@@ -322,13 +343,31 @@ fn count_errors(w: &mut Watched, sample: &Sample) {
     w.logged.retain(|s, _| sample.unknown.contains_key(s));
 }
 
-fn log_flip(w: &mut Watched, v: &crate::judge::Verdict) {
-    if w.was_healthy && !v.healthy {
-        warn!(target_name = %w.cfg.name, failing = %v.failing.join("; "), "unhealthy: /healthz now answers 503");
-    } else if !w.was_healthy && v.healthy {
-        info!(target_name = %w.cfg.name, "healthy again");
+/// Log what `/healthz` answers when that changes, and a flip that a hold keeps at 200.
+/// `failing`: the failing lines the judge found, before the hold.
+fn log_answer(
+    w: &mut Watched,
+    change: Transition,
+    hold: Option<Hold>,
+    failing: &str,
+    published: &Verdict,
+) {
+    let name = &w.cfg.name;
+    if let Some(h) = hold.filter(|_| change.is_flip() && change.to == Health::Unhealthy) {
+        warn!(
+            target_name = %name,
+            failing = %failing,
+            "unhealthy: signal_grace holds /healthz at 200 for ~{}, then it answers 503",
+            duration_ms(h.left_ms)
+        );
     }
-    w.was_healthy = v.healthy;
+    match w.flips.answered(published) {
+        Some(Answer::NowFailing) => {
+            warn!(target_name = %name, failing = %published.failing.join("; "), "unhealthy: /healthz now answers 503");
+        }
+        Some(Answer::HealthyAgain) => info!(target_name = %name, "healthy again"),
+        None => {}
+    }
 }
 
 #[cfg(test)]
@@ -396,7 +435,7 @@ mod tests {
         t.judged
             .series
             .iter()
-            .find(|s| s.series == crate::config::Series::Fds)
+            .find(|s| s.series == crate::judge::Series::Fds)
             .and_then(|s| s.trend.as_ref())
             .map_or(0, |tr| tr.samples)
     }
@@ -484,7 +523,8 @@ mod action_tests {
     use super::tests_support::{watchdog_with, write_pid};
     use crate::actions::Outcome;
     use crate::config::actions::ExecConfig;
-    use crate::config::{ActionsConfig, Rule, Series};
+    use crate::config::ActionsConfig;
+    use crate::judge::{Rule, Series};
 
     #[test]
     fn nothing_fires_while_the_restart_budget_is_exhausted() {
@@ -551,5 +591,118 @@ mod action_tests {
             "{counts:?}"
         );
         fs::remove_dir_all(root.path().join("4242")).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod log_tests {
+    //! What the tick logs when the verdict flips, on a real child (`sleep`): the signal action
+    //! needs a real process to signal (SIGCONT, which a sleeping process ignores).
+
+    use std::io::Write;
+    use std::process::{Child, Command};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::actions::{SignalConfig, SignalName};
+    use crate::config::ActionsConfig;
+    use crate::judge::{Rule, Series};
+
+    /// The log lines written while `f` runs on this thread.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .finish();
+        let r = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+        (r, text)
+    }
+
+    /// A watchdog of `child` on the real /proc: more than one fd fails at once, and the flip
+    /// sends SIGCONT with `grace`.
+    fn watchdog(child: &Child, grace: Duration) -> Watchdog {
+        let mut target = TargetConfig::from_selector(Selector::Pid(child.id() as i32));
+        target.rules = vec![(
+            Series::Fds,
+            Rule {
+                max: Some(1.0),
+                ..Rule::default()
+            },
+        )];
+        target.judge.fail_after = 1;
+        target.actions = ActionsConfig {
+            signal: Some(SignalConfig {
+                signal: SignalName {
+                    number: libc::SIGCONT,
+                },
+                grace,
+            }),
+            ..ActionsConfig::default()
+        };
+        Watchdog::new(Config {
+            targets: vec![target],
+            ..Config::default()
+        })
+    }
+
+    fn sleeper() -> Child {
+        Command::new("sleep")
+            .arg("120")
+            .spawn()
+            .expect("spawn sleep")
+    }
+
+    /// The tick logged "/healthz now answers 503" before the actions held the verdict at
+    /// 200 for the signal's grace: the log said 503 while /healthz answered 200.
+    #[test]
+    fn during_signal_grace_the_log_does_not_claim_503() {
+        let mut child = sleeper();
+        let mut w = watchdog(&child, Duration::from_secs(3600));
+        let (status, log) = logged(|| w.tick().remove(0));
+        assert!(status.found, "{:?}", status.missing_reason);
+        assert!(status.verdict().healthy, "held: {:?}", status.verdict());
+        assert!(!log.contains("now answers 503"), "{log}");
+        assert!(
+            log.contains("unhealthy: signal_grace holds /healthz at 200"),
+            "{log}"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn without_a_grace_or_once_it_is_over_the_log_says_503() {
+        let mut child = sleeper();
+        let mut w = watchdog(&child, Duration::ZERO);
+        let (status, log) = logged(|| w.tick().remove(0));
+        assert!(!status.verdict().healthy);
+        assert!(log.contains("unhealthy: /healthz now answers 503"), "{log}");
+
+        // A grace that is over by the next tick: the 503 is logged when it begins.
+        let mut w = watchdog(&child, Duration::from_millis(50));
+        let (status, log) = logged(|| w.tick().remove(0));
+        assert!(status.verdict().healthy);
+        assert!(!log.contains("now answers 503"), "{log}");
+        std::thread::sleep(Duration::from_millis(200));
+        let (status, log) = logged(|| w.tick().remove(0));
+        assert!(!status.verdict().healthy);
+        assert!(log.contains("unhealthy: /healthz now answers 503"), "{log}");
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }

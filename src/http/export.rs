@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::AppState;
-use crate::collect::mono_ms;
+use crate::clock::mono_ms;
 use crate::snapshot::Snapshot;
 
 /// The Prometheus text exposition format, version 0.0.4.

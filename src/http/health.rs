@@ -14,7 +14,7 @@ use axum::Json;
 use serde::Serialize;
 
 use super::AppState;
-use crate::collect::mono_ms;
+use crate::clock::mono_ms;
 use crate::snapshot::{Snapshot, TargetStatus};
 use crate::units::duration_ms;
 

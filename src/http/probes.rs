@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::collect::mono_ms;
+use crate::clock::mono_ms;
 use crate::snapshot::Snapshot;
 use crate::units::duration_ms;
 

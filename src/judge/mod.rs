@@ -9,8 +9,10 @@
 //! reason in `notes`.
 
 pub mod budget;
+pub mod flip;
 pub mod rules;
 pub mod series;
+pub mod spec;
 pub mod trend;
 
 #[cfg(test)]
@@ -20,11 +22,13 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::config::{OnMissing, Series, TargetConfig};
 use crate::sample::{Sample, TargetState};
+use crate::units;
 
 pub use budget::{Budget, RestartLog};
+pub use flip::{Answer, FlipDetector, Health, Transition};
 pub use rules::{CheckKind, CheckResult, Outcome, RuleState, RuleStatus, RuleTracker};
+pub use spec::{default_rules, effective_rules, JudgeConfig, OnMissing, Rule, Series};
 pub use trend::{Point, Trend, Window};
 
 /// One series as judged this tick: the `/status` "series" entry and the
@@ -97,6 +101,48 @@ pub struct Judged {
     pub verdict: Verdict,
 }
 
+impl Judged {
+    /// What the judge found, before any [`hold`]: the flip detector's input.
+    pub fn health(&self) -> Health {
+        if !self.verdict.healthy {
+            Health::Unhealthy
+        } else if self.budget.exhausted && self.rules.iter().any(|r| r.failing) {
+            Health::WouldFail
+        } else {
+            Health::Healthy
+        }
+    }
+}
+
+/// A hold on the verdict: the actions signalled the target at the flip and asked for
+/// `signal_grace`, so `/healthz` keeps answering 200 for `left_ms` more and a dump can
+/// finish before the kubelet acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    pub left_ms: u64,
+}
+
+/// The verdict `/healthz` answers: `found`, or under a hold an unhealthy one turned
+/// healthy, saying why first and keeping each failing line as `would fail: ...`.
+pub fn hold(found: Verdict, hold: Option<Hold>) -> Verdict {
+    let Some(Hold { left_ms }) = hold.filter(|_| !found.healthy) else {
+        return found;
+    };
+    let left = units::duration_ms(left_ms);
+    let mut notes = vec![format!(
+        "signal_grace: the target was signalled at the flip; /healthz reports the failure in \
+         ~{left}"
+    )];
+    notes.extend(
+        found
+            .failing
+            .into_iter()
+            .map(|l| format!("would fail: {l}")),
+    );
+    notes.extend(found.notes);
+    Verdict::healthy(notes)
+}
+
 /// The judging state of one target: windows, rule trackers, the restart log.
 #[derive(Debug, Clone, Default)]
 pub struct TargetJudge {
@@ -136,7 +182,12 @@ impl TargetJudge {
     }
 
     /// Judge one tick.
-    pub fn judge(&mut self, input: Input<'_>, cfg: &TargetConfig) -> Judged {
+    pub fn judge(
+        &mut self,
+        input: Input<'_>,
+        cfg: &JudgeConfig,
+        rules: &[(Series, Rule)],
+    ) -> Judged {
         let sample = match input {
             Input::Sample(s) if s.state == TargetState::Running => s,
             Input::Sample(s) => {
@@ -159,7 +210,7 @@ impl TargetJudge {
         let warm = self.warming_up(sample, cfg);
         let mut series_out = Vec::new();
         let mut rules_out = Vec::new();
-        for (series, rule) in cfg.effective_rules() {
+        for (series, rule) in effective_rules(rules) {
             let mut status = series::observe(sample, series, &rule);
             let window = self.windows.entry(series).or_default();
             if let Some(v) = status.value {
@@ -168,16 +219,16 @@ impl TargetJudge {
                     value: v,
                 });
             }
-            window.trim(now, cfg.judge.window);
-            status.trend = trend::trend(window.points(), &cfg.judge);
+            window.trim(now, cfg.window);
+            status.trend = trend::trend(window.points(), cfg);
             status.seconds_to_exhaustion =
                 trend::seconds_to_exhaustion(status.value, status.limit, status.trend.as_ref());
-            let checks = rules::run_checks(&status, &rule, &cfg.judge, warm);
+            let checks = rules::run_checks(&status, &rule, cfg, warm);
             let tracker = self.trackers.entry(series).or_default();
-            rules_out.push(tracker.update(series, checks, &cfg.judge));
+            rules_out.push(tracker.update(series, checks, cfg));
             series_out.push(status);
         }
-        let budget = self.restarts.budget(now, cfg.judge.restart_budget);
+        let budget = self.restarts.budget(now, cfg.restart_budget);
         let verdict = compose(&series_out, &rules_out, &budget);
         // A restart is charged to the budget only when leakwatch asked for it.
         self.last_unhealthy = !verdict.healthy;
@@ -189,9 +240,9 @@ impl TargetJudge {
         }
     }
 
-    fn absent(&mut self, reason: &str, unseen: bool, now: u64, cfg: &TargetConfig) -> Judged {
-        let budget = self.restarts.budget(now, cfg.judge.restart_budget);
-        let verdict = match cfg.judge.on_missing {
+    fn absent(&mut self, reason: &str, unseen: bool, now: u64, cfg: &JudgeConfig) -> Judged {
+        let budget = self.restarts.budget(now, cfg.restart_budget);
+        let verdict = match cfg.on_missing {
             _ if unseen => Verdict::healthy(vec![format!(
                 "{reason}; leakwatch cannot see the target, failing open"
             )]),
@@ -212,8 +263,8 @@ impl TargetJudge {
 
     /// Trend rules stay quiet for `warmup` after the target started (by its start time, or
     /// when leakwatch first saw it if the start time is unknown).
-    fn warming_up(&self, sample: &Sample, cfg: &TargetConfig) -> bool {
-        let warmup_ms = cfg.judge.warmup.as_millis() as u64;
+    fn warming_up(&self, sample: &Sample, cfg: &JudgeConfig) -> bool {
+        let warmup_ms = cfg.warmup.as_millis() as u64;
         if warmup_ms == 0 {
             return false;
         }

@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use super::series::is_bytes;
+use super::spec::{JudgeConfig, Rule, Series};
 use super::{SeriesStatus, Trend};
-use crate::config::{Judge, Rule, Series};
 use crate::units;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -87,7 +87,7 @@ impl RuleTracker {
         &mut self,
         series: Series,
         checks: Vec<CheckResult>,
-        judge: &Judge,
+        judge: &JudgeConfig,
     ) -> RuleStatus {
         let outcome = combine(&checks);
         match outcome {
@@ -169,7 +169,7 @@ fn combine(checks: &[CheckResult]) -> Outcome {
 pub fn run_checks(
     s: &SeriesStatus,
     rule: &Rule,
-    judge: &Judge,
+    judge: &JudgeConfig,
     warming_up: bool,
 ) -> Vec<CheckResult> {
     let mut out = Vec::new();
@@ -298,7 +298,7 @@ fn exhaust(
     s: &SeriesStatus,
     value: f64,
     horizon_s: f64,
-    judge: &Judge,
+    judge: &JudgeConfig,
     warming_up: bool,
     b: bool,
 ) -> (Outcome, String) {

@@ -7,22 +7,22 @@
 
 use std::borrow::Cow;
 
-use crate::config::{Rule, Series};
+use super::spec::{Rule, Series};
 use crate::error::UnknownKind;
-use crate::sample::{CgroupPids, Collector, Limit, Sample};
+use crate::sample::{CgroupPids, Limit, Sample, Source};
 
 use super::SeriesStatus;
 
 /// Which collector feeds a series (its reason is the series' reason when unknown).
-pub fn collector(series: Series) -> Collector {
+pub fn collector(series: Series) -> Source {
     match series {
-        Series::Fds => Collector::Fds,
-        Series::TcpEstablished | Series::TcpCloseWait => Collector::Tcp,
-        Series::Rss | Series::Anon => Collector::Memory,
-        Series::Heap => Collector::Heap,
-        Series::CgroupMemory => Collector::CgroupMemory,
-        Series::Threads => Collector::Threads,
-        Series::StuckThreads => Collector::Stuck,
+        Series::Fds => Source::Fds,
+        Series::TcpEstablished | Series::TcpCloseWait => Source::Tcp,
+        Series::Rss | Series::Anon => Source::Memory,
+        Series::Heap => Source::Heap,
+        Series::CgroupMemory => Source::CgroupMemory,
+        Series::Threads => Source::Threads,
+        Series::StuckThreads => Source::Stuck,
     }
 }
 
@@ -98,7 +98,7 @@ enum NaturalLimit {
 fn natural_limit(sample: &Sample, series: Series) -> NaturalLimit {
     // As for values: a source the machine does not offer is no limit; one that failed
     // (permissions, I/O, parse) is an unknown limit.
-    let unknown = |c: Collector| {
+    let unknown = |c: Source| {
         sample
             .unknown
             .get(&c)
@@ -111,11 +111,11 @@ fn natural_limit(sample: &Sample, series: Series) -> NaturalLimit {
         Series::Fds => match sample.fd_limit.as_ref().map(|l| l.soft) {
             Some(Limit::Limited(n)) => NaturalLimit::Limited(n, "RLIMIT_NOFILE (soft)".into()),
             Some(Limit::Unlimited) => NaturalLimit::None,
-            None => unknown(Collector::Limits),
+            None => unknown(Source::Limits),
         },
         Series::CgroupMemory | Series::Rss | Series::Anon | Series::Heap => {
             let Some(cg) = sample.cgroup_memory.as_ref() else {
-                return unknown(Collector::CgroupMemory);
+                return unknown(Source::CgroupMemory);
             };
             // On an ancestor (a slice, a pod): its path follows the file's name.
             let source = |file: &'static str, from: &Option<String>| match from {
@@ -134,7 +134,7 @@ fn natural_limit(sample: &Sample, series: Series) -> NaturalLimit {
         }
         Series::Threads => match &sample.cgroup_pids {
             Some(pids) => threads_limit(pids, sample.threads.as_ref().map(|t| t.count)),
-            None => unknown(Collector::CgroupPids),
+            None => unknown(Source::CgroupPids),
         },
         Series::TcpEstablished | Series::TcpCloseWait | Series::StuckThreads => NaturalLimit::None,
     }

@@ -5,13 +5,11 @@
 use std::time::Duration;
 
 use super::*;
-use crate::config::{OnMissing, Rule, Series, TargetConfig};
 use crate::error::{Unknown, UnknownKind};
 use crate::sample::{
-    CgroupMemory, CgroupPids, Collector, FdLimit, Fds, Heap, Limit, ProcessInfo, Sample,
-    TargetState, Tcp, Threads,
+    CgroupMemory, CgroupPids, FdLimit, Fds, Heap, Limit, ProcessInfo, Sample, Source, TargetState,
+    Tcp, Threads,
 };
-use crate::target::Selector;
 
 const MONO0_MS: u64 = 50_000_000;
 const UNIX0_MS: u64 = 1_800_000_000_000;
@@ -19,11 +17,19 @@ const HOUR_MS: u64 = 3_600_000;
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
+/// What one target is judged by, as the config gives it.
+#[derive(Debug, Clone)]
+struct TargetConfig {
+    judge: JudgeConfig,
+    rules: Vec<(Series, Rule)>,
+}
+
 /// A target with `rules` configured and the defaults for every other series.
 fn target(rules: Vec<(Series, Rule)>) -> TargetConfig {
-    let mut cfg = TargetConfig::from_selector(Selector::Pid(1));
-    cfg.rules = rules;
-    cfg
+    TargetConfig {
+        judge: JudgeConfig::default(),
+        rules,
+    }
 }
 
 fn mins(m: u64) -> Duration {
@@ -111,7 +117,9 @@ impl Feed {
     fn tick(&mut self, edit: impl FnOnce(&Feed, &mut Sample)) -> Judged {
         let mut s = self.sample();
         edit(self, &mut s);
-        let j = self.judge.judge(Input::Sample(&s), &self.cfg);
+        let j = self
+            .judge
+            .judge(Input::Sample(&s), &self.cfg.judge, &self.cfg.rules);
         self.advance(self.interval_ms);
         j
     }
@@ -763,7 +771,7 @@ fn restart_budget_zero_means_no_budget() {
 
 // 12. Fail open
 
-fn permission_denied(s: &mut Sample, collector: Collector, path: &str) {
+fn permission_denied(s: &mut Sample, collector: Source, path: &str) {
     s.unknown.insert(
         collector,
         Unknown::new(
@@ -776,7 +784,7 @@ fn permission_denied(s: &mut Sample, collector: Collector, path: &str) {
 #[test]
 fn an_unknown_value_fails_open_with_a_note() {
     let mut feed = Feed::new(target(Vec::new()));
-    let j = feed.tick(|_, s| permission_denied(s, Collector::Fds, "/proc/1/fd"));
+    let j = feed.tick(|_, s| permission_denied(s, Source::Fds, "/proc/1/fd"));
     assert_eq!(rule(&j, Series::Fds).state, RuleState::Unknown);
     assert_eq!(
         check(&j, Series::Fds, CheckKind::MaxRatio).outcome,
@@ -800,7 +808,7 @@ fn a_failing_rule_whose_value_turns_unknown_does_not_fail_the_verdict() {
         js[2].verdict.failing,
         vec!["fds: 1001/1024 open (97.8% >= 90%)".to_string()]
     );
-    let j = feed.tick(|_, s| permission_denied(s, Collector::Fds, "/proc/1/fd"));
+    let j = feed.tick(|_, s| permission_denied(s, Source::Fds, "/proc/1/fd"));
     assert!(j.verdict.healthy);
     assert_eq!(rule(&j, Series::Fds).state, RuleState::Unknown);
     assert!(!rule(&j, Series::Fds).failing);
@@ -820,7 +828,7 @@ fn a_missing_target_passes_or_fails_as_configured() {
         unseen: false,
         now_mono_ms: MONO0_MS,
     };
-    let j = judge.judge(missing, &cfg);
+    let j = judge.judge(missing, &cfg.judge, &cfg.rules);
     assert_eq!(
         j.verdict,
         Verdict::healthy(vec![
@@ -828,7 +836,7 @@ fn a_missing_target_passes_or_fails_as_configured() {
         ])
     );
     cfg.judge.on_missing = OnMissing::Fail;
-    let j = judge.judge(missing, &cfg);
+    let j = judge.judge(missing, &cfg.judge, &cfg.rules);
     assert!(!j.verdict.healthy);
     assert_eq!(
         j.verdict.failing,
@@ -851,7 +859,7 @@ fn a_target_leakwatch_cannot_see_fails_open_even_with_on_missing_fail() {
         unseen: true,
         now_mono_ms: MONO0_MS,
     };
-    let j = judge.judge(hidden, &cfg);
+    let j = judge.judge(hidden, &cfg.judge, &cfg.rules);
     assert!(j.verdict.healthy, "{:?}", j.verdict);
     assert_eq!(
         j.verdict.notes,
@@ -887,7 +895,7 @@ fn an_unreadable_limit_fails_open_with_a_note() {
     let j = feed.tick(|f, s| {
         f.set(s, Series::Fds, 1001);
         s.fd_limit = None;
-        permission_denied(s, Collector::Limits, "/proc/1/limits");
+        permission_denied(s, Source::Limits, "/proc/1/limits");
     });
     assert_eq!(status(&j, Series::Fds).limit, None);
     assert_eq!(
@@ -910,7 +918,7 @@ fn an_unreadable_limit_fails_open_with_a_note() {
             f.set(s, Series::Fds, 1001);
             s.fd_limit = None;
             s.unknown
-                .insert(Collector::Limits, Unknown::new(kind, "/proc/1/limits: ..."));
+                .insert(Source::Limits, Unknown::new(kind, "/proc/1/limits: ..."));
         });
         assert_eq!(j.verdict.notes.len(), usize::from(note), "{kind:?}");
         assert!(j.verdict.healthy);
@@ -930,7 +938,7 @@ fn an_unreadable_limit_fails_open_with_a_note() {
             feed.tick(|f, s| {
                 f.set(s, Series::Fds, 1001);
                 s.fd_limit = None;
-                permission_denied(s, Collector::Limits, "/proc/1/limits");
+                permission_denied(s, Source::Limits, "/proc/1/limits");
             })
         })
         .collect();
@@ -948,7 +956,7 @@ fn a_series_the_machine_does_not_offer_is_not_applicable() {
     let j = feed.tick(|f, s| {
         f.set(s, Series::Fds, 100);
         s.unknown.insert(
-            Collector::CgroupMemory,
+            Source::CgroupMemory,
             Unknown::new(UnknownKind::Missing, "no memory controller"),
         );
     });
@@ -1195,7 +1203,7 @@ fn heap_ticks_without_smaps_hold_the_rule() {
                     f.set(s, Series::Heap, 200 * MIB);
                 } else {
                     s.unknown.insert(
-                        Collector::Heap,
+                        Source::Heap,
                         Unknown::new(UnknownKind::NotCollected, "smaps is read every 60s"),
                     );
                 }
@@ -1460,4 +1468,61 @@ fn a_target_leaking_after_every_restart_never_gets_more_than_the_budget_per_hour
         caused_at.len()
     );
     assert!(unhealthy_ticks > 0);
+}
+
+// ---- The signal_grace hold ------------------------------------------------------------
+
+fn failing_verdict() -> Verdict {
+    Verdict {
+        healthy: false,
+        failing: vec!["tcp_close_wait: 30 open (>= 20)".into()],
+        notes: vec!["heap: unknown (smaps_rollup: permission denied); not judged".into()],
+    }
+}
+
+#[test]
+fn a_hold_keeps_an_unhealthy_verdict_at_200_and_says_why() {
+    let held = hold(failing_verdict(), Some(Hold { left_ms: 2_000 }));
+    assert!(held.healthy);
+    assert!(held.failing.is_empty());
+    assert_eq!(
+        held.notes,
+        vec![
+            "signal_grace: the target was signalled at the flip; /healthz reports the failure \
+             in ~2s"
+                .to_string(),
+            "would fail: tcp_close_wait: 30 open (>= 20)".into(),
+            "heap: unknown (smaps_rollup: permission denied); not judged".into(),
+        ]
+    );
+}
+
+#[test]
+fn without_a_hold_or_on_a_healthy_verdict_nothing_changes() {
+    assert_eq!(hold(failing_verdict(), None), failing_verdict());
+    let healthy = Verdict::healthy(vec!["a note".into()]);
+    assert_eq!(hold(healthy.clone(), Some(Hold { left_ms: 5 })), healthy);
+}
+
+#[test]
+fn health_is_what_the_judge_found_before_a_hold() {
+    let mut feed = Feed::new(budget_target(3));
+    assert_eq!(
+        feed.values(Series::TcpCloseWait, [10, 10, 10])[2].health(),
+        Health::Healthy
+    );
+    // Failing rules with the budget left: unhealthy, held or not.
+    let j = close_wait_over_max(&mut feed);
+    assert_eq!(j.health(), Health::Unhealthy);
+    assert!(hold(j.verdict.clone(), Some(Hold { left_ms: 1_000 })).healthy);
+    assert_eq!(j.health(), Health::Unhealthy);
+    // With the budget exhausted (three restarts that followed a 503): would fail.
+    for _ in 0..3 {
+        feed.advance(60_000);
+        feed.restart();
+        close_wait_over_max(&mut feed);
+    }
+    let j = close_wait_over_max(&mut feed);
+    assert!(j.budget.exhausted && j.verdict.healthy, "{j:?}");
+    assert_eq!(j.health(), Health::WouldFail);
 }

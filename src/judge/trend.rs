@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::Judge;
+use super::spec::JudgeConfig;
 
 /// Share of pairwise slopes that must be positive for growth to count as sustained.
 pub const RISING_SHARE: f64 = 0.8;
@@ -78,7 +78,7 @@ pub struct Trend {
 }
 
 /// The Theil–Sen trend of `points` (oldest first); `None` with fewer than 3 points.
-pub fn trend(points: &[Point], judge: &Judge) -> Option<Trend> {
+pub fn trend(points: &[Point], judge: &JudgeConfig) -> Option<Trend> {
     if points.len() < 3 {
         return None;
     }
@@ -133,7 +133,7 @@ pub fn trend(points: &[Point], judge: &Judge) -> Option<Trend> {
 /// from smaps every minute): at most half of what the window can hold at the cadence seen,
 /// and never fewer than 3. Without this a 10-minute window of minutely reads could never
 /// hold 30 samples, and heap trends would never be trusted.
-fn samples_needed(n: usize, span_ms: u64, judge: &Judge) -> usize {
+fn samples_needed(n: usize, span_ms: u64, judge: &JudgeConfig) -> usize {
     let cadence_ms = (span_ms / (n.max(2) as u64 - 1)).max(1);
     let capacity = judge.window.as_millis() as u64 / cadence_ms;
     (judge.min_samples as usize).min((capacity / 2).max(3) as usize)
@@ -217,7 +217,7 @@ mod tests {
         for (i, p) in points.iter_mut().enumerate() {
             p.value += [0.0, 3.0, 1.0, 4.0, 1.0][i % 5] * 1_048_576.0;
         }
-        let t = trend(&points, &Judge::default()).unwrap();
+        let t = trend(&points, &JudgeConfig::default()).unwrap();
         assert_eq!(t.samples, 1801);
         assert_eq!(t.span_s, 1800.0);
         assert!(t.trusted, "{t:?}");
@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn untrusted_reasons() {
-        let judge = Judge::default();
+        let judge = JudgeConfig::default();
         assert_eq!(trend(&line(2, 5000, 1.0), &judge), None);
         let why = |p: &[Point]| trend(p, &judge).unwrap().untrusted_because;
         assert_eq!(why(&line(29, 5000, 1.0)).as_deref(), Some("29/30 samples"));
@@ -282,16 +282,16 @@ mod cadence_tests {
 
     #[test]
     fn minutely_reads_are_trusted_in_a_ten_minute_window() {
-        let judge = Judge::default();
+        let judge = JudgeConfig::default();
         // smaps every 60 s: 6 reads over 5 min is enough for a 10-min window.
         let t = trend(&rising(6, 60_000), &judge).unwrap();
         assert!(t.trusted, "{t:?}");
         // Reads every tick still need min_samples.
         let t = trend(&rising(20, 5_000), &judge).unwrap();
         assert_eq!(t.untrusted_because.as_deref(), Some("20/30 samples"));
-        let judge = Judge {
+        let judge = JudgeConfig {
             window: Duration::from_secs(600),
-            ..Judge::default()
+            ..JudgeConfig::default()
         };
         let t = trend(&rising(4, 60_000), &judge).unwrap();
         assert_eq!(t.untrusted_because.as_deref(), Some("4/5 samples"));

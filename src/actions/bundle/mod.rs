@@ -3,9 +3,10 @@
 //! `threads.txt`, copies of `status`, `limits`, `smaps_rollup` and the cgroup's memory
 //! files, and a `README.txt` that says what to look at first.
 //!
-//! [`gather`] reads the target's /proc state at once (through `collect`: the fd links, the
-//! TCP table of its namespace, each thread's wchan, the raw files) and renders the files
-//! ([`render`]); [`write::write_bundle`] caps, writes and renames them. The tick's own
+//! Data, then effects: [`capture`] reads the target's /proc state at once (through
+//! `collect`: the fd links, the TCP table of its namespace, each thread's wchan, the raw
+//! files) into plain data; [`render_files`] and [`readme`] render it, purely ([`render`]);
+//! [`write::write_bundle`] caps, writes and renames the files. The tick's own
 //! [`Sample`] supplies the threads with their calls and the stuck workers with how long they
 //! have been blocked, which one look could not know.
 
@@ -13,14 +14,14 @@ pub mod render;
 pub mod write;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::collect::bundle as raw;
+use crate::collect::bundle::{self as raw, FdLink};
+use crate::collect::fd::FdKind;
 use crate::collect::net_tcp::{self, NetTcp};
 use crate::config::actions::BundleConfig;
-use crate::config::Series;
-use crate::judge::Judged;
-use crate::sample::{Sample, TcpState};
+use crate::judge::{Judged, Series};
+use crate::sample::{PeerCount, Sample, StuckWorker, TcpSocket, TcpSource, TcpState};
 
 pub use write::{BundleFile, Written};
 
@@ -46,31 +47,60 @@ pub struct BundleInput<'a> {
 /// Raw copies kept per file at most (status and limits are a few KiB; smaps_rollup too).
 const COPY_MAX: u64 = 1024 * 1024;
 
-/// Renders `README.txt` from the notes on what the cap cut.
-pub type Readme = Box<dyn FnOnce(&[String]) -> Vec<String> + Send>;
+/// What one look at the target's /proc state found: plain data, read by [`capture`].
+#[derive(Debug, Clone, Default)]
+pub struct Captured {
+    /// The fd links, as `fds.txt` lists them.
+    pub links: Vec<FdLink>,
+    /// The target's rows of the TCP tables of its namespace.
+    pub table: NetTcp,
+    /// Each thread's wchan, by tid.
+    pub wchans: HashMap<i32, String>,
+    /// Raw copies: `status`, `limits`, `smaps_rollup`, the cgroup's memory files.
+    pub copies: Vec<BundleFile>,
+    /// What could not be read, for the README.
+    pub notes: Vec<String>,
+}
 
 /// The bundle's files (README apart, since it lists what the cap cut) and what the README
-/// needs.
+/// says of them.
+#[derive(Debug, Clone)]
 pub struct Gathered {
     pub files: Vec<BundleFile>,
-    readme: Readme,
+    pub readme: ReadmeFacts,
+}
+
+/// What `README.txt` points at, besides the target and the verdict.
+#[derive(Debug, Clone, Default)]
+pub struct ReadmeFacts {
+    pub written_unix_ms: u64,
+    pub close_wait: Vec<PeerCount>,
+    pub close_wait_total: u64,
+    pub stuck: Vec<StuckWorker>,
+    pub fds: usize,
+    pub memory_failing: bool,
+    /// What could not be read.
+    pub notes: Vec<String>,
 }
 
 /// Read the target's state now and render every file.
 pub fn gather(proc_root: &Path, cgroup_root: &Path, input: &BundleInput<'_>) -> Gathered {
-    let now = crate::collect::unix_ms();
-    let sample = input.sample;
+    let now = crate::clock::unix_ms();
+    let captured = capture(proc_root, cgroup_root, input.sample);
+    render_files(input, captured, now)
+}
+
+/// Read what the bundle shows of the target's live state; what fails is a note.
+pub fn capture(proc_root: &Path, cgroup_root: &Path, sample: &Sample) -> Captured {
     let pid = sample.target.pid;
     let pid_dir = proc_root.join(pid.to_string());
     let mut notes = Vec::new();
-
     // The listings first: they change fastest.
     let links = raw::fd_links(&pid_dir).unwrap_or_else(|e| {
         notes.push(format!("fds.txt: the fd links could not be read: {e}"));
         Vec::new()
     });
-    let fds_of = render::socket_fds(&links);
-    let inodes: HashSet<u64> = fds_of.keys().copied().collect();
+    let inodes: HashSet<u64> = render::socket_fds(&links).keys().copied().collect();
     let table = net_tcp::read_target_sockets(&pid_dir, &inodes).unwrap_or_else(|e| {
         notes.push(format!("sockets.txt: the TCP table could not be read: {e}"));
         NetTcp::default()
@@ -85,17 +115,29 @@ pub fn gather(proc_root: &Path, cgroup_root: &Path, input: &BundleInput<'_>) -> 
                 .collect()
         })
         .unwrap_or_default();
-    let mut copies = Vec::new();
-    for f in ["status", "limits", "smaps_rollup"] {
-        copies.push((f.to_string(), pid_dir.join(f)));
-    }
+    let mut paths: Vec<(String, PathBuf)> = ["status", "limits", "smaps_rollup"]
+        .iter()
+        .map(|f| (f.to_string(), pid_dir.join(f)))
+        .collect();
     if let Some(cg) = &sample.cgroup_memory {
-        copies.extend(raw::cgroup_memory_files(proc_root, cgroup_root, pid, cg));
+        paths.extend(raw::cgroup_memory_files(proc_root, cgroup_root, pid, cg));
     } else {
         notes.push("memory.*: the target's cgroup memory could not be read this tick".into());
     }
+    let copies = copy_files(paths, &mut notes);
+    Captured {
+        links,
+        table,
+        wchans,
+        copies,
+        notes,
+    }
+}
+
+/// Copies of `paths` (at most [`COPY_MAX`] each); what fails is a note.
+fn copy_files(paths: Vec<(String, PathBuf)>, notes: &mut Vec<String>) -> Vec<BundleFile> {
     let mut copied = Vec::new();
-    for (name, path) in copies {
+    for (name, path) in paths {
         match raw::copy(&path, COPY_MAX) {
             Ok((bytes, _)) => copied.push(BundleFile {
                 name,
@@ -107,45 +149,62 @@ pub fn gather(proc_root: &Path, cgroup_root: &Path, input: &BundleInput<'_>) -> 
             Err(e) => notes.push(format!("{name}: not copied: {e}")),
         }
     }
+    copied
+}
 
-    // Render.
-    let fd_inodes: HashMap<i32, u64> = links
+/// Render every file but the README from what was captured (pure).
+pub fn render_files(input: &BundleInput<'_>, c: Captured, now: u64) -> Gathered {
+    let sample = input.sample;
+    let pid = sample.target.pid;
+    let fds_of = render::socket_fds(&c.links);
+    let fd_inodes: HashMap<i32, u64> = c
+        .links
         .iter()
         .filter_map(|l| match l.kind {
-            crate::collect::fd::FdKind::Socket(i) => Some((l.fd, i)),
+            FdKind::Socket(i) => Some((l.fd, i)),
             _ => None,
         })
         .collect();
-    let tcp_by_inode: HashMap<u64, &crate::sample::TcpSocket> =
-        table.sockets.iter().map(|s| (s.inode, s)).collect();
-    let threads = render::threads(sample, &wchans, &fd_inodes, &tcp_by_inode);
-    let sockets = render::sockets(pid, &table, &fds_of);
-    let summary = net_tcp::summarize(&table, fds_of.len() as u64, 3);
+    let tcp_by_inode: HashMap<u64, &TcpSocket> =
+        c.table.sockets.iter().map(|s| (s.inode, s)).collect();
+    let file = |name: &str, lines: Vec<String>| BundleFile {
+        name: name.into(),
+        lines,
+    };
     let mut files = vec![
-        BundleFile {
-            name: "verdict.json".into(),
-            lines: render::verdict_json(input.name, input.reason, now, sample, input.judged),
-        },
-        BundleFile {
-            name: "threads.txt".into(),
-            lines: threads,
-        },
+        file(
+            "verdict.json",
+            render::verdict_json(input.name, input.reason, now, sample, input.judged),
+        ),
+        file(
+            "threads.txt",
+            render::threads(sample, &c.wchans, &fd_inodes, &tcp_by_inode),
+        ),
     ];
-    files.extend(copied);
-    files.push(BundleFile {
-        name: "samples.csv".into(),
-        lines: render::samples_csv(input.history),
-    });
-    files.push(BundleFile {
-        name: "sockets.txt".into(),
-        lines: sockets,
-    });
-    files.push(BundleFile {
-        name: "fds.txt".into(),
-        lines: render::fds(pid, &links),
-    });
+    files.extend(c.copies);
+    files.push(file("samples.csv", render::samples_csv(input.history)));
+    files.push(file("sockets.txt", render::sockets(pid, &c.table, &fds_of)));
+    files.push(file("fds.txt", render::fds(pid, &c.links)));
+    let summary = net_tcp::summarize(&c.table, TcpSource::ProcNet, fds_of.len() as u64, 3);
+    let readme = ReadmeFacts {
+        written_unix_ms: now,
+        close_wait_total: summary.states.get(TcpState::CloseWait),
+        close_wait: summary.top_close_wait_peers,
+        stuck: sample
+            .stuck
+            .as_ref()
+            .map(|s| s.workers.clone())
+            .unwrap_or_default(),
+        fds: c.links.len(),
+        memory_failing: memory_failing(input.judged),
+        notes: c.notes,
+    };
+    Gathered { files, readme }
+}
 
-    let memory_failing = input.judged.is_some_and(|j| {
+/// A memory rule is failing: the README points at the memory files.
+fn memory_failing(judged: Option<&Judged>) -> bool {
+    judged.is_some_and(|j| {
         j.rules.iter().any(|r| {
             r.failing
                 && matches!(
@@ -153,34 +212,29 @@ pub fn gather(proc_root: &Path, cgroup_root: &Path, input: &BundleInput<'_>) -> 
                     Series::Rss | Series::Anon | Series::Heap | Series::CgroupMemory
                 )
         })
-    });
-    let stuck = sample
-        .stuck
-        .as_ref()
-        .map(|s| s.workers.clone())
-        .unwrap_or_default();
-    let close_wait_total = summary.states.get(TcpState::CloseWait);
-    let top = summary.top_close_wait_peers.clone();
-    let (name, reason, sample) = (
-        input.name.to_string(),
-        input.reason.to_string(),
-        sample.clone(),
-    );
-    let judged = input.judged.cloned();
-    let fds = links.len();
-    let readme = Box::new(move |truncated: &[String]| {
-        let mut all = notes;
-        all.extend(truncated.iter().map(|t| format!("truncated {t}")));
-        let p = render::Pointers {
-            close_wait: &top,
-            close_wait_total,
-            stuck: &stuck,
-            fds,
-            memory_failing,
-        };
-        render::readme(&name, &reason, now, &sample, judged.as_ref(), &p, &all)
-    });
-    Gathered { files, readme }
+    })
+}
+
+/// `README.txt`, once the cap's cuts (`truncated`) are known (pure).
+pub fn readme(input: &BundleInput<'_>, facts: &ReadmeFacts, truncated: &[String]) -> Vec<String> {
+    let mut notes = facts.notes.clone();
+    notes.extend(truncated.iter().map(|t| format!("truncated {t}")));
+    let p = render::Pointers {
+        close_wait: &facts.close_wait,
+        close_wait_total: facts.close_wait_total,
+        stuck: &facts.stuck,
+        fds: facts.fds,
+        memory_failing: facts.memory_failing,
+    };
+    render::readme(
+        input.name,
+        input.reason,
+        facts.written_unix_ms,
+        input.sample,
+        input.judged,
+        &p,
+        &notes,
+    )
 }
 
 /// Gather and write one bundle under `cfg.dir`; the path of the whole bundle.
@@ -191,13 +245,13 @@ pub fn make(
     input: &BundleInput<'_>,
 ) -> Result<Written, String> {
     let g = gather(proc_root, cgroup_root, input);
-    let name = write::bundle_name(input.name, crate::collect::unix_ms());
+    let name = write::bundle_name(input.name, crate::clock::unix_ms());
     write::write_bundle(
         &cfg.dir,
         input.name,
         &name,
         &g.files,
-        g.readme,
+        |truncated| readme(input, &g.readme, truncated),
         cfg.max_bytes,
         cfg.keep,
     )

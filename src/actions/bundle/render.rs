@@ -7,9 +7,10 @@ use crate::collect::bundle::FdLink;
 use crate::collect::fd::FdKind;
 use crate::collect::net_tcp::{self, NetTcp};
 use crate::collect::task::{call_kind, syscall::fd_arg, syscall_name, CallKind};
-use crate::config::{Rule, Series};
-use crate::judge::{series, Judged};
-use crate::sample::{PeerCount, Sample, StuckWorker, SyscallState, Task, TcpSocket, TcpState};
+use crate::judge::{series, Judged, Rule, Series};
+use crate::sample::{
+    PeerCount, Sample, StuckWorker, SyscallState, Task, TcpSocket, TcpSource, TcpState,
+};
 use crate::units;
 
 use super::HistoryRow;
@@ -69,7 +70,7 @@ fn state_rank(s: TcpState) -> usize {
 
 /// `sockets.txt`: counts per peer at the top, then every TCP socket, CLOSE_WAIT first.
 pub fn sockets(pid: i32, table: &NetTcp, fds_of: &HashMap<u64, Vec<i32>>) -> Vec<String> {
-    let summary = net_tcp::summarize(table, fds_of.len() as u64, usize::MAX);
+    let summary = net_tcp::summarize(table, TcpSource::ProcNet, fds_of.len() as u64, usize::MAX);
     let states: Vec<String> = TcpState::ALL
         .iter()
         .filter(|s| summary.states.get(**s) > 0)
@@ -162,7 +163,7 @@ pub fn threads(
     let Some(threads) = &sample.threads else {
         let why = sample
             .unknown
-            .get(&crate::sample::Collector::Threads)
+            .get(&crate::sample::Source::Threads)
             .map_or("unknown".to_string(), |u| u.message.clone());
         return vec![format!(
             "# the threads of pid {pid} could not be read: {why}"
@@ -172,44 +173,17 @@ pub fn threads(
         .stuck
         .as_ref()
         .map_or(Vec::new(), |s| s.workers.iter().collect());
-    let stuck_line = match &sample.stuck {
-        Some(s) => format!(
-            "{} stuck (blocked >= {} in one socket call with no context switch)",
-            s.count,
-            units::duration_ms(s.stuck_after_ms)
-        ),
-        None => {
-            let why = sample
-                .unknown
-                .get(&crate::sample::Collector::Stuck)
-                .map_or("unknown".to_string(), |u| u.message.clone());
-            format!("stuck workers unknown: {why}")
-        }
-    };
     let mut out = vec![
-        format!("# {} threads of pid {pid}; {stuck_line}", threads.count),
+        format!(
+            "# {} threads of pid {pid}; {}",
+            threads.count,
+            stuck_line(sample)
+        ),
         "# wchan: the kernel function a sleeping thread waits in; syscall: the call it is blocked in"
             .into(),
         String::new(),
     ];
-    if !stuck.is_empty() {
-        out.push("STUCK".into());
-        for w in &stuck {
-            let socket = w
-                .socket
-                .as_ref()
-                .map_or(format!("socket inode {}", w.socket_inode), socket_text);
-            out.push(format!(
-                "  tid {} {} {}(fd {}) for {}: {socket}",
-                w.tid,
-                w.name,
-                w.syscall,
-                w.fd,
-                units::duration_ms(w.blocked_for_ms)
-            ));
-        }
-        out.push(String::new());
-    }
+    out.extend(stuck_block(&stuck));
     out.push(format!(
         "{:>7}  {:<16} {:<5} {:<24} {:<22} {:>8}  SOCKET",
         "TID", "NAME", "STATE", "WCHAN", "SYSCALL", "BLOCKED"
@@ -235,6 +209,48 @@ pub fn threads(
             socket.unwrap_or_else(|| "-".into())
         ));
     }
+    out
+}
+
+/// `2 stuck (blocked >= 2m in one socket call ...)`, or why that is unknown.
+fn stuck_line(sample: &Sample) -> String {
+    match &sample.stuck {
+        Some(s) => format!(
+            "{} stuck (blocked >= {} in one socket call with no context switch)",
+            s.count,
+            units::duration_ms(s.stuck_after_ms)
+        ),
+        None => {
+            let why = sample
+                .unknown
+                .get(&crate::sample::Source::Stuck)
+                .map_or("unknown".to_string(), |u| u.message.clone());
+            format!("stuck workers unknown: {why}")
+        }
+    }
+}
+
+/// The `STUCK` block of `threads.txt`: one line per stuck worker (none without one).
+fn stuck_block(stuck: &[&StuckWorker]) -> Vec<String> {
+    if stuck.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec!["STUCK".to_string()];
+    for w in stuck {
+        let socket = w
+            .socket
+            .as_ref()
+            .map_or(format!("socket inode {}", w.socket_inode), socket_text);
+        out.push(format!(
+            "  tid {} {} {}(fd {}) for {}: {socket}",
+            w.tid,
+            w.name,
+            w.syscall,
+            w.fd,
+            units::duration_ms(w.blocked_for_ms)
+        ));
+    }
+    out.push(String::new());
     out
 }
 
@@ -380,6 +396,25 @@ pub fn readme(
     }
     out.push(String::new());
     out.push("Look first at:".into());
+    out.extend(look_first(p));
+    out.push(String::new());
+    out.push(
+        "Files: verdict.json samples.csv fds.txt sockets.txt threads.txt status limits \
+         smaps_rollup memory.* (the cgroup's), README.txt"
+            .into(),
+    );
+    if !notes.is_empty() {
+        out.push(String::new());
+        out.push("Notes:".into());
+        out.extend(notes.iter().map(|n| format!("  {n}")));
+    }
+    out
+}
+
+/// The numbered "Look first at:" lines of `README.txt`.
+fn look_first(p: &Pointers<'_>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let out = &mut lines;
     let mut n = 0;
     let mut point = |out: &mut Vec<String>, text: String| {
         n += 1;
@@ -390,7 +425,7 @@ pub fn readme(
             format!(", {} of them to {}", c.sockets, c.peer)
         });
         point(
-            &mut out,
+            out,
             format!(
                 "sockets.txt: {} sockets in CLOSE_WAIT{top}: the peer closed, the target never \
                  did (a missing close() on that path).",
@@ -404,7 +439,7 @@ pub fn readme(
             format!(" on {} to {}", s.state.as_str(), s.remote)
         });
         point(
-            &mut out,
+            out,
             format!(
                 "threads.txt: {} workers stuck in one socket call (e.g. {} in {}{on}): they \
                  wait for data that will not come; a timeout on that socket is missing.",
@@ -416,30 +451,19 @@ pub fn readme(
     }
     if p.memory_failing {
         point(
-            &mut out,
+            out,
             "smaps_rollup, status and memory.stat: where the memory is (anon vs file, the \
              cgroup's sock and kernel memory)."
                 .into(),
         );
     }
     point(
-        &mut out,
+        out,
         format!(
             "fds.txt: all {} fds by type; verdict.json: the failing rules, slopes and time to \
              exhaustion; samples.csv: the window behind them.",
             p.fds
         ),
     );
-    out.push(String::new());
-    out.push(
-        "Files: verdict.json samples.csv fds.txt sockets.txt threads.txt status limits \
-         smaps_rollup memory.* (the cgroup's), README.txt"
-            .into(),
-    );
-    if !notes.is_empty() {
-        out.push(String::new());
-        out.push("Notes:".into());
-        out.extend(notes.iter().map(|n| format!("  {n}")));
-    }
-    out
+    lines
 }

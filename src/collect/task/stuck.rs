@@ -1,4 +1,4 @@
-//! The stuck-worker rule (DESIGN.md, "Stuck (detached) workers"). Pure: no I/O, no clock.
+//! The stuck-worker rule (ARCHITECTURE.md, "Stuck (detached) workers"). Pure: no I/O, no clock.
 //!
 //! A thread is stuck when it has sat in the same blocking socket call (read/recv*/write/
 //! send*/connect on a socket fd, or poll/ppoll with a socket among its fds), with the same

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use super::{app, AppState};
-use crate::collect::mono_ms;
+use crate::clock::mono_ms;
 use crate::judge::{Budget, Judged, Verdict};
 use crate::sample::{Sample, TargetId};
 use crate::snapshot::{ConfigInfo, Snapshot, TargetStatus};

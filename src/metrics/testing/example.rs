@@ -5,12 +5,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::actions::{Action, ActionCount, ActionResult, ActionsStatus, Firing, Outcome};
-use crate::config::Series;
 use crate::error::UnknownKind;
+use crate::judge::Series;
 use crate::judge::{Budget, Judged, RuleState, RuleStatus, SeriesStatus, Trend, Verdict};
 use crate::sample::{
-    CgroupMemory, CgroupSource, CgroupVersion, Collector, FdLimit, FdTypes, Fds, Heap, Limit,
-    Memory, MemoryEvents, Peer, PeerCount, Pressure, PressureLine, Sample, Stuck, TargetId, Tcp,
+    CgroupMemory, CgroupSource, CgroupVersion, FdLimit, FdTypes, Fds, Heap, Limit, Memory,
+    MemoryEvents, Peer, PeerCount, Pressure, PressureLine, Sample, Source, Stuck, TargetId, Tcp,
     TcpSource, TcpStates, Threads,
 };
 use crate::snapshot::{CollectorErrors, ConfigInfo, Snapshot, TargetStatus};
@@ -56,12 +56,12 @@ fn app_target() -> TargetStatus {
         judged: app_judged(),
         collector_errors_total: vec![
             CollectorErrors {
-                collector: Collector::Fds,
+                collector: Source::Fds,
                 reason: UnknownKind::Gone,
                 count: 2,
             },
             CollectorErrors {
-                collector: Collector::Tcp,
+                collector: Source::Tcp,
                 reason: UnknownKind::Parse,
                 count: 1,
             },

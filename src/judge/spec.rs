@@ -1,0 +1,151 @@
+//! The judge's vocabulary: the [`Series`] a rule can judge, a [`Rule`]'s checks, the
+//! knobs of judging ([`JudgeConfig`], `[judge]` in the config file) and the rules every
+//! target gets by default. The config validates into these types; the judge owns them.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What a target that cannot be found answers (`on_missing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnMissing {
+    Pass,
+    Fail,
+}
+
+/// How a target's series are judged (`[judge]`, overridable per target).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeConfig {
+    pub window: Duration,
+    pub min_samples: u32,
+    pub min_span: Duration,
+    pub warmup: Duration,
+    pub fail_after: u32,
+    pub recover_after: u32,
+    pub usage_floor: f64,
+    pub restart_budget: u32,
+    pub stuck_after: Duration,
+    pub on_missing: OnMissing,
+}
+
+impl Default for JudgeConfig {
+    fn default() -> Self {
+        JudgeConfig {
+            window: Duration::from_secs(600),
+            min_samples: 30,
+            min_span: Duration::from_secs(300),
+            warmup: Duration::from_secs(120),
+            fail_after: 3,
+            recover_after: 3,
+            usage_floor: 0.5,
+            restart_budget: 3,
+            stuck_after: Duration::from_secs(120),
+            on_missing: OnMissing::Pass,
+        }
+    }
+}
+
+/// The series a rule can judge; the names are the rule names in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Series {
+    Fds,
+    TcpEstablished,
+    TcpCloseWait,
+    Rss,
+    Anon,
+    Heap,
+    CgroupMemory,
+    Threads,
+    StuckThreads,
+}
+
+impl Series {
+    pub const ALL: [Series; 9] = [
+        Series::Fds,
+        Series::TcpEstablished,
+        Series::TcpCloseWait,
+        Series::Rss,
+        Series::Anon,
+        Series::Heap,
+        Series::CgroupMemory,
+        Series::Threads,
+        Series::StuckThreads,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Series::Fds => "fds",
+            Series::TcpEstablished => "tcp_established",
+            Series::TcpCloseWait => "tcp_close_wait",
+            Series::Rss => "rss",
+            Series::Anon => "anon",
+            Series::Heap => "heap",
+            Series::CgroupMemory => "cgroup_memory",
+            Series::Threads => "threads",
+            Series::StuckThreads => "stuck_threads",
+        }
+    }
+
+    /// Whether the kernel gives this series a limit (fds: RLIMIT_NOFILE, cgroup memory:
+    /// memory.max, threads: pids.max); rss/anon/heap borrow the cgroup's when there is one.
+    pub fn natural_limit(self) -> bool {
+        matches!(self, Series::Fds | Series::CgroupMemory | Series::Threads)
+    }
+}
+
+impl fmt::Display for Series {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One rule: fails when any configured check fails.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rule {
+    /// Absolute ceiling (count or bytes).
+    pub max: Option<f64>,
+    /// Ceiling as a share of the series' limit.
+    pub max_ratio: Option<f64>,
+    /// Fails when the projected time to reach the limit is shorter.
+    pub exhaust_within: Option<Duration>,
+    /// Fails on sustained growth faster than this, per second.
+    pub max_growth_per_s: Option<f64>,
+    /// A configured limit for series with no natural one.
+    pub limit: Option<f64>,
+}
+
+/// Safe with no config at all: fds or the cgroup working set at 90% of their limit or
+/// exhausting it within 30 minutes; threads at 90% of pids.max.
+pub fn default_rules() -> Vec<(Series, Rule)> {
+    let level_and_trend = Rule {
+        max_ratio: Some(0.9),
+        exhaust_within: Some(Duration::from_secs(30 * 60)),
+        ..Rule::default()
+    };
+    vec![
+        (Series::Fds, level_and_trend.clone()),
+        (Series::CgroupMemory, level_and_trend),
+        (
+            Series::Threads,
+            Rule {
+                max_ratio: Some(0.9),
+                ..Rule::default()
+            },
+        ),
+    ]
+}
+
+/// `configured`, and the safe defaults for every series not configured, in series order.
+pub fn effective_rules(configured: &[(Series, Rule)]) -> Vec<(Series, Rule)> {
+    let mut rules = configured.to_vec();
+    for (series, rule) in default_rules() {
+        if !rules.iter().any(|(s, _)| *s == series) {
+            rules.push((series, rule));
+        }
+    }
+    rules.sort_by_key(|(s, _)| *s);
+    rules
+}
