@@ -190,6 +190,25 @@ watchdog() {
     status_is 9717 /healthz/lwt-quiet 200 || fail "the new leakwatch does not answer"
 }
 
+# Starts APP.service with leakwatch@APP and leakwatch-restart@APP (polling every 2 s) and
+# waits until the restart recipe has restarted APP (a new main pid). Sets `since` for the
+# caller's journal checks.
+restarted_by_leakwatch() {
+    local app=$1 first
+    mkdir -p "/etc/systemd/system/leakwatch-restart@$app.service.d"
+    printf '[Service]\nEnvironment=LEAKWATCH_POLL=2\n' \
+        >"/etc/systemd/system/leakwatch-restart@$app.service.d/poll.conf"
+    systemctl daemon-reload
+    since=$(date '+%Y-%m-%d %H:%M:%S')
+    systemctl start "$app.service"
+    first=$(prop "$app.service" MainPID)
+    systemctl start "leakwatch@$app.service" "leakwatch-restart@$app.service"
+    wait_for "leakwatch-restart to restart $app" 240 sh -c \
+        "journalctl --no-pager -u leakwatch-restart@$app.service --since '$since' | grep -q 'restarted $app.service'"
+    journalctl --no-pager -u "leakwatch-restart@$app.service" --since "$since" | grep -A3 'unhealthy'
+    [ "$(prop "$app.service" MainPID)" != "$first" ] || fail "$app has the same main pid"
+}
+
 restart_before_emfile() {
     involve lwt-app.service leakwatch@lwt-app.service leakwatch-restart@lwt-app.service
     # 150 fds at once, then 2 a second, under a soft limit of 256: EMFILE ~50 s later
@@ -206,18 +225,7 @@ systemd_unit = "lwt-app.service"
 [target.rules.fds]
 max_ratio = 0.7
 EOF
-    mkdir -p /etc/systemd/system/leakwatch-restart@lwt-app.service.d
-    printf '[Service]\nEnvironment=LEAKWATCH_POLL=2\n' \
-        >/etc/systemd/system/leakwatch-restart@lwt-app.service.d/poll.conf
-    systemctl daemon-reload
-    since=$(date '+%Y-%m-%d %H:%M:%S')
-    systemctl start lwt-app.service
-    first=$(prop lwt-app.service MainPID)
-    systemctl start leakwatch@lwt-app.service leakwatch-restart@lwt-app.service
-    wait_for "leakwatch-restart to restart lwt-app" 240 sh -c \
-        "journalctl --no-pager -u leakwatch-restart@lwt-app.service --since '$since' | grep -q 'restarted lwt-app.service'"
-    journalctl --no-pager -u leakwatch-restart@lwt-app.service --since "$since" | grep -A3 'unhealthy'
-    [ "$(prop lwt-app.service MainPID)" != "$first" ] || fail "lwt-app has the same main pid"
+    restarted_by_leakwatch lwt-app
     if journalctl --no-pager -u lwt-app.service --since "$since" | grep -E 'EMFILE|Too many open files'; then
         fail "lwt-app hit EMFILE before it was restarted"
     fi
@@ -241,18 +249,7 @@ systemd_unit = "lwt-mem.service"
 [target.rules.cgroup_memory]
 max_ratio = 0.7
 EOF
-    mkdir -p /etc/systemd/system/leakwatch-restart@lwt-mem.service.d
-    printf '[Service]\nEnvironment=LEAKWATCH_POLL=2\n' \
-        >/etc/systemd/system/leakwatch-restart@lwt-mem.service.d/poll.conf
-    systemctl daemon-reload
-    since=$(date '+%Y-%m-%d %H:%M:%S')
-    systemctl start lwt-mem.service
-    first=$(prop lwt-mem.service MainPID)
-    systemctl start leakwatch@lwt-mem.service leakwatch-restart@lwt-mem.service
-    wait_for "leakwatch-restart to restart lwt-mem" 240 sh -c \
-        "journalctl --no-pager -u leakwatch-restart@lwt-mem.service --since '$since' | grep -q 'restarted lwt-mem.service'"
-    journalctl --no-pager -u leakwatch-restart@lwt-mem.service --since "$since" | grep -A3 'unhealthy'
-    [ "$(prop lwt-mem.service MainPID)" != "$first" ] || fail "lwt-mem has the same main pid"
+    restarted_by_leakwatch lwt-mem
     journalctl --no-pager -u leakwatch-restart@lwt-mem.service --since "$since" | grep -q 'cgroup_memory' ||
         fail "no cgroup_memory rule in the restart's log"
     if journalctl --no-pager --since "$since" | grep -iE 'oom-kill|killed by the OOM killer|out of memory'; then
