@@ -62,11 +62,8 @@ pub fn load(
     if let Some(l) = addrs.probe_listen {
         config.probe_listen = Some(l);
     }
-    if config.probe_listen == Some(config.listen) && config.listen.port() != 0 {
-        return Err(format!(
-            "the probe port {} is the main port too; give --probe-listen another",
-            config.listen
-        ));
+    if let Some(why) = crate::config::probe_port_clash(config.listen, config.probe_listen) {
+        return Err(format!("--probe-listen: {why}"));
     }
     if config.targets.is_empty() {
         return Err(

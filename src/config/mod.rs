@@ -271,11 +271,11 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     }
     let listen = raw.listen.unwrap_or(defaults.listen);
     let probe_listen = raw.probe_listen.or(defaults.probe_listen);
-    if probe_listen.is_some_and(|p| p == listen && p.port() != 0) {
+    if let Some(message) = probe_port_clash(listen, probe_listen) {
         return Err(Invalid {
             span: None,
             key: "probe_listen".into(),
-            message: format!("{listen} is `listen` already; the probe port must be another"),
+            message,
         });
     }
     Ok(Config {
@@ -317,6 +317,12 @@ fn http(raw: RawHttp, d: &HttpConfig) -> Result<HttpConfig, Invalid> {
         max_connections,
         header_timeout,
     })
+}
+
+/// Why `probe_listen` cannot be `listen` (the same address and a fixed port), if it is.
+pub fn probe_port_clash(listen: SocketAddr, probe_listen: Option<SocketAddr>) -> Option<String> {
+    (probe_listen == Some(listen) && listen.port() != 0)
+        .then(|| format!("{listen} is `listen` already; the probe port must be another"))
 }
 
 /// The bearer token in `path`: its first line, trimmed; empty or unreadable is an error.

@@ -336,3 +336,27 @@ fn bad_actions_name_the_key() {
         assert!(e.message.contains(phrase), "{text}: {e}");
     }
 }
+
+#[test]
+fn probe_listen_must_be_another_port() {
+    let e = Config::parse(
+        "listen = \"0.0.0.0:9717\"\nprobe_listen = \"0.0.0.0:9717\"\n",
+        "t.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("probe_listen"), "{e}");
+    assert!(e.contains("the probe port must be another"), "{e}");
+    let c = Config::parse(
+        "listen = \"0.0.0.0:9717\"\nprobe_listen = \"0.0.0.0:9718\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.probe_listen, Some("0.0.0.0:9718".parse().unwrap()));
+    // Port 0 on both: two ephemeral ports, no clash.
+    assert!(super::probe_port_clash(
+        "127.0.0.1:0".parse().unwrap(),
+        Some("127.0.0.1:0".parse().unwrap())
+    )
+    .is_none());
+}
