@@ -628,7 +628,14 @@ mod log_tests {
             .with_writer(move || out.clone())
             .with_ansi(false)
             .finish();
-        let r = tracing::subscriber::with_default(subscriber, f);
+        // Each log callsite caches whether any subscriber wants it. A test on another thread
+        // that reaches a callsite first, with no subscriber of its own, may cache "never"
+        // while ours is being installed, and our lines are dropped. Rebuild the caches once
+        // ours is in place.
+        let r = tracing::subscriber::with_default(subscriber, || {
+            tracing::callsite::rebuild_interest_cache();
+            f()
+        });
         let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
         (r, text)
     }
