@@ -191,6 +191,10 @@ pub enum UnknownKind {
     NotCollected,
     /// The kernel or this machine does not offer it (e.g. no memory controller).
     Unsupported,
+    /// The way leakwatch reads this target does not give it (e.g. `tcp_info` of a target in
+    /// another network namespace, read through `/proc/PID/net/tcp`): unknown, with the
+    /// reason shown, but not a collector error.
+    Unavailable,
 }
 
 impl UnknownKind {
@@ -204,6 +208,7 @@ impl UnknownKind {
             UnknownKind::Io => "io",
             UnknownKind::NotCollected => "not_collected",
             UnknownKind::Unsupported => "unsupported",
+            UnknownKind::Unavailable => "unavailable",
         }
     }
 }

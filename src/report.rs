@@ -5,7 +5,8 @@ use std::fmt::Write;
 
 use crate::error::Unknown;
 use crate::sample::{
-    CgroupMemory, CgroupPids, Limit, PeerCount, Sample, Source, TargetState, TcpState,
+    CgroupMemory, CgroupPids, Limit, PeerCount, Sample, Source, TargetState, TcpStalled, TcpState,
+    WindowState,
 };
 use crate::units::{bytes, duration_ms, percent, utc};
 
@@ -28,6 +29,7 @@ pub fn render(s: &Sample) -> String {
     section(&mut out, "CGROUP", cgroup(s));
     section(&mut out, "THREADS", threads(s));
     section(&mut out, "STUCK", stuck(s));
+    section(&mut out, "STALLED", stalled(s));
     out
 }
 
@@ -360,6 +362,90 @@ fn stuck(s: &Sample) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// Stalled sockets by peer, then one by one with their window state; then the age of the
+/// oldest CLOSE_WAIT. Also the bundle's `stalled.txt`.
+pub fn stalled(s: &Sample) -> Vec<String> {
+    let mut lines = match &s.tcp_stalled {
+        Some(st) => stalled_sockets(st),
+        None => vec![format!("stalled sockets {}", unknown(s, Source::TcpStall))],
+    };
+    lines.push(match &s.close_wait_age {
+        Some(cw) => format!(
+            "oldest CLOSE_WAIT {}; {} in CLOSE_WAIT >= {}",
+            duration_ms(cw.oldest_ms),
+            cw.aged,
+            duration_ms(cw.aged_after_ms)
+        ),
+        None => format!("CLOSE_WAIT ages {}", unknown(s, Source::Tcp)),
+    });
+    lines
+}
+
+fn stalled_sockets(st: &TcpStalled) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{} sockets with data queued and nothing acknowledged for >= {}: send-q {} · write \
+         memory {}",
+        st.count,
+        duration_ms(st.stall_after_ms),
+        bytes(st.send_queue_bytes),
+        bytes(st.write_memory_bytes)
+    )];
+    if st.by_peer.is_empty() {
+        return lines;
+    }
+    lines.push(format!(
+        "{:<40} {:>7} {:>10} {:>10} {:>10} {:>6}",
+        "by peer", "sockets", "send-q", "write mem", "longest", "zero w"
+    ));
+    for p in &st.by_peer {
+        lines.push(format!(
+            "  {:<38} {:>7} {:>10} {:>10} {:>10} {:>6}",
+            p.peer.to_string(),
+            p.sockets,
+            bytes(p.send_queue_bytes),
+            bytes(p.write_memory_bytes),
+            duration_ms(p.longest_stalled_ms),
+            p.zero_window
+        ));
+    }
+    for k in &st.sockets {
+        lines.push(format!(
+            "  {} {} -> {} stalled {}: send-q {}, write memory {}; {}",
+            k.state.as_str(),
+            k.local,
+            k.remote,
+            duration_ms(k.stalled_for_ms),
+            bytes(k.send_queue_bytes),
+            opt_bytes(k.write_memory_bytes),
+            window_text(&k.window)
+        ));
+    }
+    if st.count as usize > st.sockets.len() {
+        lines.push(format!(
+            "  ... and {} more",
+            st.count as usize - st.sockets.len()
+        ));
+    }
+    lines
+}
+
+/// `peer window 0 (probe backoff 3) · notsent 2.8 MiB · rwnd-limited 100%`.
+fn window_text(w: &WindowState) -> String {
+    let window = match w.peer_window_bytes {
+        Some(0) => format!("peer window 0 (probe backoff {})", w.probe_backoff),
+        Some(n) => format!("peer window {}", bytes(n)),
+        None => "peer window unknown".to_string(),
+    };
+    let mut parts = vec![window];
+    if let Some(n) = w.notsent_bytes {
+        parts.push(format!("notsent {}", bytes(n)));
+    }
+    if let Some(p) = w.rwnd_limited_percent {
+        parts.push(format!("rwnd-limited {p:.0}%"));
+    }
+    parts.join(" · ")
 }
 
 #[cfg(test)]

@@ -56,6 +56,7 @@ fn both(reader: &mut TcpReader, pid: i32) -> (Vec<TcpSocket>, TcpSource) {
                 &leakwatch::collect::net_tcp::NetTcp {
                     sockets: rows.to_vec(),
                     unparsed_lines: 0,
+                    ..Default::default()
                 },
                 leakwatch::sample::TcpSource::SockDiag,
                 0,

@@ -28,7 +28,10 @@ use leakwatch::collect::fd::{classify_link, Dirents};
 use leakwatch::collect::limits::parse_nofile;
 use leakwatch::collect::net_tcp::{parse_net_tcp, summarize};
 use leakwatch::collect::smaps::{parse_smaps_heap, parse_smaps_rollup};
-use leakwatch::collect::sock_diag::{dump_request, parse_dump, DiagError, Progress, FD_STATES};
+use leakwatch::collect::sock_diag::{
+    dump_request, parse_dump, parse_skmeminfo, parse_tcp_info, DiagError, DumpOf, Progress,
+    EXT_INFO, FD_STATES,
+};
 use leakwatch::collect::stat::{parse_btime, parse_stat, Stat};
 use leakwatch::collect::status::parse_status;
 use leakwatch::collect::task::syscall::{parse_pollfds, parse_syscall};
@@ -82,6 +85,7 @@ const SMAPS: &str = fixture!("proc/smaps_rust_threads_kernel_6_18");
 const DUMP_V4: &[u8] = include_bytes!("fixtures/sock_diag/dump_inet_kernel_6_18.bin");
 const DUMP_V6: &[u8] = include_bytes!("fixtures/sock_diag/dump_inet6_kernel_6_18.bin");
 const BAD_FILTER: &[u8] = include_bytes!("fixtures/sock_diag/error_bad_filter_kernel_6_18.bin");
+const DUMP_INFO: &[u8] = include_bytes!("fixtures/sock_diag/dump_info_inet_kernel_6_18.bin");
 
 /// Tokens inserted into mutated fixtures: what kernel text (or a hostile writer) may put
 /// where a parser expects something else.
@@ -1025,7 +1029,8 @@ proptest! {
             End::More => {}
             End::Error(errno) => {
                 let mut body = (-errno).to_ne_bytes().to_vec();
-                body.extend(dump_request(libc::AF_INET as u8, FD_STATES, &[7, 8], 1));
+                let what = DumpOf { family: libc::AF_INET as u8, states: FD_STATES, ext: EXT_INFO };
+                body.extend(dump_request(what, &[7, 8], 1));
                 msgs.push(nlmsg(NLMSG_ERROR, 0, 1, &body));
             }
         }
@@ -1336,13 +1341,14 @@ proptest! {
     /// Mutated real netlink replies and real getdents64 records through every parser.
     #[test]
     fn binary_fixture_mutations(
-        which in 0usize..4,
+        which in 0usize..5,
         edits in prop::collection::vec(edit(), 1..8),
     ) {
         let seed = match which {
             0 => DUMP_V4.to_vec(),
             1 => DUMP_V6.to_vec(),
             2 => BAD_FILTER.to_vec(),
+            3 => DUMP_INFO.to_vec(),
             _ => real_dirents(),
         };
         check_bytes(&apply(seed, &edits));
@@ -1371,6 +1377,7 @@ fn every_truncation_of_every_fixture() {
         DUMP_V4.to_vec(),
         DUMP_V6.to_vec(),
         BAD_FILTER.to_vec(),
+        DUMP_INFO.to_vec(),
         real_dirents(),
     ]);
     let mut cuts = 0;
@@ -1431,4 +1438,79 @@ fn real_replies_parse_whole() {
     }
     // The capture's nine sockets (tests/fixtures/sock_diag/inodes).
     assert_eq!(total, 9);
+}
+
+// ---------------------------------------------------------------- tcp_info, skmeminfo
+
+/// `(offset, width)` of each `struct tcp_info` field the parser reads that an older kernel
+/// may not send, in the order of [`info_fields`].
+const TCP_INFO_FIELDS: [(usize, usize); 7] = [
+    (24, 4),  // tcpi_unacked
+    (56, 4),  // tcpi_last_ack_recv
+    (120, 8), // tcpi_bytes_acked (4.1)
+    (144, 4), // tcpi_notsent_bytes (4.6)
+    (168, 8), // tcpi_busy_time (4.19)
+    (176, 8), // tcpi_rwnd_limited (4.19)
+    (228, 4), // tcpi_snd_wnd (5.4)
+];
+
+fn info_fields(t: &leakwatch::collect::sock_diag::TcpInfo) -> [Option<u64>; 7] {
+    [
+        t.unacked_segments.map(u64::from),
+        t.last_ack_recv_ms.map(u64::from),
+        t.bytes_acked,
+        t.notsent_bytes.map(u64::from),
+        t.busy_us,
+        t.rwnd_limited_us,
+        t.snd_wnd.map(u64::from),
+    ]
+}
+
+fn ne_at(b: &[u8], at: usize, width: usize) -> u64 {
+    match width {
+        4 => u64::from(u32::from_ne_bytes(b[at..at + 4].try_into().unwrap())),
+        _ => u64::from_ne_bytes(b[at..at + 8].try_into().unwrap()),
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A `struct tcp_info` of any length (every kernel's, and nonsense): a field is known
+    /// exactly when the bytes hold all of it, and then it is those bytes; missing is `None`,
+    /// never 0. Embedded in a dump message (among other attributes), the same.
+    #[test]
+    fn tcp_info_of_any_length(
+        bytes in prop::collection::vec(any::<u8>(), 0..300),
+        mem in prop::collection::vec(any::<u8>(), 0..48),
+        g in diag_socket(),
+    ) {
+        let parsed = parse_tcp_info(&bytes);
+        prop_assert_eq!(parsed.is_some(), bytes.len() >= 8);
+        if let Some(t) = parsed {
+            prop_assert_eq!((t.probes, t.backoff), (bytes[3], bytes[4]));
+            for ((at, width), got) in TCP_INFO_FIELDS.iter().zip(info_fields(&t)) {
+                let want = (bytes.len() >= at + width).then(|| ne_at(&bytes, *at, *width));
+                prop_assert_eq!(got, want, "offset {}, {} bytes", at, bytes.len());
+            }
+        }
+        let m = parse_skmeminfo(&mem);
+        prop_assert_eq!(m.is_some(), mem.len() >= 16);
+        if let Some(m) = m {
+            prop_assert_eq!(u64::from(m.sndbuf), ne_at(&mem, 12, 4));
+            let queued = (mem.len() >= 24).then(|| ne_at(&mem, 20, 4));
+            prop_assert_eq!(m.wmem_queued.map(u64::from), queued);
+        }
+        // In a reply: INET_DIAG_INFO (2) and INET_DIAG_SKMEMINFO (7) after the others.
+        let mut g = g;
+        g.attrs.retain(|(k, _)| *k != 2 && *k != 7);
+        g.attrs.push((2, bytes.clone()));
+        g.attrs.push((7, mem.clone()));
+        let mut rows = Vec::new();
+        let msg = nlmsg(SOCK_DIAG_BY_FAMILY, NLM_F_MULTI, 1, &render_diag(&g));
+        parse_dump(&msg, &mut |d| rows.push(d)).expect("parses");
+        prop_assert_eq!(rows.len(), 1);
+        prop_assert_eq!(rows[0].info.tcp, parsed);
+        prop_assert_eq!(rows[0].info.mem, m);
+    }
 }

@@ -72,6 +72,7 @@ fn demo_config(pid: i32, args: &DemoArgs) -> Config {
         fail_after: 2,
         recover_after: 3,
         stuck_after: args.interval * 3,
+        stall_after: args.interval * 3,
         ..JudgeConfig::default()
     };
     let mut target = TargetConfig::from_selector(Selector::Pid(pid));

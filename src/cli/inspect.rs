@@ -95,6 +95,9 @@ fn look(args: &InspectArgs, target: TargetId) -> (Sample, Vec<HistoryRow>) {
         smaps: true,
         top_peers: args.top,
         stuck_after: args.stuck_after,
+        // The two looks are --stuck-after apart: a socket that acknowledged nothing in
+        // between, with data queued, is stalled (and a CLOSE_WAIT seen in both is aged).
+        stall_after: args.stuck_after,
     };
     let mut sample = collector.collect(target, &opts);
     let mut history = vec![history_row(&sample)];
@@ -107,6 +110,15 @@ fn look(args: &InspectArgs, target: TargetId) -> (Sample, Vec<HistoryRow>) {
                 "stuck workers need two looks (--stuck-after)",
             ),
         );
+        if sample.tcp_stalled.take().is_some() {
+            sample.unknown.insert(
+                Source::TcpStall,
+                Unknown::new(
+                    UnknownKind::NotCollected,
+                    "stalled sockets need two looks (--stuck-after)",
+                ),
+            );
+        }
     } else if sample.state == TargetState::Running {
         std::thread::sleep(args.stuck_after);
         let second = collector.collect(target, &opts);

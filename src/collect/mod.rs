@@ -16,6 +16,7 @@ pub mod sockets;
 pub mod stat;
 pub mod status;
 pub mod task;
+pub mod tcp_track;
 
 use std::collections::HashMap;
 
@@ -37,8 +38,11 @@ pub struct CollectOptions {
     pub smaps: bool,
     /// How many peers the top-K lists keep.
     pub top_peers: usize,
-    /// A worker blocked this long in one socket call is stuck.
+    /// A worker blocked this long in one socket call is stuck; a CLOSE_WAIT socket this
+    /// old is aged.
     pub stuck_after: Duration,
+    /// A socket with data queued and nothing acknowledged this long is stalled.
+    pub stall_after: Duration,
 }
 
 impl Default for CollectOptions {
@@ -47,6 +51,7 @@ impl Default for CollectOptions {
             smaps: true,
             top_peers: 10,
             stuck_after: Duration::from_secs(120),
+            stall_after: Duration::from_secs(60),
         }
     }
 }
@@ -58,6 +63,8 @@ pub struct Collector {
     cgroup_root: PathBuf,
     /// One per target: a worker's "blocked since" survives between that target's ticks.
     stuck: HashMap<TargetId, task::StuckTracker>,
+    /// One per target: stalled sockets and CLOSE_WAIT ages, across that target's ticks.
+    tcp_track: HashMap<TargetId, tcp_track::TcpTracker>,
     btime_s: Option<u64>,
     ticks_per_s: u64,
     tcp: sockets::TcpReader,
@@ -75,6 +82,7 @@ impl Collector {
             proc_root,
             cgroup_root: cgroup_root.into(),
             stuck: HashMap::new(),
+            tcp_track: HashMap::new(),
             btime_s,
             ticks_per_s: u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100),
             tcp: sockets::TcpReader::default(),
@@ -129,6 +137,7 @@ impl Collector {
             // It has exited: nothing more to track. (A restart is often seen first as a
             // zombie, and the old target is never collected again to be seen gone.)
             self.stuck.remove(&target);
+            self.tcp_track.remove(&target);
             s.state = TargetState::Zombie;
             let u = Unknown::new(
                 UnknownKind::Zombie,
@@ -152,6 +161,7 @@ impl Collector {
             _ => {
                 s.state = TargetState::Gone;
                 self.stuck.remove(&target);
+                self.tcp_track.remove(&target);
                 self.tcp.forget(&target);
             }
         }
@@ -191,6 +201,7 @@ impl Collector {
         }
         if !links_known {
             let why = links_unknown(s, "sockets");
+            s.unknown.insert(Source::TcpStall, why.clone());
             s.unknown.insert(Source::Tcp, why);
             return None;
         }
@@ -204,12 +215,37 @@ impl Collector {
         if let Some((table, source)) = read {
             let summary = net_tcp::summarize(&table, source, inodes.len() as u64, opts.top_peers);
             s.tcp = Some(summary);
+            self.track_tcp(s, &table, source, opts);
             tcp_by_inode = table.sockets.into_iter().map(|t| (t.inode, t)).collect();
+        }
+        if let Some(u) = s.unknown.get(&Source::Tcp).filter(|_| s.tcp.is_none()) {
+            s.unknown.insert(Source::TcpStall, u.clone());
         }
         Some(Sockets {
             fds: socket_fds,
             tcp_by_inode,
         })
+    }
+
+    /// Stalled sockets and CLOSE_WAIT ages: two looks at the same sockets, ticks apart.
+    fn track_tcp(
+        &mut self,
+        s: &mut Sample,
+        table: &net_tcp::NetTcp,
+        source: crate::sample::TcpSource,
+        opts: &CollectOptions,
+    ) {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let at = tcp_track::TrackAt {
+            now_ms: s.taken_at_mono_ms,
+            stall_after_ms: ms(opts.stall_after),
+            aged_after_ms: ms(opts.stuck_after),
+            top_peers: opts.top_peers,
+        };
+        let tracker = self.tcp_track.entry(s.target).or_default();
+        let tracked = tracker.observe(s.target, table, source, at);
+        s.close_wait_age = Some(tracked.close_wait);
+        s.tcp_stalled = keep(s, Source::TcpStall, tracked.stalled);
     }
 
     /// The threads, and the workers stuck in a socket call (which need the fd links).
@@ -302,7 +338,7 @@ fn links_unknown(s: &Sample, what: &str) -> Unknown {
 }
 
 /// Every section a live target has, for marking them all unknown at once.
-const ALL_SECTIONS: [Source; 10] = [
+const ALL_SECTIONS: [Source; 11] = [
     Source::Fds,
     Source::Limits,
     Source::Tcp,
@@ -313,12 +349,14 @@ const ALL_SECTIONS: [Source; 10] = [
     Source::CgroupPids,
     Source::Threads,
     Source::Stuck,
+    Source::TcpStall,
 ];
 
 impl Collector {
     /// The target is gone: forget what was tracked for it.
     fn gone(&mut self, s: Sample, why: &str) -> Sample {
         self.stuck.remove(&s.target);
+        self.tcp_track.remove(&s.target);
         self.tcp.forget(&s.target);
         mark_gone(s, why)
     }

@@ -26,6 +26,8 @@ pub struct NetTcp {
     pub sockets: Vec<TcpSocket>,
     /// Lines that did not parse (skipped).
     pub unparsed_lines: u64,
+    /// sock_diag's `tcp_info` and skmeminfo by inode (empty from the text tables).
+    pub info: HashMap<u64, super::sock_diag::DiagInfo>,
 }
 
 impl NetTcp {
@@ -167,12 +169,7 @@ fn read_table(
 /// Count states, sum queues and rank peers. `socket_fds` is how many distinct socket inodes
 /// the target holds (those matching no row are `other_sockets`).
 pub fn summarize(table: &NetTcp, source: TcpSource, socket_fds: u64, top_k: usize) -> Tcp {
-    let listen_ports: FxHashSet<u16> = table
-        .sockets
-        .iter()
-        .filter(|s| s.state == TcpState::Listen)
-        .map(|s| s.local.port())
-        .collect();
+    let listen_ports = listen_ports(table);
     let mut tcp = Tcp {
         unparsed_lines: table.unparsed_lines,
         source,
@@ -206,8 +203,18 @@ pub fn summarize(table: &NetTcp, source: TcpSource, socket_fds: u64, top_k: usiz
     tcp
 }
 
+/// The ports the target listens on.
+pub(crate) fn listen_ports(table: &NetTcp) -> FxHashSet<u16> {
+    table
+        .sockets
+        .iter()
+        .filter(|s| s.state == TcpState::Listen)
+        .map(|s| s.local.port())
+        .collect()
+}
+
 /// Inbound when the local port is one the target listens on (see [`Peer`]).
-fn peer_of(s: &TcpSocket, listen_ports: &FxHashSet<u16>) -> Peer {
+pub(crate) fn peer_of(s: &TcpSocket, listen_ports: &FxHashSet<u16>) -> Peer {
     let inbound = listen_ports.contains(&s.local.port());
     Peer {
         ip: s.remote.ip(),
@@ -626,6 +633,7 @@ mod tests {
                 sock(Established, "10.0.0.5:8080", "10.0.0.9:40004", 0, 0, 9),
             ],
             unparsed_lines: 3,
+            info: HashMap::default(),
         };
         let s = summarize(&table, TcpSource::ProcNet, 12, 10);
         assert_eq!(
@@ -674,6 +682,7 @@ mod tests {
         let table = NetTcp {
             sockets,
             unparsed_lines: 0,
+            info: HashMap::default(),
         };
         let order = |k| -> Vec<String> {
             let s = summarize(&table, TcpSource::ProcNet, 0, k);

@@ -30,6 +30,11 @@ const INET_DIAG_REQ_BYTECODE: u16 = 1;
 const INET_DIAG_BC_JMP: u8 = 1;
 const INET_DIAG_BC_CGROUP_COND: u8 = 13;
 const INET_DIAG_CGROUP_ID: u16 = 21;
+/// Reply attributes asked for through `idiag_ext` (bit `type - 1`).
+const INET_DIAG_INFO: u16 = 2;
+const INET_DIAG_SKMEMINFO: u16 = 7;
+/// The `idiag_ext` bits for `struct tcp_info` and skmeminfo.
+pub const EXT_INFO: u8 = (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_SKMEMINFO - 1));
 /// `struct nlmsghdr`: `nlmsg_len` (u32) at 0, `nlmsg_type` (u16) at 4.
 const NLMSG_LEN_AT: usize = 0;
 const NLMSG_TYPE_AT: usize = 4;
@@ -63,12 +68,18 @@ pub const MAX_CGROUP_FILTER: usize = 16;
 /// Every TCP state a socket held by an fd can be in: all but TIME_WAIT (6) and
 /// NEW_SYN_RECV (12), which are never an fd's (the text tables show them with inode 0).
 pub const FD_STATES: u32 = ((1 << 12) - 1) & !(1 << 6) & !1;
+/// LISTEN (10): its own hash table, dumped without `tcp_info` (a listener never stalls).
+pub const LISTEN_STATES: u32 = 1 << 10;
+/// The states of the established hash table (one walk): with `tcp_info` and skmeminfo.
+pub const CONN_STATES: u32 = FD_STATES & !LISTEN_STATES;
 
 /// One row of a dump: the socket, and the cgroup v2 id it is charged to when the kernel says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiagSocket {
     pub socket: TcpSocket,
     pub cgroup_id: Option<u64>,
+    /// `tcp_info` and skmeminfo, when asked for ([`EXT_INFO`]) and sent.
+    pub info: DiagInfo,
 }
 
 /// Where a reply buffer left the dump.
@@ -92,10 +103,23 @@ pub enum DiagError {
     Malformed(&'static str),
 }
 
-/// A `SOCK_DIAG_BY_FAMILY` dump request for TCP sockets of `family` (`AF_INET` or
-/// `AF_INET6`) in `states` (bit N = state N), keeping only sockets charged to one of
+/// What to dump: TCP sockets of `family` (`AF_INET` or `AF_INET6`) in `states` (bit N =
+/// state N), with the attributes of `ext` (0 or [`EXT_INFO`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumpOf {
+    pub family: u8,
+    pub states: u32,
+    pub ext: u8,
+}
+
+/// A `SOCK_DIAG_BY_FAMILY` dump request for `what`, keeping only sockets charged to one of
 /// `cgroups` when that is not empty.
-pub fn dump_request(family: u8, states: u32, cgroups: &[u64], seq: u32) -> Vec<u8> {
+pub fn dump_request(what: DumpOf, cgroups: &[u64], seq: u32) -> Vec<u8> {
+    let DumpOf {
+        family,
+        states,
+        ext,
+    } = what;
     let bytecode = cgroup_filter(cgroups);
     let attr_len = if bytecode.is_empty() {
         0
@@ -109,7 +133,7 @@ pub fn dump_request(family: u8, states: u32, cgroups: &[u64], seq: u32) -> Vec<u
     m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
-    m.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, 0, 0]); // no extensions
+    m.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, ext, 0]);
     m.extend_from_slice(&states.to_ne_bytes());
     m.extend_from_slice(&[0u8; 48]); // inet_diag_sockid: any
     if !bytecode.is_empty() {
@@ -235,27 +259,41 @@ fn parse_socket(body: &[u8]) -> Result<DiagSocket, DiagError> {
         send_queue_bytes,
         inode: u64::from(word(MSG_INODE_AT)),
     };
-    Ok(DiagSocket {
+    let mut d = DiagSocket {
         socket,
-        cgroup_id: cgroup_attr(&body[DIAG_MSG_LEN..]),
-    })
+        cgroup_id: None,
+        info: DiagInfo::default(),
+    };
+    read_attrs(&body[DIAG_MSG_LEN..], &mut d);
+    Ok(d)
 }
 
-/// The `INET_DIAG_CGROUP_ID` attribute, if the kernel sent one.
-fn cgroup_attr(mut attrs: &[u8]) -> Option<u64> {
+/// The attributes leakwatch reads: `INET_DIAG_CGROUP_ID`, `INET_DIAG_INFO`,
+/// `INET_DIAG_SKMEMINFO`. A truncated attribute ends the walk (what came before is kept).
+fn read_attrs(mut attrs: &[u8], d: &mut DiagSocket) {
     while attrs.len() >= NLA_HDR {
-        let len = usize::from(u16_at(attrs, NLA_LEN_AT)?);
-        let kind = u16_at(attrs, NLA_TYPE_AT)?;
+        let (Some(len), Some(kind)) = (u16_at(attrs, NLA_LEN_AT), u16_at(attrs, NLA_TYPE_AT))
+        else {
+            return;
+        };
+        let len = usize::from(len);
         if len < NLA_HDR || len > attrs.len() {
-            return None;
+            return;
         }
-        if kind == INET_DIAG_CGROUP_ID && len >= NLA_HDR + 8 {
-            let id = attrs[NLA_HDR..NLA_HDR + 8].try_into().ok()?;
-            return Some(u64::from_ne_bytes(id));
+        let payload = &attrs[NLA_HDR..len];
+        match kind {
+            INET_DIAG_CGROUP_ID => {
+                d.cgroup_id = payload
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_ne_bytes);
+            }
+            INET_DIAG_INFO => d.info.tcp = parse_tcp_info(payload),
+            INET_DIAG_SKMEMINFO => d.info.mem = parse_skmeminfo(payload),
+            _ => {}
         }
         attrs = attrs.get((len + 3) & !3..).unwrap_or(&[]);
     }
-    None
 }
 
 /// A NETLINK_SOCK_DIAG socket and its receive buffer, kept between ticks.
@@ -287,16 +325,15 @@ impl SockDiag {
         })
     }
 
-    /// Dump TCP sockets of `family` in `states` (and `cgroups`, if any) into `row`.
+    /// Dump the TCP sockets `what` says (of `cgroups`, if any) into `row`.
     pub fn dump(
         &mut self,
-        family: u8,
-        states: u32,
+        what: DumpOf,
         cgroups: &[u64],
         row: &mut impl FnMut(DiagSocket),
     ) -> Result<(), DiagError> {
         self.seq = self.seq.wrapping_add(1);
-        let req = dump_request(family, states, cgroups, self.seq);
+        let req = dump_request(what, cgroups, self.seq);
         let fd = self.fd.as_raw_fd();
         // SAFETY: `req` is a valid buffer of `req.len()` bytes for the whole call.
         let sent = unsafe { libc::send(fd, req.as_ptr().cast(), req.len(), 0) };
@@ -322,6 +359,9 @@ impl SockDiag {
         }
     }
 }
+
+mod info;
+pub use info::{parse_skmeminfo, parse_tcp_info, DiagInfo, SkMemInfo, TcpInfo};
 
 #[cfg(test)]
 mod tests;

@@ -22,7 +22,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::net_tcp::{self, NetTcp};
-use super::sock_diag::{DiagError, DiagSocket, SockDiag, FD_STATES, MAX_CGROUP_FILTER};
+use super::sock_diag::{
+    DiagError, DiagInfo, DiagSocket, DumpOf, SockDiag, CONN_STATES, EXT_INFO, LISTEN_STATES,
+    MAX_CGROUP_FILTER,
+};
 use crate::error::ReadError;
 use crate::sample::{TargetId, TcpSource};
 use rustc_hash::FxHashSet as HashSet;
@@ -82,7 +85,8 @@ impl TcpReader {
         self.full_dumps
     }
 
-    /// Dump requests so far, one per family dumped.
+    /// Dumps so far, one per family dumped (each is two requests: the established hash
+    /// table with `tcp_info`, the listeners without; each table is walked once).
     pub fn dumps(&self) -> u64 {
         self.dumps
     }
@@ -138,13 +142,25 @@ fn dump(
     let mut found = Vec::new();
     for &family in families {
         let before = ids.len();
-        diag.dump(family, FD_STATES, cgroups, &mut |d: DiagSocket| {
+        let mut row = |d: DiagSocket| {
             let inode = d.socket.inode;
             if inode != 0 && inodes.contains(&inode) && seen.insert(inode) {
+                if d.info != DiagInfo::default() {
+                    rows.info.insert(inode, d.info);
+                }
                 rows.sockets.push(d.socket);
                 ids.push(d.cgroup_id);
             }
-        })?;
+        };
+        // `tcp_info` and skmeminfo only where a socket can stall: not for listeners.
+        for (states, ext) in [(CONN_STATES, EXT_INFO), (LISTEN_STATES, 0)] {
+            let what = DumpOf {
+                family,
+                states,
+                ext,
+            };
+            diag.dump(what, cgroups, &mut row)?;
+        }
         if ids.len() > before {
             found.push(family);
         }

@@ -349,6 +349,7 @@ fn overlay_judge(base: &JudgeConfig, k: &RawJudge) -> JudgeConfig {
         usage_floor: k.usage_floor.map_or(base.usage_floor, |r| r.0),
         restart_budget: k.restart_budget.unwrap_or(base.restart_budget),
         stuck_after: d(k.stuck_after, base.stuck_after),
+        stall_after: d(k.stall_after, base.stall_after),
         on_missing: k.on_missing.unwrap_or(base.on_missing),
     }
 }
@@ -465,6 +466,9 @@ fn rules(raw: &RawRules) -> Result<Vec<(Series, Rule)>, (String, String)> {
         (Series::CgroupMemory, raw.cgroup_memory),
         (Series::Threads, raw.threads),
         (Series::StuckThreads, raw.stuck_threads),
+        (Series::TcpStalled, raw.tcp_stalled),
+        (Series::TcpCloseWaitAged, raw.tcp_close_wait_aged),
+        (Series::CgroupSock, raw.cgroup_sock),
     ];
     let mut out = Vec::new();
     for (series, r) in all {
@@ -489,7 +493,7 @@ fn rule(series: Series, r: &RawRule) -> Result<Rule, (String, String)> {
     if r.limit.is_some() && series.natural_limit() {
         return Err((
             at("limit"),
-            format!("{series} has a limit from the kernel; `limit` is for rss, anon, heap and tcp series"),
+            format!("{series} has a limit from the kernel; `limit` is for rss, anon, heap, cgroup_sock and tcp series"),
         ));
     }
     if (r.max_ratio.is_some() || r.exhaust_within.is_some())

@@ -30,6 +30,7 @@ macro_rules! with_judge_keys {
             pub usage_floor: Option<Ratio>,
             pub restart_budget: Option<u32>,
             pub stuck_after: Option<HumanDuration>,
+            pub stall_after: Option<HumanDuration>,
             pub on_missing: Option<OnMissing>,
         }
 
@@ -45,6 +46,7 @@ macro_rules! with_judge_keys {
                     usage_floor: self.usage_floor,
                     restart_budget: self.restart_budget,
                     stuck_after: self.stuck_after,
+                    stall_after: self.stall_after,
                     on_missing: self.on_missing,
                 }
             }
@@ -88,6 +90,9 @@ pub struct RawRules {
     pub cgroup_memory: Option<RawRule>,
     pub threads: Option<RawRule>,
     pub stuck_threads: Option<RawRule>,
+    pub tcp_stalled: Option<RawRule>,
+    pub tcp_close_wait_aged: Option<RawRule>,
+    pub cgroup_sock: Option<RawRule>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]

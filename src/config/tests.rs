@@ -23,6 +23,38 @@ fn shipped_example_is_valid_and_means_what_it_says() {
     assert_eq!(close_wait.1.max_growth_per_s, Some(10.0 / 60.0));
     let heap = t.rules.iter().find(|(s, _)| *s == Series::Heap).unwrap();
     assert_eq!(heap.1.limit, Some(1024.0 * 1024.0 * 1024.0));
+    let rule = |series| {
+        t.rules
+            .iter()
+            .find(|(s, _)| *s == series)
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!(rule(Series::TcpStalled).max, Some(20.0));
+    assert_eq!(rule(Series::TcpCloseWaitAged).max, Some(0.0));
+    let sock = rule(Series::CgroupSock);
+    assert_eq!(sock.limit, Some(512.0 * 1024.0 * 1024.0));
+    assert_eq!(sock.exhaust_within, Some(Duration::from_secs(1800)));
+}
+
+#[test]
+fn stall_after_is_a_judge_key_globally_and_per_target() {
+    let c = parse(
+        "[judge]\nstall_after = \"2s\"\n[[target]]\npid = 1\n[[target]]\npid = 2\nstall_after = \"5m\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.targets[0].judge.stall_after, Duration::from_secs(2));
+    assert_eq!(c.targets[1].judge.stall_after, Duration::from_secs(300));
+    assert_eq!(
+        parse("[[target]]\npid = 1\n").unwrap().targets[0]
+            .judge
+            .stall_after,
+        Duration::from_secs(60)
+    );
+    // tcp_stalled has no natural limit: exhaust_within needs `limit`.
+    let e = parse("[[target]]\npid = 1\n[target.rules.tcp_stalled]\nexhaust_within = \"1h\"\n");
+    assert!(e.unwrap_err().to_string().contains("no natural limit"));
 }
 
 #[test]

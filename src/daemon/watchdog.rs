@@ -231,6 +231,7 @@ fn collect(w: &mut Watched, collector: &mut Collector, config: &Config, id: Targ
         smaps,
         top_peers: TOP_PEERS,
         stuck_after: w.cfg.judge.stuck_after,
+        stall_after: w.cfg.judge.stall_after,
     };
     collector.collect(id, &opts)
 }
@@ -324,7 +325,7 @@ fn count_errors(w: &mut Watched, sample: &Sample) {
     for (&source, u) in &sample.unknown {
         let error = match u.kind {
             UnknownKind::NotCollected | UnknownKind::Gone | UnknownKind::Zombie => continue,
-            UnknownKind::Unsupported => false,
+            UnknownKind::Unsupported | UnknownKind::Unavailable => false,
             _ => true,
         };
         if error {

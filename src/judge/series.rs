@@ -23,6 +23,9 @@ pub fn collector(series: Series) -> Source {
         Series::CgroupMemory => Source::CgroupMemory,
         Series::Threads => Source::Threads,
         Series::StuckThreads => Source::Stuck,
+        Series::TcpStalled => Source::TcpStall,
+        Series::TcpCloseWaitAged => Source::Tcp,
+        Series::CgroupSock => Source::CgroupMemory,
     }
 }
 
@@ -30,7 +33,7 @@ pub fn collector(series: Series) -> Source {
 pub fn is_bytes(series: Series) -> bool {
     matches!(
         series,
-        Series::Rss | Series::Anon | Series::Heap | Series::CgroupMemory
+        Series::Rss | Series::Anon | Series::Heap | Series::CgroupMemory | Series::CgroupSock
     )
 }
 
@@ -50,6 +53,9 @@ pub fn observe(sample: &Sample, series: Series, rule: &Rule) -> SeriesStatus {
             .and_then(|c| c.working_set_bytes),
         Series::Threads => sample.threads.as_ref().map(|t| t.count),
         Series::StuckThreads => sample.stuck.as_ref().map(|s| s.count),
+        Series::TcpStalled => sample.tcp_stalled.as_ref().map(|s| s.count),
+        Series::TcpCloseWaitAged => sample.close_wait_age.as_ref().map(|c| c.aged),
+        Series::CgroupSock => sample.cgroup_memory.as_ref().and_then(|c| c.sock_bytes),
     };
     let mut obs = SeriesStatus {
         series,
@@ -136,7 +142,12 @@ fn natural_limit(sample: &Sample, series: Series) -> NaturalLimit {
             Some(pids) => threads_limit(pids, sample.threads.as_ref().map(|t| t.count)),
             None => unknown(Source::CgroupPids),
         },
-        Series::TcpEstablished | Series::TcpCloseWait | Series::StuckThreads => NaturalLimit::None,
+        Series::TcpEstablished
+        | Series::TcpCloseWait
+        | Series::StuckThreads
+        | Series::TcpStalled
+        | Series::TcpCloseWaitAged
+        | Series::CgroupSock => NaturalLimit::None,
     }
 }
 

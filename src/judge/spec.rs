@@ -27,6 +27,8 @@ pub struct JudgeConfig {
     pub usage_floor: f64,
     pub restart_budget: u32,
     pub stuck_after: Duration,
+    /// A socket with data queued and nothing acknowledged this long is stalled.
+    pub stall_after: Duration,
     pub on_missing: OnMissing,
 }
 
@@ -42,6 +44,7 @@ impl Default for JudgeConfig {
             usage_floor: 0.5,
             restart_budget: 3,
             stuck_after: Duration::from_secs(120),
+            stall_after: Duration::from_secs(60),
             on_missing: OnMissing::Pass,
         }
     }
@@ -60,10 +63,13 @@ pub enum Series {
     CgroupMemory,
     Threads,
     StuckThreads,
+    TcpStalled,
+    TcpCloseWaitAged,
+    CgroupSock,
 }
 
 impl Series {
-    pub const ALL: [Series; 9] = [
+    pub const ALL: [Series; 12] = [
         Series::Fds,
         Series::TcpEstablished,
         Series::TcpCloseWait,
@@ -73,6 +79,9 @@ impl Series {
         Series::CgroupMemory,
         Series::Threads,
         Series::StuckThreads,
+        Series::TcpStalled,
+        Series::TcpCloseWaitAged,
+        Series::CgroupSock,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +95,9 @@ impl Series {
             Series::CgroupMemory => "cgroup_memory",
             Series::Threads => "threads",
             Series::StuckThreads => "stuck_threads",
+            Series::TcpStalled => "tcp_stalled",
+            Series::TcpCloseWaitAged => "tcp_close_wait_aged",
+            Series::CgroupSock => "cgroup_sock",
         }
     }
 

@@ -180,6 +180,17 @@ impl Feed {
                     ..CgroupPids::default()
                 });
             }
+            Series::TcpStalled => {
+                s.tcp_stalled = Some(crate::sample::TcpStalled {
+                    count: value,
+                    ..Default::default()
+                })
+            }
+            Series::CgroupSock => {
+                s.cgroup_memory
+                    .get_or_insert_with(CgroupMemory::default)
+                    .sock_bytes = Some(value)
+            }
             other => panic!("the feed does not set {other}"),
         }
     }
@@ -1525,4 +1536,56 @@ fn health_is_what_the_judge_found_before_a_hold() {
     let j = close_wait_over_max(&mut feed);
     assert!(j.budget.exhausted && j.verdict.healthy, "{j:?}");
     assert_eq!(j.health(), Health::WouldFail);
+}
+
+/// Stalled sockets: `max` fails on the level, `exhaust_within` needs the configured `limit`
+/// (no natural one) and projects to it; unknown (no tcp_info) is not judged, not 0.
+#[test]
+fn tcp_stalled_is_judged_against_max_and_a_configured_limit() {
+    let rules = vec![
+        (Series::TcpStalled, max(1.0)),
+        (
+            Series::CgroupSock,
+            Rule {
+                limit: Some(1000.0),
+                ..exhaust_within(30)
+            },
+        ),
+    ];
+    let mut f = Feed::new(target(rules));
+    let js: Vec<Judged> = (0..6).map(|_| f.value(Series::TcpStalled, 2)).collect();
+    assert!(first_fail(&js, Series::TcpStalled, CheckKind::Max).is_some());
+    let j = js.last().unwrap();
+    assert_eq!(j.health(), Health::Unhealthy);
+    assert_eq!(status(j, Series::TcpStalled).limit, None);
+
+    // Unknown: the rule is not judged, and the value is absent, not 0.
+    let mut f = Feed::new(target(vec![(Series::TcpStalled, max(0.0))]));
+    let j = f.tick(|_, s| {
+        s.unknown.insert(
+            Source::TcpStall,
+            Unknown::new(UnknownKind::Unavailable, "no tcp_info on this path"),
+        );
+    });
+    let st = status(&j, Series::TcpStalled);
+    assert_eq!(st.value, None);
+    assert_eq!(st.unknown.as_deref(), Some("no tcp_info on this path"));
+    assert_eq!(j.health(), Health::Healthy);
+
+    // Socket memory growing 30/min toward a limit of 1000: fails exhaust_within 30m.
+    let mut f = Feed::new(target(vec![(
+        Series::CgroupSock,
+        Rule {
+            limit: Some(1000.0),
+            ..exhaust_within(30)
+        },
+    )]));
+    let js = f.values(Series::CgroupSock, (0..80).map(|i| 500 + i * 3));
+    let j = js.last().unwrap();
+    assert_eq!(status(j, Series::CgroupSock).limit, Some(1000.0));
+    assert_eq!(
+        status(j, Series::CgroupSock).limit_source.as_deref(),
+        Some("config")
+    );
+    assert!(first_fail(&js, Series::CgroupSock, CheckKind::ExhaustWithin).is_some());
 }

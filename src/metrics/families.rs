@@ -208,6 +208,25 @@ pub const STUCK_THREADS: Family = gauge(
     "The target's workers blocked in one socket call without a context switch for at least \
      stuck_after, count.",
 );
+pub const TCP_STALLED_SOCKETS: Family = gauge(
+    "leakwatch_tcp_stalled_sockets",
+    &["target"],
+    "The target's TCP sockets with data queued to send whose peer has acknowledged nothing \
+     new (tcpi_bytes_acked) for at least stall_after, count. Absent without tcp_info (a \
+     target in another network namespace).",
+);
+pub const TCP_STALLED_BYTES: Family = gauge(
+    "leakwatch_tcp_stalled_bytes",
+    &["target", "kind"],
+    "What the stalled sockets pin, bytes; kind send_queue: their Send-Q (written, not \
+     acknowledged), write_memory: their write queues' memory (skmeminfo wmem_queued).",
+);
+pub const TCP_CLOSE_WAIT_OLDEST: Family = gauge(
+    "leakwatch_tcp_close_wait_oldest_seconds",
+    &["target"],
+    "How long the target's oldest CLOSE_WAIT socket has been in CLOSE_WAIT (since leakwatch \
+     first saw it there), seconds; 0 when there is none.",
+);
 
 /// Every family, registered on each render (families without samples are left out).
 pub const ALL: &[&Family] = &[
@@ -240,4 +259,7 @@ pub const ALL: &[&Family] = &[
     &CGROUP_MEMORY_STALL,
     &THREADS,
     &STUCK_THREADS,
+    &TCP_STALLED_SOCKETS,
+    &TCP_STALLED_BYTES,
+    &TCP_CLOSE_WAIT_OLDEST,
 ];

@@ -47,6 +47,25 @@ pub fn export(out: &Out, t: &TargetStatus, peer_labels: bool) {
             &[name],
             sample.stuck.as_ref().map(|s| s.count),
         );
+        tcp_tracked(out, name, sample);
+    }
+}
+
+/// Stalled sockets and the oldest CLOSE_WAIT.
+fn tcp_tracked(out: &Out, name: &str, s: &Sample) {
+    if let Some(st) = &s.tcp_stalled {
+        out.put(&TCP_STALLED_SOCKETS, &[name], st.count as f64);
+        let rows = [
+            ("send_queue", st.send_queue_bytes),
+            ("write_memory", st.write_memory_bytes),
+        ];
+        for (kind, v) in rows {
+            out.put(&TCP_STALLED_BYTES, &[name, kind], v as f64);
+        }
+    }
+    if let Some(cw) = &s.close_wait_age {
+        let secs = cw.oldest_ms as f64 / 1000.0;
+        out.put(&TCP_CLOSE_WAIT_OLDEST, &[name], secs);
     }
 }
 

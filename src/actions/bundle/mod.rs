@@ -1,6 +1,6 @@
 //! The diagnostics bundle: `DIR/<target>-<UTC time>/` with what a post-mortem wants and a
 //! restart destroys: `verdict.json`, `samples.csv`, `fds.txt`, `sockets.txt`,
-//! `threads.txt`, copies of `status`, `limits`, `smaps_rollup` and the cgroup's memory
+//! `threads.txt`, `stalled.txt` (stalled sockets and CLOSE_WAIT ages), copies of `status`, `limits`, `smaps_rollup` and the cgroup's memory
 //! files, and a `README.txt` that says what to look at first.
 //!
 //! Data, then effects: [`capture`] reads the target's /proc state at once (through
@@ -30,7 +30,7 @@ pub use write::{BundleFile, Written};
 pub struct HistoryRow {
     pub unix_ms: u64,
     /// In the order of [`render::CSV_SERIES`].
-    pub values: [Option<f64>; 9],
+    pub values: [Option<f64>; Series::ALL.len()],
 }
 
 /// What a bundle is made from, besides the target's live /proc state.
@@ -185,6 +185,7 @@ pub fn render_files(input: &BundleInput<'_>, c: Captured, now: u64) -> Gathered 
     files.push(file("samples.csv", render::samples_csv(input.history)));
     files.push(file("sockets.txt", render::sockets(pid, &c.table, &fds_of)));
     files.push(file("fds.txt", render::fds(pid, &c.links)));
+    files.push(file("stalled.txt", crate::report::stalled(sample)));
     let summary = net_tcp::summarize(&c.table, TcpSource::ProcNet, fds_of.len() as u64, 3);
     let readme = ReadmeFacts {
         written_unix_ms: now,

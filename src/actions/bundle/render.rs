@@ -275,12 +275,12 @@ fn call_text(t: &Task) -> (String, Option<i32>) {
 }
 
 /// The series of `samples.csv`, in column order.
-pub const CSV_SERIES: [Series; 9] = Series::ALL;
+pub const CSV_SERIES: [Series; Series::ALL.len()] = Series::ALL;
 
 /// One row of every series' value in `sample` (`None` when unknown).
 pub fn history_row(sample: &Sample) -> HistoryRow {
     let rule = Rule::default();
-    let mut values = [None; 9];
+    let mut values = [None; CSV_SERIES.len()];
     for (i, s) in CSV_SERIES.iter().enumerate() {
         values[i] = series::observe(sample, *s, &rule).value;
     }
@@ -399,8 +399,8 @@ pub fn readme(
     out.extend(look_first(p));
     out.push(String::new());
     out.push(
-        "Files: verdict.json samples.csv fds.txt sockets.txt threads.txt status limits \
-         smaps_rollup memory.* (the cgroup's), README.txt"
+        "Files: verdict.json samples.csv fds.txt sockets.txt threads.txt stalled.txt status \
+         limits smaps_rollup memory.* (the cgroup's), README.txt"
             .into(),
     );
     if !notes.is_empty() {

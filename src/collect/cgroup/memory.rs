@@ -3,7 +3,8 @@
 //! v2 (Documentation/admin-guide/cgroup-v2.rst "Memory", "PID"): `memory.current`, `.max`,
 //! `.high`, `.stat`, `.events`, `.pressure`; `pids.current`, `pids.max`.
 //! v1 (Documentation/admin-guide/cgroup-v1/memory.rst, pids.rst): `memory.usage_in_bytes`,
-//! `.limit_in_bytes`, `.stat` (hierarchical `total_*` keys), `.failcnt`, `.oom_control`;
+//! `.limit_in_bytes`, `.stat` (hierarchical `total_*` keys), `.failcnt`, `.oom_control`,
+//! `.kmem.tcp.usage_in_bytes` (socket memory: v2 has it as `memory.stat` `sock`);
 //! `pids.current`, `pids.max`.
 //!
 //! Only the usage file is required: without it the section is unknown. Every other file is
@@ -84,12 +85,25 @@ pub fn read_v1(dir: &Path) -> Result<CgroupMemory, ReadError> {
         working_set_bytes: inactive_file.map(|i| current.saturating_sub(i)),
         anon_bytes: key("rss"),
         file_bytes: key("cache"),
-        sock_bytes: None,
+        sock_bytes: v1_tcp_bytes(dir),
         inactive_file_bytes: inactive_file,
         events,
         pressure: None,
         ..CgroupMemory::default()
     })
+}
+
+/// v1 `memory.kmem.tcp.usage_in_bytes`: the cgroup's TCP socket buffers. v1 charges them
+/// only once `memory.kmem.tcp.limit_in_bytes` has been set (the memcg's `tcpmem_active`);
+/// until then the usage reads 0 and means nothing, so with no limit set it is unknown.
+fn v1_tcp_bytes(dir: &Path) -> Option<u64> {
+    let limit = optional(&dir.join("memory.kmem.tcp.limit_in_bytes"), |t| {
+        parse_u64(t).map(v1_limit)
+    });
+    match limit {
+        Some(Limit::Limited(_)) => optional(&dir.join("memory.kmem.tcp.usage_in_bytes"), parse_u64),
+        _ => None,
+    }
 }
 
 /// The memory limits `dir` sets, each `None` when absent or unreadable: v2 `memory.max` and

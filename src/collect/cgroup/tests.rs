@@ -646,3 +646,41 @@ fn v1_pod_limit_above_its_container() {
         })
     );
 }
+
+#[test]
+fn v1_socket_memory_only_once_tcp_accounting_is_on() {
+    let t = Tree::new(fixture!("proc_cgroup_v1_systemd_kernel_6_x"));
+    let dir = format!("cg/memory{V1_SERVICE}");
+    t.write_all(&dir, &V1_MEMORY);
+    t.write_all(&format!("cg/pids{V1_SERVICE}"), &[("pids.current", "3\n")]);
+    let sock = |t: &Tree| t.collect().memory.unwrap().sock_bytes;
+    // No kmem.tcp files (a kernel without them): unknown.
+    assert_eq!(sock(&t), None);
+    // The files, but no limit ever set: v1 charges nothing, the 0 means nothing.
+    t.write_all(
+        &dir,
+        &[
+            ("memory.kmem.tcp.usage_in_bytes", "0\n"),
+            (
+                "memory.kmem.tcp.limit_in_bytes",
+                fixture!("memory_kmem_tcp_limit_in_bytes_v1_unlimited_kernel_6_18"),
+            ),
+        ],
+    );
+    assert_eq!(sock(&t), None);
+    // A limit set (1 GiB), a stalled consumer's send buffer charged: 3.9 MB.
+    t.write_all(
+        &dir,
+        &[
+            (
+                "memory.kmem.tcp.usage_in_bytes",
+                fixture!("memory_kmem_tcp_usage_in_bytes_v1_kernel_6_18"),
+            ),
+            (
+                "memory.kmem.tcp.limit_in_bytes",
+                fixture!("memory_kmem_tcp_limit_in_bytes_v1_1g_kernel_6_18"),
+            ),
+        ],
+    );
+    assert_eq!(sock(&t), Some(3_948_544));
+}

@@ -160,7 +160,12 @@ fn cgroup_filter_accepts_exactly_its_ids_and_passes_the_audit() {
 
 #[test]
 fn request_layout() {
-    let plain = dump_request(libc::AF_INET6 as u8, FD_STATES, &[], 7);
+    let all = |family: i32| DumpOf {
+        family: family as u8,
+        states: FD_STATES,
+        ext: 0,
+    };
+    let plain = dump_request(all(libc::AF_INET6), &[], 7);
     assert_eq!(plain.len(), 16 + 56);
     assert_eq!(u32::from_ne_bytes(plain[0..4].try_into().unwrap()), 72);
     assert_eq!(
@@ -178,7 +183,26 @@ fn request_layout() {
     );
     // Every state an fd's socket can be in: not TIME_WAIT (6), not NEW_SYN_RECV (12).
     assert_eq!(FD_STATES, 0b1111_1011_1110);
-    let filtered = dump_request(libc::AF_INET as u8, FD_STATES, &[5, 6], 1);
+    assert_eq!(plain[18], 0, "no attributes asked for");
+    // The established table with tcp_info (bit 1) and skmeminfo (bit 6); the listeners
+    // alone, without.
+    assert_eq!(CONN_STATES | LISTEN_STATES, FD_STATES);
+    assert_eq!(CONN_STATES & LISTEN_STATES, 0);
+    assert_eq!(EXT_INFO, 0b100_0010);
+    let conn = DumpOf {
+        family: libc::AF_INET as u8,
+        states: CONN_STATES,
+        ext: EXT_INFO,
+    };
+    let with_info = dump_request(conn, &[], 2);
+    assert_eq!(with_info[18], EXT_INFO);
+    assert_eq!(
+        u32::from_ne_bytes(with_info[20..24].try_into().unwrap()),
+        CONN_STATES
+    );
+    // The capture's request (capture_info.py) asked for the same.
+    assert_eq!(CONN_STATES, 0xFBE & !(1 << 10));
+    let filtered = dump_request(all(libc::AF_INET), &[5, 6], 1);
     assert_eq!(filtered.len(), 72 + 4 + 12 + 4 + 12);
     assert_eq!(u16::from_ne_bytes([filtered[72], filtered[73]]), 4 + 28);
     assert_eq!(
@@ -206,4 +230,133 @@ fn listen_send_queue_is_zero_as_in_the_text_table() {
         .iter()
         .filter(|d| d.socket.state == TcpState::CloseWait)
         .all(|d| d.socket.recv_queue_bytes == 1));
+}
+
+/// A stalled consumer, a reader and a CLOSE_WAIT (`capture_info.py`), with `tcp_info` and
+/// skmeminfo, next to what `ss -tinm` printed for the same sockets a moment later.
+const DUMP_INFO: &[u8] =
+    include_bytes!("../../../tests/fixtures/sock_diag/dump_info_inet_kernel_6_18.bin");
+const SS_TINM: &str = include_str!("../../../tests/fixtures/sock_diag/ss_tinm_kernel_6_18");
+
+/// `key:value` of one `ss -tinm` detail line (`bytes_acked:4096`, `skmem:(...,w4194880,...)`).
+fn ss_field<'a>(details: &'a str, key: &str) -> Option<&'a str> {
+    details
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix(':'))
+}
+
+#[test]
+#[cfg(target_endian = "little")]
+fn tcp_info_and_skmeminfo_kernel_6_18_agree_with_ss() {
+    let (rows, p) = rows(DUMP_INFO);
+    assert_eq!(p, Progress::Done);
+    // The three accepted sockets and the two clients still open (the one that closed is
+    // an orphan now, in no cgroup).
+    assert_eq!(rows.len(), 5);
+    let lines: Vec<&str> = SS_TINM.lines().collect();
+    assert_eq!(lines.len(), 6);
+    let mut checked = 0;
+    for pair in lines.chunks(2) {
+        let (head, details) = (pair[0], pair[1]);
+        let peer = head.split_whitespace().nth(4).unwrap();
+        let d = rows
+            .iter()
+            .find(|d| d.socket.remote.to_string() == peer && d.socket.local.port() != 0)
+            .filter(|d| d.socket.local.to_string() == head.split_whitespace().nth(3).unwrap())
+            .unwrap_or_else(|| panic!("no row for {head}"));
+        let info = d.info.tcp.expect("tcp_info");
+        let mem = d.info.mem.expect("skmeminfo");
+        let num = |k: &str| ss_field(details, k).map(|v| v.parse::<u64>().unwrap());
+        // ss leaves out a zero bytes_acked / notsent / backoff / snd_wnd.
+        assert_eq!(
+            info.bytes_acked,
+            Some(num("bytes_acked").unwrap_or(0)),
+            "{head}"
+        );
+        assert_eq!(
+            info.notsent_bytes.map(u64::from),
+            Some(num("notsent").unwrap_or(0))
+        );
+        assert_eq!(u64::from(info.backoff), num("backoff").unwrap_or(0));
+        assert_eq!(
+            info.snd_wnd.map(u64::from),
+            Some(num("snd_wnd").unwrap_or(0))
+        );
+        let skmem = ss_field(details, "skmem").unwrap();
+        assert!(
+            skmem.contains(&format!(",w{},", mem.wmem_queued.unwrap())),
+            "{skmem}"
+        );
+        assert!(skmem.contains(&format!(",rb{},", mem.rcvbuf)));
+        assert!(skmem.contains(&format!(",tb{},", mem.sndbuf)));
+        checked += 1;
+    }
+    assert_eq!(checked, 3);
+    // The consumer that stopped reading: a full Send-Q of unsent bytes, a zero window,
+    // probes backing off, all the send time limited by the receive window.
+    let stalled = rows.iter().find(|d| d.socket.send_queue_bytes > 0).unwrap();
+    let info = stalled.info.tcp.unwrap();
+    assert_eq!(
+        info.notsent_bytes.map(u64::from),
+        Some(stalled.socket.send_queue_bytes)
+    );
+    assert_eq!(info.snd_wnd, Some(0));
+    assert!(info.backoff > 0);
+    assert_eq!(info.rwnd_limited_us, info.busy_us);
+    assert!(
+        stalled.info.mem.unwrap().wmem_queued.unwrap() as u64 > stalled.socket.send_queue_bytes
+    );
+}
+
+/// The attribute payloads of the first row that has them, for cutting.
+fn first_info_payload(kind: u16) -> Vec<u8> {
+    let body = &DUMP_INFO[NLMSG_HDR..];
+    let mut attrs = &body[DIAG_MSG_LEN..];
+    while attrs.len() >= NLA_HDR {
+        let len = usize::from(u16_at(attrs, 0).unwrap());
+        if u16_at(attrs, 2) == Some(kind) {
+            return attrs[NLA_HDR..len].to_vec();
+        }
+        attrs = &attrs[(len + 3) & !3..];
+    }
+    panic!("no attribute {kind}");
+}
+
+#[test]
+#[cfg(target_endian = "little")]
+fn a_shorter_tcp_info_leaves_the_newer_fields_unknown_not_zero() {
+    let full = first_info_payload(INET_DIAG_INFO);
+    assert!(full.len() >= 232, "Linux 6.18 sends {} bytes", full.len());
+    let all = parse_tcp_info(&full).unwrap();
+    assert!(all.bytes_acked.is_some() && all.snd_wnd.is_some());
+    // Linux 4.0 ends before tcpi_bytes_acked (104 bytes + the pacing rates).
+    let v4_0 = parse_tcp_info(&full[..120]).unwrap();
+    assert_eq!(v4_0.bytes_acked, None);
+    assert_eq!(v4_0.notsent_bytes, None);
+    assert_eq!(v4_0.unacked_segments, all.unacked_segments);
+    assert_eq!(v4_0.backoff, all.backoff);
+    // Linux 4.18 ends before tcpi_busy_time; 5.3 before tcpi_snd_wnd.
+    let v4_18 = parse_tcp_info(&full[..168]).unwrap();
+    assert_eq!(v4_18.bytes_acked, all.bytes_acked);
+    assert_eq!((v4_18.busy_us, v4_18.rwnd_limited_us), (None, None));
+    let v5_3 = parse_tcp_info(&full[..228]).unwrap();
+    assert_eq!(v5_3.rwnd_limited_us, all.rwnd_limited_us);
+    assert_eq!(v5_3.snd_wnd, None);
+    assert_eq!(parse_tcp_info(&full[..7]), None);
+    let mem = first_info_payload(INET_DIAG_SKMEMINFO);
+    assert!(parse_skmeminfo(&mem).unwrap().wmem_queued.is_some());
+    assert_eq!(parse_skmeminfo(&mem[..20]).unwrap().wmem_queued, None);
+    assert_eq!(parse_skmeminfo(&mem[..15]), None);
+}
+
+#[test]
+fn every_cut_of_an_info_reply_is_an_error_or_more_never_a_panic() {
+    for end in 0..DUMP_INFO.len() {
+        let _ = parse_dump(&DUMP_INFO[..end], &mut |_| {});
+        let _ = parse_dump(&DUMP_INFO[end..], &mut |_| {});
+    }
+    let info = first_info_payload(INET_DIAG_INFO);
+    for end in 0..info.len() {
+        let _ = parse_tcp_info(&info[..end]);
+    }
 }

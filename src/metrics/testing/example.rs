@@ -9,9 +9,9 @@ use crate::error::UnknownKind;
 use crate::judge::Series;
 use crate::judge::{Budget, Judged, RuleState, RuleStatus, SeriesStatus, Trend, Verdict};
 use crate::sample::{
-    CgroupMemory, CgroupSource, CgroupVersion, FdLimit, FdTypes, Fds, Heap, Limit, Memory,
-    MemoryEvents, Peer, PeerCount, Pressure, PressureLine, Sample, Source, Stuck, TargetId, Tcp,
-    TcpSource, TcpStates, Threads,
+    CgroupMemory, CgroupSource, CgroupVersion, CloseWaitAge, FdLimit, FdTypes, Fds, Heap, Limit,
+    Memory, MemoryEvents, Peer, PeerCount, Pressure, PressureLine, Sample, Source, Stuck, TargetId,
+    Tcp, TcpSource, TcpStalled, TcpStates, Threads,
 };
 use crate::snapshot::{CollectorErrors, ConfigInfo, Snapshot, TargetStatus};
 
@@ -184,6 +184,18 @@ pub fn app_sample() -> Sample {
             count: 37,
             workers: Vec::new(),
             stuck_after_ms: 120_000,
+        }),
+        tcp_stalled: Some(TcpStalled {
+            count: 3,
+            send_queue_bytes: 7_864_320,
+            write_memory_bytes: 12_582_912,
+            stall_after_ms: 60_000,
+            ..TcpStalled::default()
+        }),
+        close_wait_age: Some(CloseWaitAge {
+            oldest_ms: 754_250,
+            aged: 612,
+            aged_after_ms: 120_000,
         }),
         ..Sample::default()
     }
