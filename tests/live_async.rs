@@ -255,6 +255,7 @@ fn stalled_consumers_are_counted_reported_judged_and_recover() {
     });
     let s = seen.unwrap_or_else(|| panic!("never exactly the stalled two: {}", d.status()));
     let st = &s["targets"][0]["sample"]["tcp_stalled"];
+    println!("stalled: {st}");
     assert!(!stalled_set.contains(&slow_port) && !readers.iter().any(|p| stalled_set.contains(p)));
 
     // `ss -ti` agrees: the same two, with the same Send-Q leakwatch reports (a full send
@@ -287,7 +288,12 @@ fn stalled_consumers_are_counted_reported_judged_and_recover() {
     );
     assert!(metrics.contains("leakwatch_tcp_stalled_bytes{kind=\"send_queue\",target=\"push\"}"));
 
-    // The slow reader was never listed, in any tick seen.
+    // The slow reader is behind (data waits in its Send-Q) yet was never listed, in any
+    // tick seen: it acknowledges a little every second.
+    let behind = within(Duration::from_secs(20), || {
+        (ss_look(server.port).get(&slow_port)?.0 > 0).then_some(())
+    });
+    assert!(behind.is_some(), "the slow reader never fell behind");
     for _ in 0..8 {
         let ports = stalled_ports(&d.status()).unwrap_or_default();
         assert!(
