@@ -215,11 +215,19 @@ fn another_network_namespace_is_read_from_the_text_tables() {
     let ok = eventually(|| {
         let s = collector.collect(id, &CollectOptions::default());
         let ok = s.tcp.as_ref().is_some_and(|t| t.states.close_wait == 3);
-        last = s.tcp;
+        last = Some(s);
         ok
     });
-    let tcp = last.expect("tcp section");
+    let sample = last.expect("a sample");
+    let tcp = sample.tcp.clone().expect("tcp section");
     assert!(ok, "{tcp:#?}");
     assert_eq!(tcp.source, TcpSource::ProcNet);
     assert_eq!(tcp.states.established, 4);
+    // No tcp_info there: stalled sockets are unknown, with the reason, never 0; CLOSE_WAIT
+    // ages need no tcp_info and are known.
+    assert_eq!(sample.tcp_stalled, None);
+    let why = &sample.unknown[&leakwatch::sample::Source::TcpStall];
+    assert_eq!(why.kind, leakwatch::error::UnknownKind::Unavailable);
+    assert!(why.message.contains("network namespace"), "{}", why.message);
+    assert!(sample.close_wait_age.is_some());
 }

@@ -27,7 +27,8 @@ pub struct InspectArgs {
     #[arg(long)]
     pub json: bool,
     /// Wait this long between the two looks; a worker blocked in one socket call for the
-    /// whole wait is reported stuck. "0s" takes one look and leaves stuck workers unknown.
+    /// whole wait is reported stuck, a socket that acknowledged nothing while data waited
+    /// stalled. "0s" takes one look and leaves both unknown.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub stuck_after: Duration,
     /// Also write a diagnostics bundle (the one `[actions.bundle]` writes on a flip) under

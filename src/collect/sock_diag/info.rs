@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::u32_at;
+
 /// The fields of `struct tcp_info` leakwatch reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TcpInfo {
@@ -72,10 +74,6 @@ const SK_MEMINFO_RCVBUF: usize = 1;
 const SK_MEMINFO_WMEM_ALLOC: usize = 2;
 const SK_MEMINFO_SNDBUF: usize = 3;
 const SK_MEMINFO_WMEM_QUEUED: usize = 5;
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?))
