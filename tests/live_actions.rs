@@ -152,6 +152,7 @@ fn a_flip_writes_one_whole_bundle_signals_the_child_and_runs_the_hook() {
         "fds.txt",
         "sockets.txt",
         "threads.txt",
+        "stalled.txt",
         "status",
         "limits",
         "smaps_rollup",
@@ -159,6 +160,15 @@ fn a_flip_writes_one_whole_bundle_signals_the_child_and_runs_the_hook() {
     ] {
         assert!(files.contains(&f.to_string()), "{f} missing: {files:?}");
     }
+
+    // stalled.txt: nothing stalled (the child's sockets hold no data to send); the age of
+    // its CLOSE_WAIT sockets, from the daemon's ticks.
+    let stalled = read(&b.join("stalled.txt"));
+    assert!(
+        stalled.starts_with("0 sockets with data queued"),
+        "{stalled}"
+    );
+    assert!(stalled.contains("oldest CLOSE_WAIT "), "{stalled}");
 
     // sockets.txt: the real CLOSE_WAIT peer at the top, every CLOSE_WAIT socket listed.
     let sockets = read(&b.join("sockets.txt"));
