@@ -2,11 +2,17 @@
 //! leakwatch's own network namespace, from the kernel's socket tables instead of the text
 //! of `/proc/PID/net/tcp{,6}`.
 //!
-//! A dump is one `SOCK_DIAG_BY_FAMILY` request per family (AF_INET, AF_INET6) with the
+//! A dump is `SOCK_DIAG_BY_FAMILY` requests per family (AF_INET, AF_INET6) with the
 //! states wanted as a bitmask and, optionally, a bytecode filter that keeps only sockets of
 //! the given cgroup v2 ids (`INET_DIAG_BC_CGROUP_COND`, Linux >= 5.7). The kernel still walks
 //! the namespace's tables, but skips a socket that fails the filter before formatting it, so
 //! what is copied and parsed follows the target's sockets, not the namespace's.
+//!
+//! `idiag_ext` asks for reply attributes per request, not per state; [`CONN_STATES`] (the
+//! established hash table: ESTABLISHED, CLOSE_WAIT and the other connection states) is
+//! dumped with `INET_DIAG_INFO` (`struct tcp_info`) and `INET_DIAG_SKMEMINFO` ([`EXT_INFO`],
+//! parsed in `info.rs`), [`LISTEN_STATES`] (the listening hash table) without: each table
+//! is still walked once, and listeners, which never stall, cost no `tcp_info`.
 //!
 //! [`dump_request`] builds a request and [`parse_dump`] parses a reply buffer: both pure, over
 //! bytes, tested on bytes captured from Linux 6.18 (`tests/fixtures/sock_diag/`). [`SockDiag`]
