@@ -1,7 +1,9 @@
 //! A minimal HTTP/1.1 client for Prometheus' API: one `GET` per connection
 //! (`Connection: close`), plain `http://` only, the body read to its end (`Content-Length`,
 //! chunked, or until the server closes). Blocking, with timeouts: `backtest` is a command,
-//! not the daemon.
+//! not the daemon. `crate::http::client` speaks raw requests to leakwatch's own endpoints
+//! and takes whatever arrives; this one de-chunks and refuses a malformed answer, because
+//! Prometheus answers large queries chunked and a truncated matrix must not be judged.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};

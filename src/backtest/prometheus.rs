@@ -180,7 +180,10 @@ mod tests {
         assert_eq!(chunks[1].start_ms, chunks[0].end_ms + 15_000);
         assert_eq!(chunks[1].end_ms, r.end_ms);
         for c in &chunks {
-            assert!((c.end_ms - c.start_ms) / c.step_ms < MAX_POINTS, "points: that + 1");
+            assert!(
+                (c.end_ms - c.start_ms) / c.step_ms < MAX_POINTS,
+                "points: that + 1"
+            );
         }
         let one = Range {
             start_ms: 5,
