@@ -115,7 +115,10 @@ impl Prometheus {
             String::from_utf8_lossy(&out.stderr)
         );
         std::fs::write(dir.path().join("prometheus.yml"), "scrape_configs: []\n").unwrap();
+        let mut spare = Some(dir);
+        // A free port can be taken between our probe and Prometheus' bind: try again then.
         for _ in 0..3 {
+            let Some(dir) = spare.take() else { break };
             let port = TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
@@ -150,9 +153,9 @@ impl Prometheus {
                 p.log()
             );
             p.stop();
-            return Prometheus::start(prometheus, promtool, metrics);
+            spare = Some(std::mem::replace(&mut p.dir, tempfile::tempdir().unwrap()));
         }
-        unreachable!()
+        panic!("prometheus found no free port in 3 tries")
     }
 
     fn wait_ready(&mut self, within: Duration) -> bool {

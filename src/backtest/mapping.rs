@@ -174,6 +174,83 @@ pub struct Fetched {
     pub used: Vec<String>,
 }
 
+/// Runs queries over one range, and remembers which it ran (for "nothing matched").
+struct Reader<'a> {
+    server: &'a Server,
+    range: Range,
+    tried: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn run(&mut self, query: &str) -> Result<Vec<RawSeries>, MappingError> {
+        self.tried.push(query.to_string());
+        Ok(prometheus::query_range(self.server, query, self.range)?)
+    }
+
+    /// The first of `queries` that matches anything, and what it matched.
+    fn first(
+        &mut self,
+        queries: &[String],
+    ) -> Result<Option<(usize, Vec<RawSeries>)>, MappingError> {
+        for (i, q) in queries.iter().enumerate() {
+            let r = self.run(q)?;
+            if !r.is_empty() {
+                return Ok(Some((i, r)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Read one judged series (its value and its limit) into `out`.
+fn fetch_series(
+    reader: &mut Reader,
+    series: Series,
+    matchers: &str,
+    overrides: &Overrides,
+    out: &mut Fetched,
+) -> Result<(), MappingError> {
+    let candidates: Vec<&Candidate> = CANDIDATES.iter().filter(|c| c.series == series).collect();
+    let value_queries: Vec<String> = match overrides.values.get(&series) {
+        Some(q) => vec![q.clone()],
+        None => candidates
+            .iter()
+            .map(|c| selected(c.value.0, c.value.1, matchers))
+            .collect(),
+    };
+    let Some((chosen, values)) = reader.first(&value_queries)? else {
+        return Ok(());
+    };
+    out.used.push(format!(
+        "{series} <- {}: {} series",
+        value_queries[chosen],
+        values.len()
+    ));
+    out.values.extend(values.into_iter().map(|s| (series, s)));
+    let limit_of = |c: &&Candidate| c.limit.map(|l| selected(l.0, l.1, matchers));
+    let limit_queries: Vec<String> = match overrides.limits.get(&series) {
+        Some(q) => vec![q.clone()],
+        // The chosen candidate's own limit; after an override, the first that matches.
+        None if overrides.values.contains_key(&series) => {
+            candidates.iter().filter_map(limit_of).collect()
+        }
+        None => candidates
+            .get(chosen)
+            .and_then(limit_of)
+            .into_iter()
+            .collect(),
+    };
+    if let Some((i, limits)) = reader.first(&limit_queries)? {
+        out.used.push(format!(
+            "{series} limit <- {}: {} series",
+            limit_queries[i],
+            limits.len()
+        ));
+        out.limits.extend(limits.into_iter().map(|s| (series, s)));
+    }
+    Ok(())
+}
+
 /// Read every series the mapping names from `server`.
 pub fn fetch(
     server: &Server,
@@ -182,77 +259,27 @@ pub fn fetch(
     range: Range,
 ) -> Result<Fetched, MappingError> {
     let matchers = selector_matchers(selector)?;
-    let mut out = Fetched::default();
-    let mut tried = Vec::new();
-    let run = |q: &str, tried: &mut Vec<String>| -> Result<Vec<RawSeries>, MappingError> {
-        tried.push(q.to_string());
-        Ok(prometheus::query_range(server, q, range)?)
+    let mut reader = Reader {
+        server,
+        range,
+        tried: Vec::new(),
     };
+    let mut out = Fetched::default();
     for series in Series::ALL {
-        let candidates: Vec<&Candidate> =
-            CANDIDATES.iter().filter(|c| c.series == series).collect();
-        let mut chosen = None;
-        let values = match overrides.values.get(&series) {
-            Some(q) => (q.clone(), run(q, &mut tried)?),
-            None => {
-                let mut found = (String::new(), Vec::new());
-                for (i, c) in candidates.iter().enumerate() {
-                    let q = selected(c.value.0, c.value.1, &matchers);
-                    let r = run(&q, &mut tried)?;
-                    if !r.is_empty() {
-                        chosen = Some(i);
-                        found = (q, r);
-                        break;
-                    }
-                }
-                found
-            }
-        };
-        if values.1.is_empty() {
-            continue;
-        }
-        out.used.push(format!(
-            "{series} <- {}: {} series",
-            values.0,
-            values.1.len()
-        ));
-        out.values.extend(values.1.into_iter().map(|s| (series, s)));
-        let limit_queries: Vec<String> = match (overrides.limits.get(&series), chosen) {
-            (Some(q), _) => vec![q.clone()],
-            (None, Some(i)) => candidates[i]
-                .limit
-                .iter()
-                .map(|l| selected(l.0, l.1, &matchers))
-                .collect(),
-            (None, None) => candidates
-                .iter()
-                .filter_map(|c| c.limit)
-                .map(|l| selected(l.0, l.1, &matchers))
-                .collect(),
-        };
-        for q in limit_queries {
-            let r = run(&q, &mut tried)?;
-            if !r.is_empty() {
-                out.used
-                    .push(format!("{series} limit <- {q}: {} series", r.len()));
-                out.limits.extend(r.into_iter().map(|s| (series, s)));
-                break;
-            }
-        }
+        fetch_series(&mut reader, series, &matchers, overrides, &mut out)?;
     }
     if out.values.is_empty() {
         return Err(MappingError::NothingMatched {
             selector: selector.to_string(),
-            tried: tried.join("\n  "),
+            tried: reader.tried.join("\n  "),
         });
     }
     for m in STARTS {
-        out.starts
-            .extend(run(&selected(m, "", &matchers), &mut tried)?);
+        out.starts.extend(reader.run(&selected(m, "", &matchers))?);
     }
     for m in RESTART_COUNTS {
         out.restart_counts
-            .extend(run(&selected(m, "", &matchers), &mut tried)?);
+            .extend(reader.run(&selected(m, "", &matchers))?);
     }
     Ok(out)
 }
