@@ -11,6 +11,7 @@
 pub mod http;
 pub mod mapping;
 pub mod prometheus;
+pub mod recording;
 pub mod render;
 mod replay;
 

@@ -1,5 +1,5 @@
-//! `leakwatch backtest`: read a service's history from Prometheus, replay it through the
-//! judge with the config's rules, and say when `/healthz` would have turned 503. Exit 0
+//! `leakwatch backtest`: read a service's history from Prometheus (or a recording of
+//! `leakwatch run --record`), replay it through the judge with the config's rules, and say when `/healthz` would have turned 503. Exit 0
 //! with the report, 2 when the history cannot be read (server unreachable, nothing
 //! matched, an answer of the wrong shape) or the arguments are bad.
 
@@ -13,23 +13,27 @@ use super::parse_duration;
 use crate::backtest::http::Server;
 use crate::backtest::mapping::{self, Overrides};
 use crate::backtest::prometheus::Range;
-use crate::backtest::{render, replay, Setup, TargetReport};
+use crate::backtest::{recording, render, replay, Setup, TargetHistory, TargetReport};
 use crate::config::Config;
 
 #[derive(Debug, Args)]
 pub struct BacktestArgs {
     /// Prometheus' base URL (http://HOST:PORT[/PREFIX]).
-    #[arg(long, value_name = "URL")]
-    pub prometheus: String,
+    #[arg(long, value_name = "URL", required_unless_present = "recording", conflicts_with = "recording", requires_all = ["selector", "start", "end"])]
+    pub prometheus: Option<String>,
+    /// A recording of `leakwatch run --record FILE` instead (repeatable, oldest first:
+    /// FILE.1 then FILE).
+    #[arg(long, value_name = "FILE")]
+    pub recording: Vec<PathBuf>,
     /// Label matchers applied to every metric read, e.g. '{job="api"}'.
     #[arg(long = "match", value_name = "SELECTOR")]
-    pub selector: String,
+    pub selector: Option<String>,
     /// Start of the history: RFC 3339 (2026-12-01T08:00:00Z) or unix seconds.
     #[arg(long, value_parser = parse_time)]
-    pub start: u64,
+    pub start: Option<u64>,
     /// End of the history: RFC 3339 or unix seconds.
     #[arg(long, value_parser = parse_time)]
-    pub end: u64,
+    pub end: Option<u64>,
     /// Time between judged points (default: the config's `interval`).
     #[arg(long, value_parser = parse_duration)]
     pub step: Option<Duration>,
@@ -124,6 +128,47 @@ fn setup(args: &BacktestArgs) -> Result<(Setup, Duration), String> {
     Ok((setup, config.interval))
 }
 
+/// The histories from Prometheus, and notes on what was read.
+fn from_prometheus(
+    args: &BacktestArgs,
+    url: &str,
+    step: Duration,
+) -> Result<(Vec<TargetHistory>, Vec<String>), String> {
+    let (Some(selector), Some(start), Some(end)) = (&args.selector, args.start, args.end) else {
+        return Err("--prometheus needs --match, --start and --end".into());
+    };
+    if end <= start {
+        return Err("--end must be after --start".into());
+    }
+    let mut overrides = Overrides::default();
+    for q in &args.queries {
+        overrides.add(q).map_err(|e| e.to_string())?;
+    }
+    let server = Server::parse(url).map_err(|e| e.to_string())?;
+    let range = Range {
+        start_ms: start,
+        end_ms: end,
+        step_ms: step.as_millis() as u64,
+    };
+    let fetched =
+        mapping::fetch(&server, selector, &overrides, range).map_err(|e| format!("{e:#}"))?;
+    let mut notes = fetched.used.clone();
+    let (targets, unplaced) = mapping::group(fetched);
+    notes.extend(unplaced);
+    Ok((targets, notes))
+}
+
+/// The histories of recordings, cut to --start/--end when given.
+fn from_recordings(args: &BacktestArgs) -> Result<(Vec<TargetHistory>, Vec<String>), String> {
+    let files: Vec<&std::path::Path> = args.recording.iter().map(PathBuf::as_path).collect();
+    let (mut lines, notes) = recording::read(&files).map_err(|e| e.to_string())?;
+    lines.retain(|l| args.start.is_none_or(|s| l.t >= s) && args.end.is_none_or(|e| l.t <= e));
+    if lines.is_empty() {
+        return Err("the recording holds nothing between --start and --end".into());
+    }
+    Ok((recording::histories(&lines), notes))
+}
+
 /// Read and replay; `Err` is the message for exit 2.
 fn backtest(args: &BacktestArgs) -> Result<(Vec<TargetReport>, Vec<String>), String> {
     let (setup, interval) = setup(args)?;
@@ -131,26 +176,12 @@ fn backtest(args: &BacktestArgs) -> Result<(Vec<TargetReport>, Vec<String>), Str
     if step.is_zero() {
         return Err("--step must be more than 0".into());
     }
-    if args.end <= args.start {
-        return Err("--end must be after --start".into());
-    }
-    let mut overrides = Overrides::default();
-    for q in &args.queries {
-        overrides.add(q).map_err(|e| e.to_string())?;
-    }
-    let server = Server::parse(&args.prometheus).map_err(|e| e.to_string())?;
-    let range = Range {
-        start_ms: args.start,
-        end_ms: args.end,
-        step_ms: step.as_millis() as u64,
+    let (targets, mut notes) = match &args.prometheus {
+        Some(url) => from_prometheus(args, url, step)?,
+        None => from_recordings(args)?,
     };
-    let fetched =
-        mapping::fetch(&server, &args.selector, &overrides, range).map_err(|e| format!("{e:#}"))?;
-    let mut notes = fetched.used.clone();
-    let (targets, unplaced) = mapping::group(fetched);
-    notes.extend(unplaced);
     let per_window = setup.judge.window.as_millis() / step.as_millis().max(1);
-    if per_window < u128::from(setup.judge.min_samples) {
+    if args.prometheus.is_some() && per_window < u128::from(setup.judge.min_samples) {
         notes.push(format!(
             "a {} window holds {per_window} points at a {} step, fewer than min_samples = {}: \
              trends are never trusted; use a shorter --step",
@@ -178,10 +209,20 @@ pub fn run(args: &BacktestArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    let first = reports
+        .iter()
+        .filter_map(|r| r.ticks.first())
+        .map(|t| t.at_ms)
+        .min();
+    let last = reports
+        .iter()
+        .filter_map(|r| r.ticks.last())
+        .map(|t| t.at_ms)
+        .max();
     println!(
         "backtest {} .. {}, {} target(s)",
-        render::rfc3339(args.start),
-        render::rfc3339(args.end),
+        render::rfc3339(args.start.or(first).unwrap_or(0)),
+        render::rfc3339(args.end.or(last).unwrap_or(0)),
         reports.len()
     );
     for n in &notes {
