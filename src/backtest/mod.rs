@@ -14,6 +14,7 @@ pub mod prometheus;
 pub mod recording;
 pub mod render;
 mod replay;
+pub mod svg;
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ use super::parse_duration;
 use crate::backtest::http::Server;
 use crate::backtest::mapping::{self, Overrides};
 use crate::backtest::prometheus::Range;
-use crate::backtest::{recording, render, replay, Setup, TargetHistory, TargetReport};
+use crate::backtest::{recording, render, replay, svg, Setup, TargetHistory, TargetReport};
 use crate::config::Config;
 
 #[derive(Debug, Args)]
@@ -50,6 +50,27 @@ pub struct BacktestArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Draw one SVG per target into DIR: each series against its limit, the restarts,
+    /// and where /healthz would have answered 503.
+    #[arg(long, value_name = "DIR")]
+    pub svg: Option<PathBuf>,
+}
+
+/// Write each target's SVG into `dir`; the paths written.
+fn write_svgs(dir: &std::path::Path, reports: &[TargetReport]) -> Result<Vec<String>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("--svg {}: {e}", dir.display()))?;
+    let mut written: Vec<String> = Vec::new();
+    for r in reports {
+        let mut path = dir.join(svg::file_name(r));
+        let mut n = 1;
+        while written.contains(&path.display().to_string()) {
+            n += 1;
+            path = dir.join(format!("{n}-{}", svg::file_name(r)));
+        }
+        std::fs::write(&path, svg::render(r)).map_err(|e| format!("{}: {e}", path.display()))?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
 }
 
 /// Unix milliseconds from RFC 3339 (`Z` or `±HH:MM`) or unix seconds.
@@ -195,13 +216,24 @@ fn backtest(args: &BacktestArgs) -> Result<(Vec<TargetReport>, Vec<String>), Str
 }
 
 pub fn run(args: &BacktestArgs) -> ExitCode {
-    let (reports, notes) = match backtest(args) {
+    let svgs = |reports: &[TargetReport]| match &args.svg {
+        Some(dir) => write_svgs(dir, reports),
+        None => Ok(Vec::new()),
+    };
+    let (reports, mut notes) = match backtest(args) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
+    match svgs(&reports) {
+        Ok(paths) => notes.extend(paths.into_iter().map(|p| format!("wrote {p}"))),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if args.json {
         println!("{}", render::report_json(&reports));
         for n in &notes {
