@@ -310,6 +310,24 @@ fn backtest_reads_a_real_prometheus_and_flips_before_the_limit() {
         "{text}"
     );
 
+    // --query replaces the mapping's PromQL: only the leaky instance is read; its limit
+    // still comes from process_max_fds.
+    let query = [
+        "--query",
+        "fds=process_open_fds{instance=\"leaky:9100\"}",
+        "--json",
+    ];
+    let queried: Vec<&str> = args.iter().copied().chain(query).collect();
+    let out = backtest(&queried);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let only: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(only["targets"].as_array().unwrap().len(), 1, "{only}");
+    assert_eq!(target(&only, "leaky:9100")["flips"], leaky["flips"]);
+
     // Nothing matched, and an answer that is no matrix (a page that is not the API): exit 2.
     let mut nothing = args.clone();
     nothing[3] = "{job=\"nope\"}";

@@ -38,7 +38,11 @@ fn recording(path: &Path) {
     for i in 0..720u64 {
         let t = t0 + i * 15_000;
         let restarted = i >= 600;
-        let fds = if restarted { 120 } else { (300 + 2 * i).min(1020) };
+        let fds = if restarted {
+            120
+        } else {
+            (300 + 2 * i).min(1020)
+        };
         let line = RecordLine {
             t,
             target: "api".into(),
