@@ -6,6 +6,7 @@
 //! and cgroupfs into one [`sample::Sample`]; the CLI ([`cli`]) shows it.
 
 pub mod actions;
+pub mod backtest;
 pub mod cli;
 pub mod clock;
 pub mod collect;

@@ -68,6 +68,8 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         // Actions belong to the daemon: a probe or a cron check never signals or writes.
         t.actions = crate::config::ActionsConfig::default();
     }
+    // ... nor records: a recording is the daemon's.
+    config.record = None;
     let mut w = Watchdog::new(config);
     let mut last = Vec::new();
     for i in 0..ticks {

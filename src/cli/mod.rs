@@ -3,6 +3,7 @@
 //! A thin layer: parse with clap, call the library, print errors with their whole cause
 //! chain, map outcomes to exit codes (0 ok, 1 unhealthy, 2 unknown or error).
 
+mod backtest;
 mod check;
 mod demo;
 mod inspect;
@@ -48,6 +49,9 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Watch a built-in leaking child run out of fds, and see it coming.
     Demo(demo::DemoArgs),
+    /// Replay a service's history from Prometheus through the judge: when would /healthz
+    /// have turned 503, how long before the limit or the restart?
+    Backtest(backtest::BacktestArgs),
     /// Check or print a config file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -120,7 +124,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // check and demo speak on stdout; their logs only say what went wrong.
     let level = match cli.command {
-        Command::Check(_) => "error",
+        Command::Check(_) | Command::Backtest(_) => "error",
         Command::Demo(_) => "error",
         _ => "info",
     };
@@ -130,6 +134,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Backtest(args) => backtest::run(&args),
         Command::Config(ConfigCommand::Example) => {
             print!("{}", crate::config::EXAMPLE);
             ExitCode::SUCCESS

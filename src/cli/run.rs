@@ -30,6 +30,10 @@ pub struct RunArgs {
     /// (overrides `probe_listen`).
     #[arg(long)]
     pub probe_listen: Option<std::net::SocketAddr>,
+    /// Append every tick's values to FILE as JSON lines, for `leakwatch backtest
+    /// --recording FILE` (overrides `record`; rotated to FILE.1 past `record_max_size`).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 }
 
 /// The addresses given on the command line, which override the file's.
@@ -77,7 +81,7 @@ pub fn load(
 
 pub fn run(args: &RunArgs) -> ExitCode {
     let config = match load(args.config.as_ref(), &args.selector, args.addrs()) {
-        Ok(c) => c,
+        Ok(c) => args.recorded(c),
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
@@ -129,6 +133,14 @@ async fn run_async(config: Config, args: RunArgs) -> anyhow::Result<()> {
 }
 
 impl RunArgs {
+    /// `config` with `--record` over its `record`.
+    fn recorded(&self, mut config: Config) -> Config {
+        if let Some(r) = &self.record {
+            config.record = Some(r.clone());
+        }
+        config
+    }
+
     fn addrs(&self) -> ListenArgs {
         ListenArgs {
             listen: self.listen,
@@ -143,7 +155,7 @@ fn reload(args: &RunArgs) -> Control {
         return Control::ReloadFailed("SIGHUP without a config file: nothing to reload".into());
     }
     match load(args.config.as_ref(), &args.selector, args.addrs()) {
-        Ok(c) => Control::Reload(Box::new(c)),
+        Ok(c) => Control::Reload(Box::new(args.recorded(c))),
         Err(e) => {
             error!(error = %e, "reload refused: keeping the running config");
             Control::ReloadFailed(e)

@@ -39,6 +39,12 @@ pub struct Config {
     /// Export each target's top peers as metric labels (top-K only); off by default for
     /// cardinality and because peers reveal topology.
     pub peer_labels: bool,
+    /// `record`: append every tick's judged values to this file (JSON lines), for
+    /// `leakwatch backtest --recording`.
+    pub record: Option<PathBuf>,
+    /// `record_max_size`: past this many bytes the recording moves to `FILE.1` (replacing
+    /// the one before) and a new one starts.
+    pub record_max_bytes: u64,
     pub http: HttpConfig,
     /// `[judge]`: the judging of targets given on the command line, and the base every
     /// `[[target]]` overlays.
@@ -82,6 +88,8 @@ impl Default for Config {
             proc_root: PathBuf::from("/proc"),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             peer_labels: false,
+            record: None,
+            record_max_bytes: 64 << 20,
             http: HttpConfig::default(),
             judge: JudgeConfig::default(),
             actions: ActionsConfig::default(),
@@ -286,6 +294,10 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         proc_root: raw.proc_root.unwrap_or(defaults.proc_root),
         cgroup_root: raw.cgroup_root.unwrap_or(defaults.cgroup_root),
         peer_labels: raw.peer_labels.unwrap_or(defaults.peer_labels),
+        record: raw.record.or(defaults.record),
+        record_max_bytes: raw
+            .record_max_size
+            .map_or(defaults.record_max_bytes, |q| q.0.max(4096.0) as u64),
         http,
         judge,
         actions,

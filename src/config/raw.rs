@@ -118,6 +118,10 @@ pub struct RawConfig {
     pub cgroup_root: Option<PathBuf>,
     /// Export each target's top peers as metric labels (top-K only).
     pub peer_labels: Option<bool>,
+    /// Append every tick's judged values to this file (JSON lines), for `backtest`.
+    pub record: Option<PathBuf>,
+    /// Rotate the recording (to `FILE.1`) past this size.
+    pub record_max_size: Option<Quantity>,
     pub http: Option<RawHttp>,
     pub judge: Option<RawJudge>,
     pub actions: Option<RawActions>,

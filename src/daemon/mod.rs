@@ -7,6 +7,7 @@
 //! ticks keep completing, so a stalled poll gets leakwatch restarted.
 
 pub mod notify;
+pub mod record;
 pub mod watchdog;
 
 use std::net::SocketAddr;

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
+use super::record::Recorder;
 use crate::actions::{ActionRunner, TickInput};
 use crate::clock::{mono_ms, unix_ms};
 use crate::collect::{CollectOptions, Collector};
@@ -32,6 +33,8 @@ pub struct Watchdog {
     resolver: Resolver,
     collector: Collector,
     targets: Vec<Watched>,
+    /// `record`: every tick's values appended to a file.
+    recorder: Option<Recorder>,
 }
 
 /// One target's state between ticks.
@@ -75,6 +78,7 @@ impl Watchdog {
     pub fn new(config: Config) -> Watchdog {
         let targets = config.targets.iter().cloned().map(Watched::new).collect();
         Watchdog {
+            recorder: recorder(&config),
             resolver: Resolver::new(&config.proc_root, &config.cgroup_root),
             collector: Collector::new(&config.proc_root, &config.cgroup_root),
             config,
@@ -124,6 +128,10 @@ impl Watchdog {
             old.iter()
                 .map(|w| format!("{}: no longer watched", w.cfg.name)),
         );
+        if config.record.as_deref() != self.recorder.as_ref().map(|r| r.path()) {
+            changes.push("record: the recording file changed".into());
+            self.recorder = recorder(&config);
+        }
         self.config = config;
         changes
     }
@@ -137,8 +145,16 @@ impl Watchdog {
             let poll = started.elapsed().as_secs_f64();
             out.push(judge(w, sample, poll, &self.config));
         }
+        if let Some(r) = self.recorder.as_mut() {
+            r.record(&out);
+        }
         out
     }
+}
+
+fn recorder(config: &Config) -> Option<Recorder> {
+    let path = config.record.as_ref()?;
+    Some(Recorder::new(path, config.record_max_bytes))
 }
 
 /// Why there is no process to sample this tick.

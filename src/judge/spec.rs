@@ -51,7 +51,7 @@ impl Default for JudgeConfig {
 }
 
 /// The series a rule can judge; the names are the rule names in the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Series {
     Fds,

@@ -1,0 +1,130 @@
+//! Backtesting: what `/healthz` would have answered on recorded history. Per target, a
+//! [`TargetHistory`] (each series' points, its limit, the process start times) is replayed
+//! tick by tick through the same [`TargetJudge`](crate::judge::TargetJudge), rules and
+//! defaults as `leakwatch run`, in virtual time ([`replay`]). The report says when the
+//! verdict would have turned unhealthy (the flips), the restarts and exhaustions the data
+//! shows, each flip's lead time, and the flips nothing followed (likely false alarms).
+//!
+//! Pure: no I/O and no clock. [`prometheus`] reads the history from a Prometheus server,
+//! [`mapping`] turns its series into [`TargetHistory`]s, [`render`] writes the report.
+
+pub mod http;
+pub mod mapping;
+pub mod prometheus;
+pub mod recording;
+pub mod render;
+mod replay;
+pub mod svg;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::judge::{JudgeConfig, Rule, Series};
+
+pub use replay::replay;
+
+/// Points of one series: (unix milliseconds, value), in time order.
+pub type Points = Vec<(u64, f64)>;
+
+/// A value at or above this share of its limit is an exhaustion: the fd table or the
+/// cgroup is full (a process at its RLIMIT_NOFILE keeps a few fds free for its runtime,
+/// and a scrape rarely lands on the instant of an OOM kill).
+pub const EXHAUSTED_RATIO: f64 = 0.99;
+
+/// The recorded history of one target.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetHistory {
+    /// The labels the target's series share (its identity in the report).
+    pub labels: BTreeMap<String, String>,
+    /// Each judged series' values.
+    pub values: BTreeMap<Series, Points>,
+    /// Each series' limit over time (RLIMIT_NOFILE, the container's memory limit, pids.max);
+    /// a limit of 0 or less is no limit.
+    pub limits: BTreeMap<Series, Points>,
+    /// The process start time, unix seconds: a change is a restart.
+    pub starts: Points,
+    /// A count of restarts (`leakwatch_target_restarts_total`): a rise is a restart.
+    pub restart_counts: Points,
+}
+
+/// How the history is judged: a target's `[judge]` and rules from the config.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Setup {
+    pub judge: JudgeConfig,
+    /// The configured rules; series without one get the defaults, as in `run`.
+    pub rules: Vec<(Series, Rule)>,
+}
+
+/// What ended a flip's lead: the target restarted, or a series reached its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadTo {
+    Restart,
+    Exhaustion(Series),
+}
+
+/// A moment `/healthz` would have turned from 200 to 503.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flip {
+    pub at_ms: u64,
+    /// The failing rules (their series).
+    pub rules: Vec<Series>,
+    /// The verdict's failing lines, as `/healthz` says them.
+    pub lines: Vec<String>,
+    /// The next restart or exhaustion after the flip, and which it was.
+    pub next: Option<(u64, LeadTo)>,
+    /// Nothing happened within `exhaust_within` after the flip: `Some(true)`; something
+    /// did: `Some(false)`; the history ends before that was known: `None`.
+    pub false_alarm: Option<bool>,
+}
+
+impl Flip {
+    /// The lead time: from the flip to the next restart or exhaustion.
+    pub fn lead(&self) -> Option<Duration> {
+        self.next
+            .map(|(at, _)| Duration::from_millis(at.saturating_sub(self.at_ms)))
+    }
+}
+
+/// A series at (or within 1 % of) its limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exhaustion {
+    pub at_ms: u64,
+    pub series: Series,
+    pub value: f64,
+    pub limit: f64,
+}
+
+/// One judged tick, for drawing: each series' value and limit, and the verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tick {
+    pub at_ms: u64,
+    pub healthy: bool,
+    /// Series → (value, limit) as the judge saw them.
+    pub series: BTreeMap<Series, (Option<f64>, Option<f64>)>,
+}
+
+/// The backtest of one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetReport {
+    pub labels: BTreeMap<String, String>,
+    /// Ticks judged.
+    pub samples: usize,
+    pub flips: Vec<Flip>,
+    /// Restarts seen in the data (unix ms).
+    pub restarts: Vec<u64>,
+    pub exhaustions: Vec<Exhaustion>,
+    pub ticks: Vec<Tick>,
+}
+
+impl TargetReport {
+    /// Flips nothing followed within `exhaust_within`.
+    pub fn false_alarms(&self) -> usize {
+        self.flips
+            .iter()
+            .filter(|f| f.false_alarm == Some(true))
+            .count()
+    }
+}

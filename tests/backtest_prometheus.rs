@@ -1,0 +1,373 @@
+//! `leakwatch backtest` against a real Prometheus: history of an fd leak (one restart) and
+//! of a healthy control is backfilled with `promtool tsdb create-blocks-from openmetrics`,
+//! the Debian `prometheus` server serves it on a loopback port, and backtest reads it over
+//! HTTP. The leak flips before its fds reach the limit, the restart is seen, the control
+//! never flips, and `--json` has the keys the README names. Bad input exits 2 with a clear
+//! message: an unreachable server, a selector that matches nothing, an answer that is no
+//! range-query matrix.
+//!
+//! Without `prometheus`/`promtool` the tests say so and pass, unless
+//! `LEAKWATCH_REQUIRE_PROMETHEUS=1` (CI sets it).
+
+mod common;
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::BIN;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+const STEP_S: u64 = 15;
+const HOUR_S: u64 = 3600;
+/// The leaking process is replaced this long after the history starts.
+const RESTART_AFTER_S: u64 = 2 * HOUR_S + 45 * 60;
+
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        common::skip::skip(
+            "LEAKWATCH_REQUIRE_PROMETHEUS",
+            &format!("{name} is not installed (Debian package `prometheus`)"),
+        );
+    }
+    found
+}
+
+/// The fds of the leaking service at `s` seconds into the history: +5/min from 300 until
+/// 1021 of 1024 (reached after 2h24m), held there until the restart; the new process
+/// holds 300 plus a little noise.
+fn leaky_fds(s: u64) -> u64 {
+    if s < RESTART_AFTER_S {
+        (300 + s * 5 / 60).min(1021)
+    } else {
+        300 + (s / STEP_S) % 3
+    }
+}
+
+/// OpenMetrics text of 5 hours from `t0`: `process_open_fds`, `process_max_fds` and
+/// `process_start_time_seconds` of the leaky instance and a healthy one.
+fn openmetrics(t0: u64) -> String {
+    let times: Vec<u64> = (0..=5 * HOUR_S / STEP_S).map(|i| i * STEP_S).collect();
+    let leaky = "job=\"api\",instance=\"leaky:9100\"";
+    let healthy = "job=\"api\",instance=\"healthy:9100\"";
+    let mut out = String::new();
+    let mut family = |name: &str, f: &dyn Fn(&str, u64) -> f64| {
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for labels in [leaky, healthy] {
+            for &s in &times {
+                let _ = writeln!(out, "{name}{{{labels}}} {} {}", f(labels, s), t0 + s);
+            }
+        }
+    };
+    family("process_open_fds", &|l, s| {
+        if l == leaky {
+            leaky_fds(s) as f64
+        } else {
+            (200 + (s / STEP_S) % 7) as f64
+        }
+    });
+    family("process_max_fds", &|_, _| 1024.0);
+    family("process_start_time_seconds", &|l, s| {
+        if l == leaky && s >= RESTART_AFTER_S {
+            (t0 + RESTART_AFTER_S) as f64
+        } else {
+            (t0 - HOUR_S) as f64
+        }
+    });
+    out.push_str("# EOF\n");
+    out
+}
+
+/// A Prometheus server serving a backfilled TSDB on a loopback port; killed by its pid on
+/// drop, and by the kernel if the test process dies first.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Backfill `metrics` with promtool, then serve it.
+    fn start(prometheus: &Path, promtool: &Path, metrics: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("history.om");
+        let data = dir.path().join("data");
+        std::fs::write(&input, metrics).unwrap();
+        let out = Command::new(promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&input)
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), "scrape_configs: []\n").unwrap();
+        let mut spare = Some(dir);
+        // A free port can be taken between our probe and Prometheus' bind: try again then.
+        for _ in 0..3 {
+            let Some(dir) = spare.take() else { break };
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let log = File::create(dir.path().join("prometheus.log")).unwrap();
+            let mut cmd = Command::new(prometheus);
+            cmd.arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+                });
+            }
+            let child = cmd.spawn().expect("start prometheus");
+            let mut p = Prometheus { child, addr, dir };
+            if p.wait_ready(Duration::from_secs(60)) {
+                return p;
+            }
+            assert!(
+                p.log().contains("address already in use"),
+                "not ready:\n{}",
+                p.log()
+            );
+            p.stop();
+            spare = Some(std::mem::replace(&mut p.dir, tempfile::tempdir().unwrap()));
+        }
+        panic!("prometheus found no free port in 3 tries")
+    }
+
+    fn wait_ready(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            let raw = format!("GET /-/ready HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr);
+            let answer = leakwatch::http::client::exchange(
+                self.addr,
+                raw.as_bytes(),
+                Duration::from_secs(5),
+            );
+            if matches!(answer, Ok((200, _))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("--- prometheus log ---\n{}", self.log());
+        }
+    }
+}
+
+/// The history starts 6 hours ago (inside the default 15-day retention), on a step.
+fn history_start() -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    (now - 6 * HOUR_S) / STEP_S * STEP_S
+}
+
+fn backtest(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("backtest")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: a backtest that hangs is killed (by its pid) and fails the test.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("leakwatch backtest {args:?} did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn target<'a>(report: &'a Value, instance: &str) -> &'a Value {
+    report["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["labels"]["instance"] == instance)
+        .unwrap_or_else(|| panic!("no target {instance} in {report}"))
+}
+
+#[test]
+fn backtest_reads_a_real_prometheus_and_flips_before_the_limit() {
+    let (Some(prometheus), Some(promtool)) = (tool("prometheus"), tool("promtool")) else {
+        return;
+    };
+    let t0 = history_start();
+    let server = Prometheus::start(&prometheus, &promtool, &openmetrics(t0));
+    let (start, end) = ((t0).to_string(), (t0 + 5 * HOUR_S).to_string());
+    let range = ["--start", &start, "--end", &end, "--step", "15s"];
+    let url = server.url();
+    let mut args = vec!["--prometheus", &url, "--match", "{job=\"api\"}"];
+    args.extend(range);
+
+    let json_args: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+    let out = backtest(&json_args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(report["targets"].as_array().unwrap().len(), 2, "{report}");
+
+    let leaky = target(&report, "leaky:9100");
+    assert_eq!(leaky["labels"]["job"], "api");
+    assert_eq!(leaky["samples"], 5 * HOUR_S / STEP_S + 1);
+    assert_eq!(leaky["restarts"], serde_json::json!([t0 + RESTART_AFTER_S]));
+    let exhaustion = &leaky["exhaustions"][0];
+    assert_eq!(exhaustion["series"], "fds");
+    // 1014 (99 % of 1024) = 300 + 5/min * 142.8 min.
+    let exhausted_at = exhaustion["at"].as_u64().unwrap();
+    assert_eq!(exhausted_at, t0 + 143 * 60);
+    let flip = &leaky["flips"][0];
+    let flip_at = flip["at"].as_u64().unwrap();
+    assert!(flip_at < exhausted_at, "{leaky}");
+    assert!(exhausted_at - flip_at >= 20 * 60, "lead: {leaky}");
+    assert_eq!(flip["rules"], serde_json::json!(["fds"]));
+    assert!(
+        flip["lines"][0].as_str().unwrap().starts_with("fds: "),
+        "{flip}"
+    );
+    assert_eq!(flip["likely_false_alarm"], false);
+    // Only the leak's flip: the restarted process is healthy.
+    assert_eq!(leaky["flips"].as_array().unwrap().len(), 1, "{leaky}");
+
+    let healthy = target(&report, "healthy:9100");
+    assert_eq!(healthy["flips"], serde_json::json!([]));
+    assert_eq!(healthy["restarts"], serde_json::json!([]));
+    assert_eq!(healthy["exhaustions"], serde_json::json!([]));
+
+    // The text report says the same.
+    let out = backtest(&args);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("fds <- process_open_fds{job=\"api\"}: 2 series"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 restart, 1 flip (0 likely false alarms)"),
+        "{text}"
+    );
+    assert!(text.contains("restart    a new process"), "{text}");
+    assert!(text.contains("to fds at its limit"), "{text}");
+    assert!(
+        text.contains("/healthz would have answered 200 throughout"),
+        "{text}"
+    );
+
+    // --query replaces the mapping's PromQL: only the leaky instance is read; its limit
+    // still comes from process_max_fds.
+    let query = [
+        "--query",
+        "fds=process_open_fds{instance=\"leaky:9100\"}",
+        "--json",
+    ];
+    let queried: Vec<&str> = args.iter().copied().chain(query).collect();
+    let out = backtest(&queried);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let only: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(only["targets"].as_array().unwrap().len(), 1, "{only}");
+    assert_eq!(target(&only, "leaky:9100")["flips"], leaky["flips"]);
+
+    // Nothing matched, and an answer that is no matrix (a page that is not the API): exit 2.
+    let mut nothing = args.clone();
+    nothing[3] = "{job=\"nope\"}";
+    let out = backtest(&nothing);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing matched {job=\"nope\"}"), "{err}");
+    let elsewhere = format!("{url}/not-the-api");
+    let mut wrong = args.clone();
+    wrong[1] = &elsewhere;
+    let out = backtest(&wrong);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a range-query matrix"), "{err}");
+}
+
+#[test]
+fn backtest_of_an_unreachable_server_exits_2() {
+    // A port nobody listens on: bound, then closed.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = backtest(&[
+        "--prometheus",
+        &url,
+        "--match",
+        "{job=\"api\"}",
+        "--start",
+        "1700000000",
+        "--end",
+        "1700003600",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot reach 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
