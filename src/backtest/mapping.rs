@@ -85,6 +85,16 @@ pub const CANDIDATES: &[Candidate] = &[
     ),
     c(Series::Threads, ("leakwatch_threads", ""), None),
     c(Series::StuckThreads, ("leakwatch_stuck_threads", ""), None),
+    c(
+        Series::TcpStalled,
+        ("leakwatch_tcp_stalled_sockets", ""),
+        None,
+    ),
+    c(
+        Series::CgroupSock,
+        ("leakwatch_cgroup_memory_bytes", "kind=\"sock\""),
+        None,
+    ),
 ];
 
 /// Start times (a change is a restart).

@@ -11,8 +11,8 @@ use super::{
 };
 use crate::judge::{effective_rules, Answer, FlipDetector, Input, Judged, Series, TargetJudge};
 use crate::sample::{
-    CgroupMemory, CgroupPids, FdLimit, Fds, Heap, Limit, Memory, ProcessInfo, Sample, Stuck, Tcp,
-    Threads,
+    CgroupMemory, CgroupPids, CloseWaitAge, FdLimit, Fds, Heap, Limit, Memory, ProcessInfo, Sample,
+    Stuck, Tcp, TcpStalled, Threads,
 };
 
 /// Reads a series forward in time: the point at a time, or the last one at or before it.
@@ -226,6 +226,23 @@ fn set(s: &mut Sample, series: Series, value: Option<f64>, limit: Option<f64>) {
                 count,
                 ..Stuck::default()
             })
+        }
+        Series::TcpStalled => {
+            s.tcp_stalled = n.map(|count| TcpStalled {
+                count,
+                ..TcpStalled::default()
+            })
+        }
+        Series::TcpCloseWaitAged => {
+            s.close_wait_age = n.map(|aged| CloseWaitAge {
+                aged,
+                ..CloseWaitAge::default()
+            })
+        }
+        Series::CgroupSock => {
+            s.cgroup_memory
+                .get_or_insert_with(CgroupMemory::default)
+                .sock_bytes = n;
         }
     }
 }
