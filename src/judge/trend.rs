@@ -6,6 +6,8 @@
 //! spike, a step up then flat and a counter reset are not.
 
 mod mann_kendall;
+#[cfg(test)]
+mod shape_tests;
 
 use std::time::Duration;
 

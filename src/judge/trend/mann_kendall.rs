@@ -25,7 +25,6 @@ pub struct MannKendall {
 /// Mann–Kendall over `points` (oldest first), the variance corrected with the ranks of the
 /// series detrended by `slope_per_s` (the Theil–Sen slope).
 pub fn mann_kendall(points: &[Point], slope_per_s: f64) -> MannKendall {
-    let n = points.len();
     let mut s: i64 = 0;
     for (i, a) in points.iter().enumerate() {
         for b in &points[i + 1..] {
