@@ -11,6 +11,8 @@ use crate::sample::{
     Tcp, Threads,
 };
 
+mod incidents;
+
 const MONO0_MS: u64 = 50_000_000;
 const UNIX0_MS: u64 = 1_800_000_000_000;
 const HOUR_MS: u64 = 3_600_000;
