@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::spec::JudgeConfig;
-pub use mann_kendall::{mann_kendall, MannKendall};
+use mann_kendall::mann_kendall;
 
 /// The Mann–Kendall z a rising trend needs to be trusted: one-sided p < 0.005. Measured on
 /// generated windows (README, "How it judges"): 2.33 (p < 0.01) still trusts a flat 150 s

@@ -144,12 +144,20 @@ fn a_leak_under_a_gc_sawtooth_is_flipped_by_its_horizon_not_its_level() {
     }
 }
 
-/// Six hours of `value(t_s)` under `memory.max` 2 GiB: never a failing verdict from
-/// `from_s` on; returns the first failing tick before it, if any.
-fn never_flips_from(step: u64, from_s: u64, value: impl Fn(u64) -> u64) -> Option<u64> {
-    let mut feed = Feed::new(target(Vec::new())).interval_s(step);
+/// `hours` of `value(t_s)` under `memory.max` 2 GiB, judged with `judge`: never a failing
+/// verdict from `from_s` on; returns the first failing tick before it, if any.
+fn never_flips_from(
+    step: u64,
+    hours: u64,
+    judge: JudgeConfig,
+    from_s: u64,
+    value: impl Fn(u64) -> u64,
+) -> Option<u64> {
+    let mut cfg = target(Vec::new());
+    cfg.judge = judge;
+    let mut feed = Feed::new(cfg).interval_s(step);
     let mut early = None;
-    for t in (0..6 * 3600).step_by(step as usize) {
+    for t in (0..hours * 3600).step_by(step as usize) {
         let j = feed.value(Series::CgroupMemory, value(t));
         if !j.verdict.healthy {
             assert!(t < from_s, "{step} s, t {t} s: {:?}", j.verdict);
@@ -164,30 +172,44 @@ fn a_gc_sawtooth_without_a_trend_never_flips() {
     // 1.2 to 1.5 GiB of 2 GiB every two minutes, and every 150 s to 1.58 GiB.
     for step in STEPS_S {
         assert_eq!(
-            never_flips_from(step, 0, |t| 1229 * MIB + (t % 120) * 300 * MIB / 120),
+            never_flips_from(step, 6, JudgeConfig::default(), 0, |t| 1229 * MIB
+                + (t % 120) * 300 * MIB / 120),
             None
         );
         assert_eq!(
-            never_flips_from(step, 0, |t| 1229 * MIB + (t % 150) * 390 * MIB / 150),
+            never_flips_from(step, 6, JudgeConfig::default(), 0, |t| 1229 * MIB
+                + (t % 150) * 390 * MIB / 150),
             None
         );
     }
 }
 
+/// 1.0 to 1.3 GiB every 8 minutes, starting `phase_min` minutes into a period.
+fn slow_sawtooth(phase_min: u64) -> impl Fn(u64) -> u64 {
+    move |t| GIB + ((t + phase_min * 60) % 480) * 300 * MIB / 480
+}
+
 #[test]
 fn a_slow_sawtooth_without_a_trend_never_flips_once_a_window_was_seen() {
-    // 1.0 to 1.3 GiB of 2 GiB every 8 minutes: one ramp fills most of the 10 min window.
-    // Until leakwatch has watched a full window, a ramp of more than min_span is a leak to
-    // any statistic (trend.rs' shape tests), and on some phases the verdict fails then (a
-    // known limit, README). From 11 minutes on (a window, and recover_after ticks), never.
+    // 1.0 to 1.3 GiB of 2 GiB every 8 minutes, two hours from each of 8 phases: one ramp
+    // fills most of the 10 min window. Until leakwatch has watched a full window, a ramp
+    // of more than min_span is a leak to any statistic (trend.rs' shape tests), and on
+    // some phases the default verdict fails then (a known limit, README). From 11 minutes
+    // on (a window, and recover_after ticks), never; with min_span as long as the window,
+    // not even then.
+    let defaults = JudgeConfig::default();
+    let whole_window = JudgeConfig {
+        min_span: mins(10),
+        ..JudgeConfig::default()
+    };
     for step in STEPS_S {
-        for phase_min in 0..8 {
-            let early = never_flips_from(step, 11 * 60, |t| {
-                GIB + ((t + phase_min * 60) % 480) * 300 * MIB / 480
-            });
+        for phase in 0..8 {
+            let early = never_flips_from(step, 2, defaults.clone(), 11 * 60, slow_sawtooth(phase));
             if let Some(t) = early {
-                println!("slow sawtooth at {step} s, phase {phase_min} min: failed at {t} s");
+                println!("slow sawtooth at {step} s, phase {phase} min: failed at {t} s");
             }
+            let whole = never_flips_from(step, 2, whole_window.clone(), 0, slow_sawtooth(phase));
+            assert_eq!(whole, None, "{step} s, phase {phase} min");
         }
     }
 }

@@ -100,15 +100,21 @@ fn autocorrelation_factor(points: &[Point], slope_per_s: f64) -> f64 {
     }
 }
 
-/// Ranks from 1, ties sharing the mean of their ranks.
+/// Ranks from 1, ties sharing the mean of their ranks. Values within a billionth of the
+/// range of each other tie: residuals that are equal in exact arithmetic (a staircase
+/// around its line) must rank the same whatever the units and their rounding.
 fn ranks(xs: &[f64]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..xs.len()).collect();
     order.sort_unstable_by(|a, b| xs[*a].total_cmp(&xs[*b]));
+    let (Some(first), Some(last)) = (order.first(), order.last()) else {
+        return Vec::new();
+    };
+    let tolerance = (xs[*last] - xs[*first]) * 1e-9;
     let mut ranks = vec![0.0; xs.len()];
     let mut start = 0;
     while start < order.len() {
         let mut end = start;
-        while end + 1 < order.len() && xs[order[end + 1]].total_cmp(&xs[order[start]]).is_eq() {
+        while end + 1 < order.len() && xs[order[end + 1]] - xs[order[end]] <= tolerance {
             end += 1;
         }
         let rank = (start + end) as f64 / 2.0 + 1.0;
@@ -139,6 +145,9 @@ mod tests {
     fn ranks_share_ties() {
         assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
         assert_eq!(ranks(&[5.0, 5.0, 5.0]), vec![2.0, 2.0, 2.0]);
+        // Equal but for rounding.
+        assert_eq!(ranks(&[0.1 + 0.2, 0.3, 9.0]), vec![1.5, 1.5, 3.0]);
+        assert_eq!(ranks(&[]), Vec::<f64>::new());
     }
 
     #[test]

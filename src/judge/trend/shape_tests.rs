@@ -160,7 +160,7 @@ fn few_minutely_reads_need_a_sixth_to_be_significant() {
     assert!(trend(&reads(5), &judge).unwrap().trusted);
 }
 
-/// A 2-minute series at `step_ms` from `increments`, for the properties below.
+/// A series at `step_ms` from `start` by `increments`, for the properties below.
 fn from_increments(step_ms: u64, start: f64, increments: &[f64]) -> Vec<Point> {
     let mut value = start;
     increments
@@ -189,7 +189,11 @@ proptest! {
 
     /// A constant series, whatever its value and cadence: never trusted, z 0.
     #[test]
-    fn constant_is_never_trusted(v in 0u64..=u64::MAX / 2, n in 3usize..=300, step in 1000u64..=60_000) {
+    fn constant_is_never_trusted(
+        v in 0u64..=u64::MAX / 2,
+        n in 3usize..=300,
+        step in 1000u64..=60_000,
+    ) {
         let points = from_increments(step, v as f64, &vec![0.0; n]);
         let t = trend(&points, &JudgeConfig::default()).unwrap();
         prop_assert!(!t.trusted);
@@ -225,8 +229,15 @@ proptest! {
     #[test]
     fn noise_never_makes_a_steep_trend(seed in 1u64..u64::MAX) {
         let mut s = seed;
-        let mut next = move || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; (s % 7) as f64 };
-        let points: Vec<Point> = (0..240u64).map(|i| Point { t_ms: i * 5000, value: 800.0 + next() }).collect();
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 7) as f64
+        };
+        let points: Vec<Point> = (0..240u64)
+            .map(|i| Point { t_ms: i * 5000, value: 800.0 + next() })
+            .collect();
         for (min, t) in windows(&points, false) {
             prop_assert!(t.slope_per_s.abs() * 600.0 < 6.0, "minute {}: {:?}", min, t);
         }
