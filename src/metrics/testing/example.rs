@@ -353,8 +353,9 @@ fn trend(slope_per_s: f64, trusted: bool) -> Trend {
         samples: 120,
         span_s: 595.0,
         rising_share: if trusted { 0.93 } else { 0.55 },
+        mann_kendall_z: if trusted { 9.41 } else { 1.12 },
         trusted,
-        untrusted_because: (!trusted).then(|| "rising in 55% < 80% of pairs".into()),
+        untrusted_because: (!trusted).then(|| "Mann-Kendall z 1.12 < 2.58".into()),
     }
 }
 
