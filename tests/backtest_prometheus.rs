@@ -295,6 +295,8 @@ fn backtest_reads_a_real_prometheus_and_flips_before_the_limit() {
     let out = backtest(&args);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
+    // The README's worked example is this text (`--nocapture` shows it).
+    println!("{text}");
     assert!(
         text.contains("fds <- process_open_fds{job=\"api\"}: 2 series"),
         "{text}"
