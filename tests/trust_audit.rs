@@ -25,12 +25,14 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Test-only files: `tests.rs`, anything under a `tests/` or `testing/` module directory.
+/// Test-only files: `tests.rs`, anything under a `tests/` or `testing/` module directory,
+/// and `test_support/` (compiled only for tests: the `test-support` feature).
 fn is_test_file(path: &Path) -> bool {
     path.file_name().is_some_and(|n| n == "tests.rs")
-        || path
-            .components()
-            .any(|c| c.as_os_str() == "tests" || c.as_os_str() == "testing")
+        || path.components().any(|c| {
+            let c = c.as_os_str();
+            c == "tests" || c == "testing" || c == "test_support"
+        })
 }
 
 #[test]
