@@ -81,7 +81,7 @@ impl FakePid {
     /// `starttime` (clock ticks after boot).
     pub fn stat(self, state: char, starttime: u64) -> FakePid {
         let text = stat_line(self.pid, &self.comm, state, starttime);
-        self.file("stat", &text)
+        self.file("stat", text)
     }
 
     /// `status`: [`STATUS_KERNEL_6_18`] as captured.
@@ -113,7 +113,7 @@ impl FakePid {
     }
 
     /// Any other file, `rel` to the pid's directory (parents created), e.g. `net/tcp`.
-    pub fn file(self, rel: &str, text: &str) -> FakePid {
+    pub fn file(self, rel: &str, text: impl AsRef<[u8]>) -> FakePid {
         let path = self.dir.join(rel);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).unwrap();
@@ -137,12 +137,9 @@ impl FakePid {
         let me = self
             .file(
                 &format!("{dir}/stat"),
-                &stat_line(tid, comm, state, STARTTIME_KERNEL_6_18),
+                stat_line(tid, comm, state, STARTTIME_KERNEL_6_18),
             )
-            .file(
-                &format!("{dir}/status"),
-                &status_text(comm, state, switches),
-            );
+            .file(&format!("{dir}/status"), status_text(comm, state, switches));
         match syscall {
             Some(text) => me.file(&format!("{dir}/syscall"), text),
             None => me,
