@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -377,8 +377,14 @@ fn command(held: &mut Held, line: &str) -> Result<(), String> {
 
 /// Leak one CLOSE_WAIT socket per `every` until the `--max-seconds` thread ends the
 /// process. Running out of fds is logged, as a leaking service would, and not fatal.
-fn leak_forever(held: &mut Held, every: Duration) -> ! {
+/// One more CLOSE_WAIT socket per `every` until `deadline`.
+fn leak_until(held: &mut Held, every: Duration, deadline: Instant) {
     loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < every {
+            std::thread::sleep(left);
+            return;
+        }
         std::thread::sleep(every);
         if let Err(e) = held.hold_close_wait(1) {
             eprintln!("error: {e}");
@@ -386,13 +392,41 @@ fn leak_forever(held: &mut Held, every: Duration) -> ! {
     }
 }
 
-/// Run the child. Returns when it should exit.
-pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
-    let deadline = Duration::from_secs(args.max_seconds);
+/// Answer the commands on stdin until `exit`, its end, or `deadline`. A thread reads the
+/// lines, so the deadline holds while a read blocks; it is left blocked when this returns,
+/// and the process ends on the return from `main`.
+fn serve_commands(held: &mut Held, deadline: Instant) -> anyhow::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        std::thread::sleep(deadline);
-        std::process::exit(0);
+        for line in std::io::stdin().lock().lines() {
+            let stop = line.is_err();
+            if tx.send(line).is_err() || stop {
+                return;
+            }
+        }
     });
+    let mut out = std::io::stdout();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line?,
+            Err(_) => return Ok(()), // past the deadline, or stdin closed
+        };
+        if line.trim() == "exit" {
+            return Ok(());
+        }
+        match command(held, &line) {
+            Ok(()) => writeln!(out, "ok")?,
+            Err(e) => writeln!(out, "error: {e}")?,
+        }
+        out.flush()?;
+    }
+}
+
+/// Run the child. Returns when it should exit (stdin's end, `exit`, `--max-seconds`); the
+/// caller ends the process, and with it the threads the child parked.
+pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     if let Some(log) = &args.signal_log {
         record_signals(log.clone())?;
     }
@@ -440,23 +474,15 @@ pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
         recv_tids,
         accept_tid,
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::stdout();
     writeln!(out, "ready {}", serde_json::to_string(&ready)?)?;
     out.flush()?;
 
-    if let Some(every) = args.leak_every {
-        leak_forever(&mut held, every);
-    }
-    for line in std::io::stdin().lock().lines() {
-        let line = line?;
-        if line.trim() == "exit" {
-            break;
+    match args.leak_every {
+        Some(every) => {
+            leak_until(&mut held, every, deadline);
+            Ok(())
         }
-        match command(&mut held, &line) {
-            Ok(()) => writeln!(out, "ok")?,
-            Err(e) => writeln!(out, "error: {e}")?,
-        }
-        out.flush()?;
+        None => serve_commands(&mut held, deadline),
     }
-    Ok(())
 }

@@ -22,4 +22,6 @@ pub mod report;
 pub mod sample;
 pub mod snapshot;
 pub mod target;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod units;

@@ -367,19 +367,16 @@ impl<'de> Deserialize<'de> for SelectorRegex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::FakeProc;
     use std::fs;
 
     /// A fake /proc: pid -> (comm, starttime, cmdline).
     fn fake_proc(procs: &[(i32, &str, u64, &str)]) -> tempfile::TempDir {
         let tmp = tempfile::tempdir().unwrap();
-        for (pid, comm, start, cmd) in procs {
-            let dir = tmp.path().join(pid.to_string());
-            fs::create_dir(&dir).unwrap();
-            let stat = format!(
-                "{pid} ({comm}) S 1 {pid} {pid} 0 -1 4194304 1 0 0 0 0 0 0 0 20 0 1 0 {start} 100 100 0"
-            );
-            fs::write(dir.join("stat"), stat).unwrap();
-            fs::write(dir.join("cmdline"), cmd.replace(' ', "\0") + "\0").unwrap();
+        let proc = FakeProc::new(tmp.path());
+        for &(pid, comm, start, cmd) in procs {
+            let args: Vec<&str> = cmd.split(' ').collect();
+            proc.pid(pid).comm(comm).stat('S', start).cmdline(&args);
         }
         tmp
     }

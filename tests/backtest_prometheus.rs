@@ -165,7 +165,7 @@ impl Prometheus {
                 return false;
             }
             let raw = format!("GET /-/ready HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr);
-            let answer = leakwatch::http::client::exchange(
+            let answer = leakwatch::test_support::http::exchange(
                 self.addr,
                 raw.as_bytes(),
                 Duration::from_secs(5),

@@ -329,7 +329,7 @@ fn promtool_accepts_live_metrics() {
     let v = |metric: &str, labels: &[(&str, &str)]| {
         let mut all = vec![("target", name.as_str())];
         all.extend_from_slice(labels);
-        leakwatch::metrics::testing::sample_value(&text, metric, &all)
+        leakwatch::test_support::metrics::sample_value(&text, metric, &all)
     };
     assert_eq!(v("leakwatch_target_up", &[]), Some(1.0));
     assert_eq!(
@@ -344,7 +344,7 @@ fn promtool_accepts_live_metrics() {
         text.contains("process_open_fds"),
         "leakwatch's own process metrics"
     );
-    match leakwatch::metrics::testing::promtool_check(&text).expect("run promtool") {
+    match leakwatch::test_support::metrics::promtool_check(&text).expect("run promtool") {
         Some(report) => assert!(report.success, "promtool: {}\n{text}", report.output),
         None => common::skip::skip("LEAKWATCH_REQUIRE_PROMTOOL", "promtool is not installed"),
     }

@@ -11,12 +11,19 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::daemon::{config_file, Daemon};
+use leakwatch::test_support::fake_proc::{FakeProc, STARTTIME_KERNEL_6_18, STATUS_KERNEL_6_18};
 
-const STATUS: &str = include_str!("fixtures/proc/status_kernel_6_18");
+const STATUS: &str = STATUS_KERNEL_6_18;
 
 /// A fixture /proc with pid 4242 whose `status` is a FIFO.
 fn fixture_proc(root: &Path) {
-    let dir = common::fixture_pid_4242(root);
+    let pid = FakeProc::new(root)
+        .pid(4242)
+        .stat('S', STARTTIME_KERNEL_6_18)
+        .limits()
+        .cmdline(&["fixture"])
+        .fds([(0, "/dev/null")]);
+    let dir = pid.dir();
     nix::unistd::mkfifo(
         &dir.join("status"),
         nix::sys::stat::Mode::from_bits_truncate(0o600),

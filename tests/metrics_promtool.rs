@@ -8,9 +8,9 @@
 #[path = "common/skip.rs"]
 mod skip;
 
-use leakwatch::metrics::testing::{example_snapshot, missing_target, promtool_check};
 use leakwatch::metrics::{render, render_targets};
 use leakwatch::snapshot::Snapshot;
+use leakwatch::test_support::metrics::{example_snapshot, missing_target, promtool_check};
 
 /// promtool's verdict on `text`; `false` when promtool is missing and not required.
 fn check(what: &str, text: &str) -> bool {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{config_file, Daemon};
 use common::{count_fds, LeakyChild};
-use leakwatch::http::client;
+use leakwatch::test_support::http as client;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 

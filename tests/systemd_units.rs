@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use common::{count_fd_links, count_fds, setpriv_nobody, LeakyChild, BIN};
 use leakwatch::config::Config;
-use leakwatch::http::client;
+use leakwatch::test_support::http as client;
 use unitfiles::{read, service_values, systemd_dir, Entry};
 
 const UNITS: [&str; 2] = ["leakwatch.service", "leakwatch@.service"];

@@ -25,12 +25,17 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Test-only files: `tests.rs`, anything under a `tests/` or `testing/` module directory.
+/// Test-only files: `tests.rs` and `NAME_tests.rs` (a `#[cfg(test)] mod`), anything under a
+/// `tests/` or `testing/` module directory, and `test_support/` (compiled only for tests:
+/// the `test-support` feature).
 fn is_test_file(path: &Path) -> bool {
-    path.file_name().is_some_and(|n| n == "tests.rs")
-        || path
-            .components()
-            .any(|c| c.as_os_str() == "tests" || c.as_os_str() == "testing")
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name == "tests.rs"
+        || name.ends_with("_tests.rs")
+        || path.components().any(|c| {
+            let c = c.as_os_str();
+            c == "tests" || c == "testing" || c == "test_support"
+        })
 }
 
 #[test]

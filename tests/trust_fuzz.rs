@@ -29,6 +29,7 @@ use leakwatch::collect::{cmdline_text, CollectOptions, Collector};
 use leakwatch::config::values::{parse_quantity, parse_rate};
 use leakwatch::config::Config;
 use leakwatch::sample::TargetId;
+use leakwatch::test_support::fake_proc::{stat_line, FakeProc, BOOT_STAT, STARTTIME_KERNEL_6_18};
 
 macro_rules! fixture {
     ($path:literal) => {
@@ -462,21 +463,17 @@ fn config_parser() {
 /// A fixture /proc with pid 4242 (its stat, status, limits, fds, net/tcp, smaps, cgroup,
 /// one task) and a v2 cgroup tree, each file possibly mutated or missing.
 fn fixture_tree(root: &Path, rng: &mut Rng) {
-    let pid_dir = root.join("proc/4242");
+    let pid = FakeProc::new(root.join("proc")).pid(4242);
+    let pid_dir = pid.dir().to_path_buf();
     let task = pid_dir.join("task/4242");
     let cg = root.join("cg");
     let service = cg.join("system.slice/lwt-hold.service");
-    for d in [
-        pid_dir.join("fd"),
-        pid_dir.join("net"),
-        task.clone(),
-        service.clone(),
-    ] {
+    for d in [pid_dir.join("net"), task.clone(), service.clone()] {
         fs::create_dir_all(d).unwrap();
     }
-    let stat = STAT.trim().replacen("2063 (sleep)", "4242 (fixture)", 1) + "\n";
+    let stat = stat_line(4242, "fixture", 'S', STARTTIME_KERNEL_6_18);
     let files: Vec<(std::path::PathBuf, &str)> = vec![
-        (root.join("proc/stat"), "cpu  0 0 0 0\nbtime 1763700000\n"),
+        (root.join("proc/stat"), BOOT_STAT),
         (pid_dir.join("stat"), &stat),
         (pid_dir.join("status"), STATUS),
         (pid_dir.join("limits"), LIMITS),
@@ -500,7 +497,9 @@ fn fixture_tree(root: &Path, rng: &mut Rng) {
     ];
     for (path, text) in files {
         match rng.below(6) {
-            0 => {} // missing
+            0 => {
+                let _ = fs::remove_file(path); // missing (FakeProc wrote proc/stat)
+            }
             1 | 2 => {
                 let mutated = input(rng, &[text]);
                 fs::write(path, mutated).unwrap();
@@ -515,11 +514,8 @@ fn fixture_tree(root: &Path, rng: &mut Rng) {
         "/dev/null",
         "anon_inode:[eventfd]",
     ];
-    for (i, l) in links.iter().enumerate() {
-        if rng.below(4) != 0 {
-            std::os::unix::fs::symlink(l, pid_dir.join("fd").join(i.to_string())).unwrap();
-        }
-    }
+    let kept: Vec<(i32, &str)> = (0..).zip(links).filter(|_| rng.below(4) != 0).collect();
+    pid.fds(kept);
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{config_file, Daemon};
 use common::LeakyChild;
-use leakwatch::http::client;
+use leakwatch::test_support::http as client;
 
 const SLOW_CONNECTIONS: usize = 300;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);

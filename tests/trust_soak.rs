@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::{LeakyChild, BIN};
 use leakwatch::config::Config;
-use leakwatch::http::client;
+use leakwatch::test_support::http as client;
 
 /// A command line no other test (nor another run of this one) uses, so the selector finds
 /// only this run's child: `--nofile` carries this process's pid.

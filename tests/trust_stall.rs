@@ -17,14 +17,20 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{config_file, Daemon};
 use common::BIN;
+use leakwatch::test_support::fake_proc::{FakeProc, STARTTIME_KERNEL_6_18, STATUS_KERNEL_6_18};
 
-const STATUS: &str = include_str!("fixtures/proc/status_kernel_6_18");
+const STATUS: &str = STATUS_KERNEL_6_18;
 
 /// A fixture /proc with pid 4242, every file regular.
 fn fixture_proc(root: &Path) -> PathBuf {
-    let dir = common::fixture_pid_4242(root);
-    fs::write(dir.join("status"), STATUS).unwrap();
-    dir
+    let pid = FakeProc::new(root)
+        .pid(4242)
+        .stat('S', STARTTIME_KERNEL_6_18)
+        .status()
+        .limits()
+        .cmdline(&["fixture"])
+        .fds([(0, "/dev/null")]);
+    pid.dir().to_path_buf()
 }
 
 /// Every notify message that arrives within `wait`.

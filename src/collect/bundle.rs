@@ -114,16 +114,17 @@ fn unified_pressure(proc_root: &Path, cgroup_root: &Path, pid: i32) -> Option<Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::FakeProc;
 
     #[test]
     fn fd_links_of_a_fixture_tree() {
         let tmp = tempfile::tempdir().unwrap();
-        let fd = tmp.path().join("fd");
-        std::fs::create_dir(&fd).unwrap();
-        for (n, target) in [("10", "socket:[77]"), ("2", "/dev/null"), ("3", "pipe:[5]")] {
-            std::os::unix::fs::symlink(target, fd.join(n)).unwrap();
-        }
-        let links = fd_links(tmp.path()).unwrap();
+        let pid = FakeProc::new(tmp.path()).pid(4242).fds([
+            (10, "socket:[77]"),
+            (2, "/dev/null"),
+            (3, "pipe:[5]"),
+        ]);
+        let links = fd_links(pid.dir()).unwrap();
         let got: Vec<(i32, &str, FdKind)> = links
             .iter()
             .map(|l| (l.fd, l.link.as_str(), l.kind))

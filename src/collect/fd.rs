@@ -228,6 +228,7 @@ fn kernel_fd_count(path: &Path) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::FakeProc;
 
     #[test]
     fn classify() {
@@ -245,21 +246,18 @@ mod tests {
     #[test]
     fn fixture_fd_dir_of_symlinks() {
         let tmp = tempfile::tempdir().unwrap();
-        let fd = tmp.path().join("fd");
-        std::fs::create_dir(&fd).unwrap();
-        let links = [
-            ("0", "/dev/null"),
-            ("1", "pipe:[10]"),
-            ("3", "socket:[111]"),
-            ("4", "socket:[222]"),
-            ("5", "anon_inode:[eventpoll]"),
-            ("9", "mnt:[4026531841]"),
-        ];
-        for (n, target) in links {
-            std::os::unix::fs::symlink(target, fd.join(n)).unwrap();
-        }
-        std::fs::write(fd.join("not-an-fd"), "").unwrap();
-        let mut scan = scan_fds(tmp.path()).unwrap();
+        let pid = FakeProc::new(tmp.path())
+            .pid(4242)
+            .fds([
+                (0, "/dev/null"),
+                (1, "pipe:[10]"),
+                (3, "socket:[111]"),
+                (4, "socket:[222]"),
+                (5, "anon_inode:[eventpoll]"),
+                (9, "mnt:[4026531841]"),
+            ])
+            .file("fd/not-an-fd", "");
+        let mut scan = scan_fds(pid.dir()).unwrap();
         scan.sockets.sort();
         assert!(scan.partial.is_none());
         assert_eq!(scan.sockets, vec![(3, 111), (4, 222)]);
@@ -332,17 +330,15 @@ mod tests {
     #[test]
     fn a_big_directory_takes_several_getdents_calls() {
         let tmp = tempfile::tempdir().unwrap();
-        let fd = tmp.path().join("fd");
-        std::fs::create_dir(&fd).unwrap();
-        for n in 0..3000 {
+        let pid = FakeProc::new(tmp.path()).pid(4242).fds((0..3000).map(|n| {
             let target = if n % 3 == 0 {
                 format!("socket:[{}]", 10_000 + n)
             } else {
                 "/dev/null".into()
             };
-            std::os::unix::fs::symlink(target, fd.join(n.to_string())).unwrap();
-        }
-        let scan = scan_fds(tmp.path()).unwrap();
+            (n, target)
+        }));
+        let scan = scan_fds(pid.dir()).unwrap();
         assert_eq!(scan.fds.open, Some(3000));
         assert_eq!(scan.sockets.len(), 1000);
         let types = scan.fds.by_type.unwrap();

@@ -242,6 +242,7 @@ mod tests {
 
     use super::*;
     use crate::sample::TcpStates;
+    use crate::test_support::{FakePid, FakeProc};
 
     const TCP: &str = include_str!("../../tests/fixtures/net/tcp_kernel_6_18");
     const TCP6: &str = include_str!("../../tests/fixtures/net/tcp6_kernel_6_18");
@@ -500,17 +501,16 @@ mod tests {
         }
     }
 
-    /// A fake pid dir with `net/tcp` and, optionally, `net/tcp6`.
-    fn pid_dir(tcp: Option<&[u8]>, tcp6: Option<&[u8]>) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("net")).unwrap();
-        if let Some(t) = tcp {
-            std::fs::write(dir.path().join("net/tcp"), t).unwrap();
+    /// A fixture pid whose `net/tcp` and `net/tcp6` are these texts, when given.
+    fn pid_dir(tcp: Option<&[u8]>, tcp6: Option<&[u8]>) -> (tempfile::TempDir, FakePid) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut pid = FakeProc::new(tmp.path()).pid(4242);
+        for (name, text) in [("net/tcp", tcp), ("net/tcp6", tcp6)] {
+            if let Some(t) = text {
+                pid = pid.file(name, t);
+            }
         }
-        if let Some(t) = tcp6 {
-            std::fs::write(dir.path().join("net/tcp6"), t).unwrap();
-        }
-        dir
+        (tmp, pid)
     }
 
     fn all_inodes(texts: &[&str]) -> HashSet<u64> {
@@ -520,10 +520,10 @@ mod tests {
 
     #[test]
     fn reader_keeps_only_target_inodes() {
-        let dir = pid_dir(Some(TCP.as_bytes()), Some(TCP6.as_bytes()));
+        let (_tmp, pid) = pid_dir(Some(TCP.as_bytes()), Some(TCP6.as_bytes()));
         // Inode 0 is in the set, but rows with inode 0 belong to no fd and never match.
         let inodes: HashSet<u64> = [10925, 10932, 0, 999_999].into_iter().collect();
-        let t = read_target_sockets(dir.path(), &inodes).unwrap();
+        let t = read_target_sockets(pid.dir(), &inodes).unwrap();
         let mut got: Vec<u64> = t.sockets.iter().map(|s| s.inode).collect();
         got.sort_unstable();
         assert_eq!(got, [10925, 10932]);
@@ -532,9 +532,9 @@ mod tests {
 
     #[test]
     fn reader_matches_parser_on_whole_capture() {
-        let dir = pid_dir(Some(TCP.as_bytes()), Some(TCP6.as_bytes()));
+        let (_tmp, pid) = pid_dir(Some(TCP.as_bytes()), Some(TCP6.as_bytes()));
         let inodes = all_inodes(&[TCP, TCP6]);
-        let t = read_target_sockets(dir.path(), &inodes).unwrap();
+        let t = read_target_sockets(pid.dir(), &inodes).unwrap();
         let mut expect = parse_net_tcp(TCP).sockets;
         expect.extend(parse_net_tcp(TCP6).sockets);
         expect.retain(|s| s.inode != 0);
@@ -545,12 +545,12 @@ mod tests {
     #[test]
     fn reader_missing_tcp6_is_fine_missing_tcp_is_not() {
         let inodes = all_inodes(&[TCP]);
-        let dir = pid_dir(Some(TCP.as_bytes()), None);
-        let t = read_target_sockets(dir.path(), &inodes).unwrap();
+        let (_tmp, pid) = pid_dir(Some(TCP.as_bytes()), None);
+        let t = read_target_sockets(pid.dir(), &inodes).unwrap();
         assert_eq!(t.sockets.len(), 13);
 
-        let dir = pid_dir(None, Some(TCP6.as_bytes()));
-        let err = read_target_sockets(dir.path(), &inodes).unwrap_err();
+        let (_tmp, pid) = pid_dir(None, Some(TCP6.as_bytes()));
+        let err = read_target_sockets(pid.dir(), &inodes).unwrap_err();
         assert!(matches!(err, ReadError::Missing { .. }), "{err}");
         assert!(err.path().ends_with("net/tcp"));
     }
@@ -562,8 +562,8 @@ mod tests {
         let tcp = format!("header\n{row}garbage\n");
         let mut tcp6 = format!("header\n{row}").into_bytes();
         tcp6.extend_from_slice(b"\xff\xfe not utf-8\n");
-        let dir = pid_dir(Some(tcp.as_bytes()), Some(&tcp6));
-        let t = read_target_sockets(dir.path(), &[42].into_iter().collect()).unwrap();
+        let (_tmp, pid) = pid_dir(Some(tcp.as_bytes()), Some(&tcp6));
+        let t = read_target_sockets(pid.dir(), &[42].into_iter().collect()).unwrap();
         assert_eq!(t.sockets.len(), 1);
         assert_eq!(t.unparsed_lines, 2);
     }

@@ -183,48 +183,37 @@ fn poll_fds(pid: Pid, call: &SyscallState) -> Option<Vec<i32>> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
     use crate::error::UnknownKind;
-
-    fn write_task(root: &Path, tid: i32, comm: &str, state: char, syscall: Option<&str>) {
-        let dir = root.join("task").join(tid.to_string());
-        std::fs::create_dir_all(&dir).unwrap();
-        let stat = format!(
-            "{tid} ({comm}) {state} 1 {tid} {tid} 0 -1 4194368 10 0 0 0 1 2 0 0 20 0 4 0 5000 \
-             1000 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
-        );
-        std::fs::write(dir.join("stat"), stat).unwrap();
-        let status = format!(
-            "Name:\t{comm}\nState:\t{state}\nvoluntary_ctxt_switches:\t{}\n\
-             nonvoluntary_ctxt_switches:\t3\n",
-            tid * 10
-        );
-        std::fs::write(dir.join("status"), status).unwrap();
-        if let Some(text) = syscall {
-            std::fs::write(dir.join("syscall"), text).unwrap();
-        }
-    }
+    use crate::test_support::FakeProc;
 
     const RECVFROM: &str = include_str!("../../tests/fixtures/task/syscall_recvfrom_kernel_6_18");
     const FUTEX: &str = include_str!("../../tests/fixtures/task/syscall_futex_kernel_6_18");
     const RUNNING: &str = include_str!("../../tests/fixtures/task/syscall_running_kernel_6_18");
 
-    fn fixture() -> tempfile::TempDir {
+    /// A fixture process with four threads, one listed but gone, and a stray file; the
+    /// voluntary context switches are ten times the tid.
+    fn fixture() -> (tempfile::TempDir, PathBuf) {
         let tmp = tempfile::tempdir().unwrap();
-        write_task(tmp.path(), 102, "main", 'R', Some(RUNNING));
-        write_task(tmp.path(), 100, "recv-worker-0", 'S', Some(RECVFROM));
-        write_task(tmp.path(), 101, "pool", 'S', Some(FUTEX));
-        write_task(tmp.path(), 103, "stopped", 't', Some(FUTEX));
+        let pid = FakeProc::new(tmp.path())
+            .pid(4242)
+            .task(102, "main", 'R', (1020, 3), Some(RUNNING))
+            .task(100, "recv-worker-0", 'S', (1000, 3), Some(RECVFROM))
+            .task(101, "pool", 'S', (1010, 3), Some(FUTEX))
+            .task(103, "stopped", 't', (1030, 3), Some(FUTEX))
+            .file("task/not-a-tid", "");
         // Listed, but gone before its files were read.
-        std::fs::create_dir(tmp.path().join("task/104")).unwrap();
-        std::fs::write(tmp.path().join("task/not-a-tid"), "").unwrap();
-        tmp
+        std::fs::create_dir(pid.dir().join("task/104")).unwrap();
+        let dir = pid.dir().to_path_buf();
+        (tmp, dir)
     }
 
     #[test]
     fn reads_a_fixture_task_tree() {
-        let tmp = fixture();
-        let scan = read_threads(tmp.path()).unwrap();
+        let (_tmp, dir) = fixture();
+        let scan = read_threads(&dir).unwrap();
         assert!(scan.syscall_error.is_none());
         let t = &scan.threads;
         assert_eq!((t.count, t.vanished), (4, 1));
@@ -270,11 +259,11 @@ mod tests {
             );
             return;
         }
-        let tmp = fixture();
-        let syscall = tmp.path().join("task/101/syscall");
+        let (_tmp, dir) = fixture();
+        let syscall = dir.join("task/101/syscall");
         std::fs::remove_file(&syscall).unwrap();
         std::os::unix::fs::symlink(denied, &syscall).unwrap();
-        let scan = read_threads(tmp.path()).unwrap();
+        let scan = read_threads(&dir).unwrap();
         assert_all_calls_unknown(&scan);
         let err = scan.syscall_error.expect("the error is kept");
         assert_eq!(err.kind(), UnknownKind::PermissionDenied);
@@ -284,27 +273,27 @@ mod tests {
 
     #[test]
     fn other_syscall_errors_are_carried_not_zero() {
-        let tmp = fixture();
-        let syscall = tmp.path().join("task/102/syscall");
+        let (_tmp, dir) = fixture();
+        let syscall = dir.join("task/102/syscall");
         std::fs::remove_file(&syscall).unwrap();
         std::fs::create_dir(&syscall).unwrap(); // EISDIR
-        let scan = read_threads(tmp.path()).unwrap();
+        let scan = read_threads(&dir).unwrap();
         assert_all_calls_unknown(&scan);
         assert_eq!(scan.syscall_error.map(|e| e.kind()), Some(UnknownKind::Io));
 
         // No `syscall` file while the thread is there: a kernel without it, not a vanish.
-        let tmp = fixture();
-        std::fs::remove_file(tmp.path().join("task/100/syscall")).unwrap();
-        let scan = read_threads(tmp.path()).unwrap();
+        let (_tmp, dir) = fixture();
+        std::fs::remove_file(dir.join("task/100/syscall")).unwrap();
+        let scan = read_threads(&dir).unwrap();
         assert_all_calls_unknown(&scan);
         assert_eq!(
             scan.syscall_error.map(|e| e.kind()),
             Some(UnknownKind::Missing)
         );
 
-        let tmp = fixture();
-        std::fs::write(tmp.path().join("task/103/syscall"), "45 0xb\n").unwrap();
-        let scan = read_threads(tmp.path()).unwrap();
+        let (_tmp, dir) = fixture();
+        std::fs::write(dir.join("task/103/syscall"), "45 0xb\n").unwrap();
+        let scan = read_threads(&dir).unwrap();
         assert_all_calls_unknown(&scan);
         assert_eq!(
             scan.syscall_error.map(|e| e.kind()),

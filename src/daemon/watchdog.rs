@@ -401,33 +401,17 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::test_support::FakeProc;
 
-    const STAT: &str = include_str!("../../tests/fixtures/proc/stat_kernel_6_18");
-    const STATUS: &str = include_str!("../../tests/fixtures/proc/status_kernel_6_18");
-    const LIMITS: &str = include_str!("../../tests/fixtures/proc/limits_kernel_6_18");
-
-    /// `/proc/4242` whose stat says `state` and `starttime`.
+    /// `/proc/4242` whose stat says `state` and `starttime`, holding three fds.
     pub(super) fn write_pid(root: &Path, state: char, starttime: u64) {
-        let dir = root.join("4242");
-        fs::create_dir_all(dir.join("fd")).unwrap();
-        let mut fields: Vec<String> = STAT
-            .trim()
-            .replacen("2063 (sleep)", "4242 (fixture)", 1)
-            .split(' ')
-            .map(String::from)
-            .collect();
-        fields[2] = state.to_string();
-        fields[21] = starttime.to_string();
-        fs::write(dir.join("stat"), fields.join(" ") + "\n").unwrap();
-        fs::write(dir.join("status"), STATUS).unwrap();
-        fs::write(dir.join("limits"), LIMITS).unwrap();
-        fs::write(dir.join("cmdline"), "fixture\0").unwrap();
-        for i in 0..3 {
-            let link = dir.join("fd").join(i.to_string());
-            if !link.exists() {
-                std::os::unix::fs::symlink("/dev/null", link).unwrap();
-            }
-        }
+        FakeProc::new(root)
+            .pid(4242)
+            .stat(state, starttime)
+            .status()
+            .limits()
+            .cmdline(&["fixture"])
+            .fds((0..3).map(|fd| (fd, "/dev/null")));
     }
 
     fn watchdog(root: &Path) -> Watchdog {
@@ -436,7 +420,6 @@ mod tests {
 
     /// A watchdog of pid 4242 under the fixture root, its target config adjusted by `f`.
     pub(super) fn watchdog_with(root: &Path, f: impl FnOnce(&mut TargetConfig)) -> Watchdog {
-        fs::write(root.join("stat"), "cpu  0 0 0 0\nbtime 1763700000\n").unwrap();
         let mut target = TargetConfig::from_selector(Selector::Pid(4242));
         f(&mut target);
         let config = Config {

@@ -1,5 +1,6 @@
 //! The smallest HTTP/1.1 client that can ask leakwatch something: `demo` uses it to show
-//! what `/healthz` really answers, and the end-to-end tests use it to speak raw requests.
+//! what `/healthz` really answers, and the end-to-end tests (through
+//! `test_support::http`, the `test-support` feature) use it to speak raw requests.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

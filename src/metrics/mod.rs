@@ -10,7 +10,6 @@
 pub mod families;
 mod out;
 mod target;
-pub mod testing;
 
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,9 @@
 use std::path::PathBuf;
 
-use super::testing::{example_snapshot, missing_target, parse_sample, sample_value};
 use super::*;
 use crate::sample::{Limit, Memory};
 use crate::snapshot::TargetStatus;
+use crate::test_support::metrics::{example_snapshot, missing_target, parse_sample, sample_value};
 
 fn app(snapshot: &mut Snapshot) -> &mut TargetStatus {
     &mut snapshot.targets[0]

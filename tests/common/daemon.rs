@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use leakwatch::http::client;
+use leakwatch::test_support::http as client;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 

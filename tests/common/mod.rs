@@ -187,23 +187,6 @@ pub fn cannot_drop_privileges() -> Option<String> {
     None
 }
 
-/// A fixture /proc under `root` with pid 4242 (stat, limits, cmdline, fd/0 from real kernel
-/// text) and the boot time; its `status` is the caller's to make (a file, a FIFO). Returns
-/// the pid's directory.
-pub fn fixture_pid_4242(root: &std::path::Path) -> std::path::PathBuf {
-    const STAT: &str = include_str!("../fixtures/proc/stat_kernel_6_18");
-    const LIMITS: &str = include_str!("../fixtures/proc/limits_kernel_6_18");
-    std::fs::write(root.join("stat"), "cpu  0 0 0 0\nbtime 1763700000\n").unwrap();
-    let dir = root.join("4242");
-    std::fs::create_dir_all(dir.join("fd")).unwrap();
-    let stat = STAT.trim().replacen("2063 (sleep)", "4242 (fixture)", 1);
-    std::fs::write(dir.join("stat"), stat + "\n").unwrap();
-    std::fs::write(dir.join("limits"), LIMITS).unwrap();
-    std::fs::write(dir.join("cmdline"), "fixture\0").unwrap();
-    std::os::unix::fs::symlink("/dev/null", dir.join("fd").join("0")).unwrap();
-    dir
-}
-
 /// VmRSS of a process, bytes.
 pub fn rss(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

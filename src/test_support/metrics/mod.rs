@@ -1,4 +1,4 @@
-//! Helpers for tests of `/metrics` (the unit tests, `tests/metrics_promtool.rs`, tests
+//! Helpers for tests of `/metrics` (its unit tests, `tests/metrics_promtool.rs`, tests
 //! against a live daemon): a fixed [`example_snapshot`], [`sample_value`] to read one sample
 //! back from the text format, and [`promtool_check`] to run `promtool check metrics`.
 
