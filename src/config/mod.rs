@@ -354,7 +354,7 @@ fn overlay_judge(base: &JudgeConfig, k: &RawJudge) -> JudgeConfig {
     JudgeConfig {
         window: d(k.window, base.window),
         min_samples: k.min_samples.unwrap_or(base.min_samples),
-        min_span: d(k.min_span, base.min_span),
+        min_span: min_span(base, k),
         warmup: d(k.warmup, base.warmup),
         fail_after: k.fail_after.unwrap_or(base.fail_after),
         recover_after: k.recover_after.unwrap_or(base.recover_after),
@@ -363,6 +363,16 @@ fn overlay_judge(base: &JudgeConfig, k: &RawJudge) -> JudgeConfig {
         stuck_after: d(k.stuck_after, base.stuck_after),
         stall_after: d(k.stall_after, base.stall_after),
         on_missing: k.on_missing.unwrap_or(base.on_missing),
+    }
+}
+
+/// `min_span` as set, else the base's; a base that spans its whole window (the default)
+/// follows a new `window`, so setting only `window` never makes `min_span` longer than it.
+fn min_span(base: &JudgeConfig, k: &RawJudge) -> Duration {
+    match (k.min_span, k.window) {
+        (Some(m), _) => m.0,
+        (None, Some(w)) if base.min_span >= base.window => w.0,
+        (None, _) => base.min_span,
     }
 }
 

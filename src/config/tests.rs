@@ -392,3 +392,20 @@ fn probe_listen_must_be_another_port() {
     )
     .is_none());
 }
+
+#[test]
+fn min_span_follows_a_window_set_alone() {
+    // The default min_span is the whole window: a shorter window set alone takes it along
+    // (at [judge] and per target), and an explicit min_span stays as set.
+    let c = parse("[judge]\nwindow = \"4m\"\n[[target]]\nname = \"a\"\npid = 1\n").unwrap();
+    assert_eq!(c.targets[0].judge.min_span, Duration::from_secs(240));
+    let c = parse(
+        "[judge]\nwindow = \"20m\"\nmin_span = \"5m\"\n[[target]]\nname = \"a\"\npid = 1\n\
+         [[target]]\nname = \"b\"\npid = 2\nwindow = \"30m\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.targets[0].judge.min_span, Duration::from_secs(300));
+    assert_eq!(c.targets[1].judge.min_span, Duration::from_secs(300));
+    let c = parse("[[target]]\nname = \"a\"\npid = 1\nwindow = \"2m\"\n").unwrap();
+    assert_eq!(c.targets[0].judge.min_span, Duration::from_secs(120));
+}

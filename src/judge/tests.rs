@@ -34,6 +34,15 @@ fn target(rules: Vec<(Series, Rule)>) -> TargetConfig {
     }
 }
 
+/// [`target`] with a 5-minute `min_span`, half the window: the span the judging mechanics
+/// below (when a trend is first trusted, how it fails) were worked out with. The default
+/// (the whole window) is what `tests/incidents.rs` replays.
+fn short_span(rules: Vec<(Series, Rule)>) -> TargetConfig {
+    let mut t = target(rules);
+    t.judge.min_span = mins(5);
+    t
+}
+
 fn mins(m: u64) -> Duration {
     Duration::from_secs(m * 60)
 }
@@ -303,7 +312,7 @@ fn fd_leak_2_per_min(ticks: usize) -> Vec<u64> {
 #[test]
 fn linear_fd_leak_fails_exhaust_within_after_fail_after_ticks() {
     // exhaust_within alone: at +2/min the default max_ratio (90%) would fire first.
-    let mut feed = Feed::new(target(vec![(Series::Fds, exhaust_within(30))]));
+    let mut feed = Feed::new(short_span(vec![(Series::Fds, exhaust_within(30))]));
     let js = feed.values(Series::Fds, fd_leak_2_per_min(200));
 
     // Trusted once the window holds 5 min of samples (61 at 5 s).
@@ -335,7 +344,7 @@ fn linear_fd_leak_fails_exhaust_within_after_fail_after_ticks() {
 
 #[test]
 fn linear_fd_leak_time_to_exhaustion_is_right() {
-    let mut feed = Feed::new(target(vec![(Series::Fds, exhaust_within(30))]));
+    let mut feed = Feed::new(short_span(vec![(Series::Fds, exhaust_within(30))]));
     let js = feed.values(Series::Fds, fd_leak_2_per_min(400));
     // From trusted until 10 min before the end (whole fds: within 1 of the limit, the
     // rounding alone is more than 5%).
@@ -583,7 +592,7 @@ fn counter_reset_is_no_false_fail_and_no_absurd_slope() {
 fn too_few_samples_or_too_short_a_span_is_untrusted_and_says_why() {
     // A fast leak near the limit that would fail at once if trusted.
     let leak = |n: u64| (0..n).map(|i| 950 + i);
-    let mut feed = Feed::new(target(vec![(Series::Fds, exhaust_within(30))]));
+    let mut feed = Feed::new(short_span(vec![(Series::Fds, exhaust_within(30))]));
     let js = feed.values(Series::Fds, leak(20));
     assert!(status(&js[1], Series::Fds).trend.is_none());
     assert_eq!(
@@ -599,7 +608,7 @@ fn too_few_samples_or_too_short_a_span_is_untrusted_and_says_why() {
     assert_eq!(c.detail, "no sustained growth (20/30 samples)");
 
     // 70 samples at 1 s: enough samples, 69 s of them.
-    let mut feed = Feed::new(target(vec![(Series::Fds, exhaust_within(30))])).interval_s(1);
+    let mut feed = Feed::new(short_span(vec![(Series::Fds, exhaust_within(30))])).interval_s(1);
     let js = feed.values(Series::Fds, leak(70));
     assert_eq!(first_fail(&js, Series::Fds, CheckKind::ExhaustWithin), None);
     let c = check(js.last().unwrap(), Series::Fds, CheckKind::ExhaustWithin);
@@ -1019,7 +1028,7 @@ fn max_growth_fails_on_sustained_growth_above_the_rate() {
         ..Rule::default()
     };
     // +12/min (one socket per 5 s tick) against 10/min.
-    let mut feed = Feed::new(target(vec![(Series::TcpCloseWait, growth(10.0))]));
+    let mut feed = Feed::new(short_span(vec![(Series::TcpCloseWait, growth(10.0))]));
     let js = feed.values(Series::TcpCloseWait, 0..120);
     assert_eq!(
         first_fail(&js, Series::TcpCloseWait, CheckKind::MaxGrowth),
@@ -1036,7 +1045,7 @@ fn max_growth_fails_on_sustained_growth_above_the_rate() {
     );
 
     // +6/min passes, and says by how much.
-    let mut feed = Feed::new(target(vec![(Series::TcpCloseWait, growth(10.0))]));
+    let mut feed = Feed::new(short_span(vec![(Series::TcpCloseWait, growth(10.0))]));
     let js = feed.values(Series::TcpCloseWait, (0..120).map(|i| i / 2));
     assert_eq!(first_unhealthy(&js), None);
     assert_eq!(
@@ -1050,7 +1059,7 @@ fn max_growth_fails_on_sustained_growth_above_the_rate() {
     );
 
     // +2/s against 10/min: one unit on both sides of the comparison.
-    let mut feed = Feed::new(target(vec![(Series::TcpCloseWait, growth(10.0))]));
+    let mut feed = Feed::new(short_span(vec![(Series::TcpCloseWait, growth(10.0))]));
     let js = feed.values(Series::TcpCloseWait, (0..70).map(|i| i * 10));
     assert_eq!(
         js[69].verdict.failing,
@@ -1143,7 +1152,7 @@ fn a_leak_in_bytes_reads_in_bytes() {
             ..Rule::default()
         },
     )];
-    let mut feed = Feed::new(target(rules));
+    let mut feed = Feed::new(short_span(rules));
     let js = feed.values(
         Series::CgroupMemory,
         (0..70).map(|i| 1640 * MIB + i * 5 * 119 * 1024),
@@ -1281,7 +1290,7 @@ fn a_window_thinned_past_256_points_keeps_the_slope() {
 #[test]
 fn huge_values_do_not_panic_or_make_nan() {
     let near_max = u64::MAX - 10;
-    let mut feed = Feed::new(target(vec![(
+    let mut feed = Feed::new(short_span(vec![(
         Series::Fds,
         Rule {
             max: Some(1e6),
@@ -1322,7 +1331,7 @@ fn huge_values_do_not_panic_or_make_nan() {
         serde_json::to_string(j).unwrap();
     }
     // A value past its limit is exhausted now, not in negative time.
-    let mut feed = Feed::new(target(vec![(Series::Fds, exhaust_within(30))]));
+    let mut feed = Feed::new(short_span(vec![(Series::Fds, exhaust_within(30))]));
     let js = feed.values(Series::Fds, (0..100).map(|i| 1000 + i));
     let s = status(js.last().unwrap(), Series::Fds);
     assert_eq!(s.seconds_to_exhaustion, Some(0.0));
@@ -1368,7 +1377,7 @@ fn durations_read_as_an_sre_would_say_them() {
 #[test]
 fn percentages_never_read_as_the_threshold_they_are_below() {
     // 89.96% passes max_ratio: not "(90.0% < 90%)".
-    let mut feed = Feed::new(target(vec![(Series::Fds, max_ratio(0.9))]));
+    let mut feed = Feed::new(short_span(vec![(Series::Fds, max_ratio(0.9))]));
     feed.fd_limit = Limit::Limited(10_000);
     let j = feed.value(Series::Fds, 8_996);
     assert_eq!(
@@ -1376,7 +1385,7 @@ fn percentages_never_read_as_the_threshold_they_are_below() {
         "8996/10000 open (89.9% < 90%)"
     );
     // 49.97% is below usage_floor: not "usage 50% below usage_floor 50%".
-    let mut feed = Feed::new(target(vec![(Series::Fds, exhaust_within(30))]));
+    let mut feed = Feed::new(short_span(vec![(Series::Fds, exhaust_within(30))]));
     feed.fd_limit = Limit::Limited(10_000);
     let js = feed.values(Series::Fds, (0..70).map(|i| 4_928 + i));
     assert_eq!(
@@ -1568,7 +1577,7 @@ fn tcp_stalled_is_judged_against_max_and_a_configured_limit() {
             },
         ),
     ];
-    let mut f = Feed::new(target(rules));
+    let mut f = Feed::new(short_span(rules));
     let js: Vec<Judged> = (0..6).map(|_| f.value(Series::TcpStalled, 2)).collect();
     assert!(first_fail(&js, Series::TcpStalled, CheckKind::Max).is_some());
     let j = js.last().unwrap();
@@ -1576,7 +1585,7 @@ fn tcp_stalled_is_judged_against_max_and_a_configured_limit() {
     assert_eq!(status(j, Series::TcpStalled).limit, None);
 
     // Unknown: the rule is not judged, and the value is absent, not 0.
-    let mut f = Feed::new(target(vec![(Series::TcpStalled, max(0.0))]));
+    let mut f = Feed::new(short_span(vec![(Series::TcpStalled, max(0.0))]));
     let j = f.tick(|_, s| {
         s.unknown.insert(
             Source::TcpStall,
@@ -1589,7 +1598,7 @@ fn tcp_stalled_is_judged_against_max_and_a_configured_limit() {
     assert_eq!(j.health(), Health::Healthy);
 
     // Socket memory growing 30/min toward a limit of 1000: fails exhaust_within 30m.
-    let mut f = Feed::new(target(vec![(
+    let mut f = Feed::new(short_span(vec![(
         Series::CgroupSock,
         Rule {
             limit: Some(1000.0),

@@ -116,9 +116,14 @@ pub fn trend(points: &[Point], judge: &JudgeConfig) -> Option<Trend> {
     let span_ms = points[points.len() - 1].t_ms - points[0].t_ms;
     let min_span_ms = judge.min_span.as_millis() as u64;
     let needed = samples_needed(points.len(), span_ms, judge);
+    // A full window spans up to one cadence less than `window` (ticks are not exact): a
+    // `min_span` as long as the window (the default) asks for a full window.
+    let cadence_ms = span_ms / (points.len().max(2) as u64 - 1);
+    let window_ms = judge.window.as_millis() as u64;
+    let full_ms = min_span_ms.min(window_ms.saturating_sub(cadence_ms));
     let untrusted_because = if points.len() < needed {
         Some(format!("{}/{needed} samples", points.len()))
-    } else if span_ms < min_span_ms {
+    } else if span_ms < full_ms {
         Some(format!(
             "span {} < {}",
             crate::units::duration_ms(span_ms),
@@ -274,11 +279,18 @@ mod tests {
         assert_eq!(why(&line(29, 5000, 1.0)).as_deref(), Some("29/30 samples"));
         assert_eq!(
             why(&line(40, 5000, 1.0)).as_deref(),
-            Some("span 3m15s < 5m")
+            Some("span 3m15s < 10m")
         );
-        assert_eq!(why(&line(61, 5000, 0.0)).as_deref(), Some("not rising"));
-        assert_eq!(why(&line(61, 5000, -1.0)).as_deref(), Some("not rising"));
-        assert_eq!(why(&line(61, 5000, 1.0)), None);
+        // min_span is the whole window: a window one tick short of it is full (ticks drift),
+        // two ticks short is not.
+        assert_eq!(
+            why(&line(119, 5000, 1.0)).as_deref(),
+            Some("span 9m50s < 10m")
+        );
+        assert_eq!(why(&line(120, 5000, 1.0)), None);
+        assert_eq!(why(&line(121, 5000, 0.0)).as_deref(), Some("not rising"));
+        assert_eq!(why(&line(121, 5000, -1.0)).as_deref(), Some("not rising"));
+        assert_eq!(why(&line(121, 5000, 1.0)), None);
     }
 
     #[test]
@@ -325,8 +337,8 @@ mod cadence_tests {
     #[test]
     fn minutely_reads_are_trusted_in_a_ten_minute_window() {
         let judge = JudgeConfig::default();
-        // smaps every 60 s: 6 reads over 5 min is enough for a 10-min window.
-        let t = trend(&rising(6, 60_000), &judge).unwrap();
+        // smaps every 60 s: 11 reads over the 10-min window are enough.
+        let t = trend(&rising(11, 60_000), &judge).unwrap();
         assert!(t.trusted, "{t:?}");
         // Reads every tick still need min_samples.
         let t = trend(&rising(20, 5_000), &judge).unwrap();

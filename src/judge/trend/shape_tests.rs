@@ -21,7 +21,11 @@ fn history(step_s: u64, minutes: u64, f: impl Fn(f64) -> f64) -> Vec<Point> {
 /// The trend of every full 10-minute window of `points` (the judge's default), and of the
 /// windows still filling from `min_span` on when `filling`.
 fn windows(points: &[Point], filling: bool) -> Vec<(f64, Trend)> {
-    let judge = JudgeConfig::default();
+    windows_with(points, &JudgeConfig::default(), filling)
+}
+
+/// [`windows`] judged by `judge`.
+fn windows_with(points: &[Point], judge: &JudgeConfig, filling: bool) -> Vec<(f64, Trend)> {
     let window_ms = judge.window.as_millis() as u64;
     let from_ms = if filling {
         judge.min_span.as_millis() as u64
@@ -33,7 +37,7 @@ fn windows(points: &[Point], filling: bool) -> Vec<(f64, Trend)> {
         .map(|end| {
             let now = points[end].t_ms;
             let start = points.partition_point(|p| p.t_ms < now.saturating_sub(window_ms));
-            let t = trend(&points[start..=end], &judge).expect("a trend");
+            let t = trend(&points[start..=end], judge).expect("a trend");
             (now as f64 / 60_000.0, t)
         })
         .collect()
@@ -82,15 +86,25 @@ fn a_sawtooth_without_a_trend_is_never_trusted() {
 #[test]
 fn a_slow_ramp_is_a_leak_until_it_drops() {
     // The first minutes of a slow sawtooth are one straight ramp: no statistic tells them
-    // from a leak, so they are trusted; once a full window holds its drop they are not.
+    // from a leak. With a `min_span` of half the window they are trusted from 5 minutes;
+    // once a full window holds the drop they are not. The default `min_span` is the whole
+    // window, so a window that is still filling is never trusted.
     let points = history(15, 30, |t| GIB + tooth(t, 480.0, 300.0 * MIB));
-    let trusted: Vec<f64> = windows(&points, true)
-        .into_iter()
-        .filter(|(_, t)| t.trusted)
-        .map(|(min, _)| min)
-        .collect();
-    assert_eq!(trusted.first(), Some(&5.0));
-    assert!(trusted.iter().all(|m| *m < 10.0), "{trusted:?}");
+    let half = JudgeConfig {
+        min_span: std::time::Duration::from_secs(300),
+        ..JudgeConfig::default()
+    };
+    let trusted = |judge: &JudgeConfig| -> Vec<f64> {
+        windows_with(&points, judge, true)
+            .into_iter()
+            .filter(|(_, t)| t.trusted)
+            .map(|(min, _)| min)
+            .collect()
+    };
+    let early = trusted(&half);
+    assert_eq!(early.first(), Some(&5.0));
+    assert!(early.iter().all(|m| *m < 10.0), "{early:?}");
+    assert_eq!(trusted(&JudgeConfig::default()), Vec::<f64>::new());
 }
 
 #[test]
@@ -179,9 +193,10 @@ fn from_increments(step_ms: u64, start: f64, increments: &[f64]) -> Vec<Point> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
-    /// Strictly rising over 5 minutes or more, by steps that vary up to tenfold: trusted.
+    /// Strictly rising over a whole window (one tick short of 10 minutes is full) or more,
+    /// by steps that vary up to tenfold: trusted.
     #[test]
-    fn strictly_rising_is_trusted(steps in prop::collection::vec(1u32..=10, 61..=180)) {
+    fn strictly_rising_is_trusted(steps in prop::collection::vec(1u32..=10, 120..=240)) {
         let inc: Vec<f64> = steps.iter().map(|s| f64::from(*s)).collect();
         let t = trend(&from_increments(5000, 100.0, &inc), &JudgeConfig::default()).unwrap();
         prop_assert!(t.trusted, "{:?}", t);
