@@ -6,8 +6,11 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::net::TcpListener;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::{ErrorKind, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -230,4 +233,98 @@ fn another_network_namespace_is_read_from_the_text_tables() {
     assert_eq!(why.kind, leakwatch::error::UnknownKind::Unavailable);
     assert!(why.message.contains("network namespace"), "{}", why.message);
     assert!(sample.close_wait_age.is_some());
+}
+
+fn set_buf(s: &TcpStream, opt: libc::c_int, bytes: libc::c_int) {
+    // SAFETY: a valid fd and an int option of its size.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            std::ptr::from_ref(&bytes).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "setsockopt: {}", std::io::Error::last_os_error());
+}
+
+/// A connection to `listener` whose client never reads, and whose accepted end has written
+/// until the kernel would block: (client, writer, bytes written, the writer's inode).
+fn stalled_connection(listener: &TcpListener) -> (TcpStream, TcpStream, usize, u64) {
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let mut writer = listener.accept().unwrap().0;
+    // Small buffers, so 40 of them pin little kernel memory.
+    set_buf(&client, libc::SO_RCVBUF, 4096);
+    set_buf(&writer, libc::SO_SNDBUF, 16 * 1024);
+    writer.set_nonblocking(true).unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let mut sent = 0usize;
+    loop {
+        match writer.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("write: {e}"),
+        }
+    }
+    let fd = writer.as_raw_fd();
+    let inode = std::fs::metadata(format!("/proc/self/fd/{fd}"))
+        .unwrap()
+        .ino();
+    (client, writer, sent, inode)
+}
+
+/// `tcp_info` is asked for only where a socket can stall: of 20 idle connections (40
+/// ESTABLISHED sockets, both ends in this process) and 40 whose peer stopped reading
+/// (more than one batch of lookups), only those 40 sending ends carry it, with the bytes
+/// their peer acknowledged; through exact lookups, and through the dump with `tcp_info`
+/// that replaces them past the cap.
+#[test]
+fn only_sockets_with_data_queued_get_tcp_info() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let client = TcpStream::connect(addr).unwrap();
+        idle.push((client, listener.accept().unwrap().0));
+    }
+    let stalled: Vec<_> = (0..40).map(|_| stalled_connection(&listener)).collect();
+    let want: BTreeMap<u64, usize> = stalled.iter().map(|s| (s.3, s.2)).collect();
+    let pid = std::process::id() as i32;
+    let pid_dir = PathBuf::from(format!("/proc/{pid}"));
+    let mut lookups = TcpReader::default();
+    let mut dumps = TcpReader::with_max_lookups(0);
+    // Twice each: the full first dump, then the cgroup-filtered one.
+    for round in 0..4 {
+        let reader = if round < 2 { &mut lookups } else { &mut dumps };
+        let scan = scan_fds(&pid_dir).unwrap();
+        let fx: FxHashSet<u64> = scan.sockets.iter().map(|(_, i)| *i).collect();
+        let (rows, source) = reader
+            .read(
+                Path::new("/proc"),
+                &pid_dir,
+                target(pid),
+                &scan.sockets,
+                &fx,
+            )
+            .unwrap();
+        assert_eq!(source, TcpSource::SockDiag);
+        let established = count(&rows.sockets, TcpState::Established);
+        assert!(established >= 40 + 80, "round {round}: {established}");
+        for s in rows.sockets.iter().filter(|s| want.contains_key(&s.inode)) {
+            assert!(s.send_queue_bytes > 0, "round {round}: {s:?}");
+        }
+        let with_info: BTreeSet<u64> = rows.info.keys().copied().collect();
+        let queued: BTreeSet<u64> = want.keys().copied().collect();
+        assert_eq!(
+            with_info, queued,
+            "round {round}: only the ones with Send-Q"
+        );
+        for (inode, sent) in &want {
+            let info = rows.info[inode];
+            let acked = info.tcp.and_then(|t| t.bytes_acked).unwrap();
+            assert!(acked > 0 && (acked as usize) < *sent, "{acked} of {sent}");
+            assert!(info.mem.and_then(|m| m.wmem_queued).unwrap() > 0);
+        }
+    }
 }

@@ -2,17 +2,19 @@
 //! leakwatch's own network namespace, from the kernel's socket tables instead of the text
 //! of `/proc/PID/net/tcp{,6}`.
 //!
-//! A dump is `SOCK_DIAG_BY_FAMILY` requests per family (AF_INET, AF_INET6) with the
+//! A dump is one `SOCK_DIAG_BY_FAMILY` request per family (AF_INET, AF_INET6) with the
 //! states wanted as a bitmask and, optionally, a bytecode filter that keeps only sockets of
 //! the given cgroup v2 ids (`INET_DIAG_BC_CGROUP_COND`, Linux >= 5.7). The kernel still walks
 //! the namespace's tables, but skips a socket that fails the filter before formatting it, so
 //! what is copied and parsed follows the target's sockets, not the namespace's.
 //!
-//! `idiag_ext` asks for reply attributes per request, not per state; [`CONN_STATES`] (the
-//! established hash table: ESTABLISHED, CLOSE_WAIT and the other connection states) is
-//! dumped with `INET_DIAG_INFO` (`struct tcp_info`) and `INET_DIAG_SKMEMINFO` ([`EXT_INFO`],
-//! parsed in `info.rs`), [`LISTEN_STATES`] (the listening hash table) without: each table
-//! is still walked once, and listeners, which never stall, cost no `tcp_info`.
+//! A dump asks for no reply attributes (`idiag_ext` 0): a socket is its 72-byte
+//! `inet_diag_msg`, which already carries Send-Q (`idiag_wqueue`). `INET_DIAG_INFO` (`struct
+//! tcp_info`) and `INET_DIAG_SKMEMINFO` ([`EXT_INFO`], parsed in `info.rs`) are asked for
+//! only for the sockets that can stall (not listening, with data queued), by an exact lookup
+//! each (`lookup.rs`: the dumped row's `inet_diag_sockid`, cookie included, without
+//! `NLM_F_DUMP`); `sockets.rs` falls back to one dump of [`CONN_STATES`] with them when
+//! there are too many. An idle connection costs no `tcp_info`.
 //!
 //! [`dump_request`] builds a request and [`parse_dump`] parses a reply buffer: both pure, over
 //! bytes, tested on bytes captured from Linux 6.18 (`tests/fixtures/sock_diag/`). [`SockDiag`]
@@ -74,9 +76,9 @@ pub const MAX_CGROUP_FILTER: usize = 16;
 /// Every TCP state a socket held by an fd can be in: all but TIME_WAIT (6) and
 /// NEW_SYN_RECV (12), which are never an fd's (the text tables show them with inode 0).
 pub const FD_STATES: u32 = ((1 << 12) - 1) & !(1 << 6) & !1;
-/// LISTEN (10): its own hash table, dumped without `tcp_info` (a listener never stalls).
+/// LISTEN (10): its own hash table (a listener never stalls).
 pub const LISTEN_STATES: u32 = 1 << 10;
-/// The states of the established hash table (one walk): with `tcp_info` and skmeminfo.
+/// The states of the established hash table (one walk): where `tcp_info` is asked for.
 pub const CONN_STATES: u32 = FD_STATES & !LISTEN_STATES;
 
 /// One row of a dump: the socket, and the cgroup v2 id it is charged to when the kernel says.
@@ -86,6 +88,8 @@ pub struct DiagSocket {
     pub cgroup_id: Option<u64>,
     /// `tcp_info` and skmeminfo, when asked for ([`EXT_INFO`]) and sent.
     pub info: DiagInfo,
+    /// The kernel's name for the socket, for an exact lookup ([`SockDiag::lookup`]).
+    pub id: SockId,
 }
 
 /// Where a reply buffer left the dump.
@@ -134,13 +138,11 @@ pub fn dump_request(what: DumpOf, cgroups: &[u64], seq: u32) -> Vec<u8> {
     };
     let len = NLMSG_HDR + DIAG_REQ_LEN + attr_len;
     let mut m = Vec::with_capacity(len);
-    m.extend_from_slice(&(len as u32).to_ne_bytes());
-    m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    m.extend_from_slice(&seq.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
-    m.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, ext, 0]);
-    m.extend_from_slice(&states.to_ne_bytes());
+    push_req_head(
+        &mut m,
+        (len, NLM_F_REQUEST | NLM_F_DUMP, seq),
+        (family, ext, states),
+    );
     m.extend_from_slice(&[0u8; 48]); // inet_diag_sockid: any
     if !bytecode.is_empty() {
         m.extend_from_slice(&(attr_len as u16).to_ne_bytes());
@@ -148,6 +150,19 @@ pub fn dump_request(what: DumpOf, cgroups: &[u64], seq: u32) -> Vec<u8> {
         m.extend_from_slice(&bytecode);
     }
     m
+}
+
+/// A `struct nlmsghdr` of a `SOCK_DIAG_BY_FAMILY` request (`len`, `flags`, `seq`), then the
+/// head of its `inet_diag_req_v2` (TCP of `family`, `ext`, `states`): all but the sockid.
+fn push_req_head(m: &mut Vec<u8>, (len, flags, seq): (usize, u16, u32), req: (u8, u8, u32)) {
+    let (family, ext, states) = req;
+    m.extend_from_slice(&(len as u32).to_ne_bytes());
+    m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    m.extend_from_slice(&flags.to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
+    m.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, ext, 0]);
+    m.extend_from_slice(&states.to_ne_bytes());
 }
 
 /// Bytecode accepting a socket whose cgroup id is any of `ids`: each condition but the last
@@ -265,10 +280,17 @@ fn parse_socket(body: &[u8]) -> Result<DiagSocket, DiagError> {
         send_queue_bytes,
         inode: u64::from(word(MSG_INODE_AT)),
     };
+    let mut id = SockId {
+        family,
+        id: [0; SOCKID_LEN],
+    };
+    id.id
+        .copy_from_slice(&msg[SOCKID_AT..SOCKID_AT + SOCKID_LEN]);
     let mut d = DiagSocket {
         socket,
         cgroup_id: None,
         info: DiagInfo::default(),
+        id,
     };
     read_attrs(&body[DIAG_MSG_LEN..], &mut d);
     Ok(d)
@@ -302,6 +324,9 @@ fn read_attrs(mut attrs: &[u8], d: &mut DiagSocket) {
     }
 }
 
+/// How long a read waits for the kernel's next answer.
+pub const RECV_TIMEOUT_S: libc::time_t = 5;
+
 /// A NETLINK_SOCK_DIAG socket and its receive buffer, kept between ticks.
 #[derive(Debug)]
 pub struct SockDiag {
@@ -323,9 +348,27 @@ impl SockDiag {
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
+        // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let timeout = libc::timeval {
+            tv_sec: RECV_TIMEOUT_S,
+            tv_usec: 0,
+        };
+        // SAFETY: `timeout` is a valid timeval for the call; the size is its size.
+        let set = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                std::ptr::from_ref(&timeout).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if set < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
         Ok(SockDiag {
-            // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd,
             buf: vec![0; 32 * 1024],
             seq: 0,
         })
@@ -340,13 +383,29 @@ impl SockDiag {
     ) -> Result<(), DiagError> {
         self.seq = self.seq.wrapping_add(1);
         let req = dump_request(what, cgroups, self.seq);
-        let fd = self.fd.as_raw_fd();
+        self.send(&req)?;
+        loop {
+            let n = self.recv()?;
+            if parse_dump(&self.buf[..n], row)? == Progress::Done {
+                return Ok(());
+            }
+        }
+    }
+
+    fn send(&self, req: &[u8]) -> Result<(), DiagError> {
         // SAFETY: `req` is a valid buffer of `req.len()` bytes for the whole call.
-        let sent = unsafe { libc::send(fd, req.as_ptr().cast(), req.len(), 0) };
+        let sent = unsafe { libc::send(self.fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
         if sent < 0 {
             return Err(std::io::Error::last_os_error().into());
         }
+        Ok(())
+    }
+
+    /// One datagram into `buf`: its length. A kernel that stays silent for
+    /// [`RECV_TIMEOUT_S`] is an error (`EAGAIN`), never a hang.
+    fn recv(&mut self) -> Result<usize, DiagError> {
         loop {
+            let fd = self.fd.as_raw_fd();
             // SAFETY: `buf` is writable for `buf.len()` bytes.
             let n = unsafe { libc::recv(fd, self.buf.as_mut_ptr().cast(), self.buf.len(), 0) };
             if n < 0 {
@@ -359,15 +418,16 @@ impl SockDiag {
             if n == 0 {
                 return Err(DiagError::Malformed("the socket closed mid-dump"));
             }
-            if parse_dump(&self.buf[..n as usize], row)? == Progress::Done {
-                return Ok(());
-            }
+            return Ok(n as usize);
         }
     }
 }
 
 mod info;
+mod lookup;
 pub use info::{parse_skmeminfo, parse_tcp_info, DiagInfo, SkMemInfo, TcpInfo};
+use lookup::SOCKID_AT;
+pub use lookup::{lookup_request, parse_lookups, SockId, BATCH, SOCKID_LEN};
 
 #[cfg(test)]
 mod tests;

@@ -23,11 +23,11 @@ use std::path::Path;
 
 use super::net_tcp::{self, NetTcp};
 use super::sock_diag::{
-    DiagError, DiagInfo, DiagSocket, DumpOf, SockDiag, CONN_STATES, EXT_INFO, LISTEN_STATES,
+    DiagError, DiagInfo, DiagSocket, DumpOf, SockDiag, SockId, CONN_STATES, EXT_INFO, FD_STATES,
     MAX_CGROUP_FILTER,
 };
 use crate::error::ReadError;
-use crate::sample::{TargetId, TcpSource};
+use crate::sample::{TargetId, TcpSource, TcpState};
 use rustc_hash::FxHashSet as HashSet;
 
 /// Reads TCP sockets for every target of one collector; keeps the netlink socket and what
@@ -38,6 +38,8 @@ pub struct TcpReader {
     learned: HashMap<TargetId, Learned>,
     full_dumps: u64,
     dumps: u64,
+    /// The lookups cap when not [`MAX_LOOKUPS`].
+    max_lookups: Option<usize>,
 }
 
 /// What the last full dump taught about one target.
@@ -85,10 +87,19 @@ impl TcpReader {
         self.full_dumps
     }
 
-    /// Dumps so far, one per family dumped (each is two requests: the established hash
-    /// table with `tcp_info`, the listeners without; each table is walked once).
+    /// Dumps so far, one per family dumped (one request, without `tcp_info`; the sockets
+    /// with data queued are then looked up one by one with it).
     pub fn dumps(&self) -> u64 {
         self.dumps
+    }
+
+    /// A reader that looks up at most `max` sockets a tick, past which it dumps with
+    /// `tcp_info` instead (0: always that dump, the path a busy target takes).
+    pub fn with_max_lookups(max: usize) -> TcpReader {
+        TcpReader {
+            max_lookups: Some(max),
+            ..TcpReader::default()
+        }
     }
 
     /// Forget a target that is gone.
@@ -103,6 +114,7 @@ impl TcpReader {
         sockets: &[(i32, u64)],
         inodes: &HashSet<u64>,
     ) -> Result<NetTcp, DiagError> {
+        let max = self.max_lookups.unwrap_or(MAX_LOOKUPS);
         let diag = match self.diag {
             Some(ref mut diag) => diag,
             None => self.diag.insert(SockDiag::open()?),
@@ -112,14 +124,14 @@ impl TcpReader {
                 learned.unlisted.retain(|i| inodes.contains(i));
                 // The learned families and cgroups only: no dump at all when the target had
                 // no TCP socket, until one appears.
-                let table = dump(diag, &learned.families, cgroups, inodes)?;
+                let table = dump(diag, &learned.families, cgroups, inodes, max)?;
                 self.dumps += learned.families.len() as u64;
                 if all_accounted(pid_dir, sockets, &table, &mut learned.unlisted) {
                     return Ok(table.rows);
                 }
             }
         }
-        let table = dump(diag, &FAMILIES, &[], inodes)?;
+        let table = dump(diag, &FAMILIES, &[], inodes, max)?;
         self.full_dumps += 1;
         self.dumps += FAMILIES.len() as u64;
         self.learned.insert(target, learn(&table, inodes));
@@ -129,48 +141,98 @@ impl TcpReader {
 
 const FAMILIES: [u8; 2] = [libc::AF_INET as u8, libc::AF_INET6 as u8];
 
-/// A dump of `families`, joined with `inodes`.
+/// A dump of `families`, joined with `inodes`; then `tcp_info` and skmeminfo of the rows
+/// that can stall (see [`add_info`]).
 fn dump(
     diag: &mut SockDiag,
     families: &[u8],
     cgroups: &[u64],
     inodes: &HashSet<u64>,
+    max_lookups: usize,
 ) -> Result<Table, DiagError> {
     let mut rows = NetTcp::default();
     let mut ids = Vec::new();
     let mut seen = HashSet::default();
     let mut found = Vec::new();
+    let mut queued = Vec::new();
     for &family in families {
         let before = ids.len();
         let mut row = |d: DiagSocket| {
             let inode = d.socket.inode;
             if inode != 0 && inodes.contains(&inode) && seen.insert(inode) {
-                if d.info != DiagInfo::default() {
-                    rows.info.insert(inode, d.info);
+                if can_stall(&d) {
+                    queued.push(d.id);
                 }
                 rows.sockets.push(d.socket);
                 ids.push(d.cgroup_id);
             }
         };
-        // `tcp_info` and skmeminfo only where a socket can stall: not for listeners.
-        for (states, ext) in [(CONN_STATES, EXT_INFO), (LISTEN_STATES, 0)] {
-            let what = DumpOf {
-                family,
-                states,
-                ext,
-            };
-            diag.dump(what, cgroups, &mut row)?;
-        }
+        let what = DumpOf {
+            family,
+            states: FD_STATES,
+            ext: 0,
+        };
+        diag.dump(what, cgroups, &mut row)?;
         if ids.len() > before {
             found.push(family);
         }
     }
+    add_info(diag, &queued, max_lookups, (&found, cgroups), &mut rows)?;
     Ok(Table {
         rows,
         cgroup_ids: ids,
         families: found,
     })
 }
+
+/// A socket that can stall: one of the established hash table (ESTABLISHED, CLOSE_WAIT,
+/// FIN_WAIT1, ...: not a listener) with data in its Send-Q. Only these need `tcp_info`:
+/// the tracker resets a socket's clock on an empty Send-Q.
+fn can_stall(d: &DiagSocket) -> bool {
+    d.socket.send_queue_bytes > 0 && d.socket.state != TcpState::Listen
+}
+
+/// `tcp_info` and skmeminfo of the `queued` sockets into `rows.info`: one exact lookup
+/// each, up to `max` ([`MAX_LOOKUPS`]); past that, one dump of the established hash table with the
+/// attributes per family (the cost stays bounded), keeping those that can stall.
+fn add_info(
+    diag: &mut SockDiag,
+    queued: &[SockId],
+    max: usize,
+    (families, cgroups): (&[u8], &[u64]),
+    rows: &mut NetTcp,
+) -> Result<(), DiagError> {
+    if queued.is_empty() {
+        return Ok(());
+    }
+    if queued.len() <= max {
+        let mut row = |d: DiagSocket| {
+            if d.info != DiagInfo::default() {
+                rows.info.insert(d.socket.inode, d.info);
+            }
+        };
+        return diag.lookup(queued, CONN_STATES, EXT_INFO, &mut row);
+    }
+    let mine: HashSet<u64> = rows.sockets.iter().map(|s| s.inode).collect();
+    let mut row = |d: DiagSocket| {
+        if can_stall(&d) && mine.contains(&d.socket.inode) && d.info != DiagInfo::default() {
+            rows.info.insert(d.socket.inode, d.info);
+        }
+    };
+    for &family in families {
+        let what = DumpOf {
+            family,
+            states: CONN_STATES,
+            ext: EXT_INFO,
+        };
+        diag.dump(what, cgroups, &mut row)?;
+    }
+    Ok(())
+}
+
+/// More sockets with data queued than this in one tick and one dump with `tcp_info` costs
+/// less than a lookup each.
+pub const MAX_LOOKUPS: usize = 1024;
 
 /// What one dump returned of the target's sockets.
 struct Table {

@@ -360,3 +360,67 @@ fn every_cut_of_an_info_reply_is_an_error_or_more_never_a_panic() {
         let _ = parse_tcp_info(&info[..end]);
     }
 }
+
+#[test]
+fn lookup_request_layout() {
+    // The id as a dump row carries it: ports (network order), addresses, interface, cookie.
+    let mut id = [0u8; SOCKID_LEN];
+    id[0..2].copy_from_slice(&8080u16.to_be_bytes());
+    id[2..4].copy_from_slice(&40000u16.to_be_bytes());
+    id[4..8].copy_from_slice(&[127, 0, 0, 1]);
+    id[20..24].copy_from_slice(&[127, 0, 0, 2]);
+    id[36..40].copy_from_slice(&3u32.to_ne_bytes());
+    id[40..48].copy_from_slice(&0x1122_3344_5566_7788u64.to_ne_bytes());
+    let sock = SockId {
+        family: libc::AF_INET as u8,
+        id,
+    };
+    let req = lookup_request(&sock, CONN_STATES, EXT_INFO, 9);
+    assert_eq!(req.len(), 16 + 56);
+    assert_eq!(u32::from_ne_bytes(req[0..4].try_into().unwrap()), 72);
+    assert_eq!(u16::from_ne_bytes([req[4], req[5]]), SOCK_DIAG_BY_FAMILY);
+    // A request, not a dump: the kernel looks the one socket up.
+    assert_eq!(u16::from_ne_bytes([req[6], req[7]]), NLM_F_REQUEST);
+    assert_eq!(u32::from_ne_bytes(req[8..12].try_into().unwrap()), 9);
+    assert_eq!(
+        &req[16..20],
+        &[libc::AF_INET as u8, libc::IPPROTO_TCP as u8, EXT_INFO, 0]
+    );
+    assert_eq!(
+        u32::from_ne_bytes(req[20..24].try_into().unwrap()),
+        CONN_STATES
+    );
+    assert_eq!(&req[24..], &id[..], "the sockid as dumped, cookie included");
+}
+
+#[test]
+fn a_dumped_row_names_its_socket_for_a_lookup() {
+    // The id of a row is the 48 bytes after the first 4 of its inet_diag_msg.
+    let mut msg = vec![0u8; DIAG_MSG_LEN];
+    msg[0] = libc::AF_INET6 as u8;
+    msg[1] = 1; // ESTABLISHED
+    for (i, b) in msg[4..52].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let d = parse_socket(&msg).unwrap();
+    assert_eq!(d.id.family, libc::AF_INET6 as u8);
+    assert_eq!(&d.id.id[..], &msg[4..52]);
+}
+
+#[test]
+fn lookup_answers_are_counted_by_sequence() {
+    let mut buf = Vec::new();
+    // An error answer (ENOENT: the socket is gone) of seq 5.
+    buf.extend_from_slice(&36u32.to_ne_bytes());
+    buf.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+    buf.extend_from_slice(&0u16.to_ne_bytes());
+    buf.extend_from_slice(&5u32.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    buf.extend_from_slice(&(-libc::ENOENT).to_ne_bytes());
+    buf.extend_from_slice(&[0u8; 16]);
+    let mut rows = 0;
+    assert_eq!(parse_lookups(&buf, 5..6, &mut |_| rows += 1).unwrap(), 1);
+    assert_eq!(parse_lookups(&buf, 6..8, &mut |_| rows += 1).unwrap(), 0);
+    assert_eq!(rows, 0);
+    assert!(parse_lookups(&buf[..20], 5..6, &mut |_| ()).is_err());
+}
