@@ -12,36 +12,19 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::prometheus::{tool, Prometheus};
 use common::BIN;
-use nix::sys::signal::Signal;
 use serde_json::Value;
 
 const STEP_S: u64 = 15;
 const HOUR_S: u64 = 3600;
 /// The leaking process is replaced this long after the history starts.
 const RESTART_AFTER_S: u64 = 2 * HOUR_S + 45 * 60;
-
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        common::skip::skip(
-            "LEAKWATCH_REQUIRE_PROMETHEUS",
-            &format!("{name} is not installed (Debian package `prometheus`)"),
-        );
-    }
-    found
-}
 
 /// The fds of the leaking service at `s` seconds into the history: +5/min from 300 until
 /// 1021 of 1024 (reached after 2h24m), held there until the restart; the new process
@@ -88,119 +71,24 @@ fn openmetrics(t0: u64) -> String {
     out
 }
 
-/// A Prometheus server serving a backfilled TSDB on a loopback port; killed by its pid on
-/// drop, and by the kernel if the test process dies first.
-struct Prometheus {
-    child: Child,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    /// Backfill `metrics` with promtool, then serve it.
-    fn start(prometheus: &Path, promtool: &Path, metrics: &str) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let input = dir.path().join("history.om");
-        let data = dir.path().join("data");
-        std::fs::write(&input, metrics).unwrap();
-        let out = Command::new(promtool)
-            .args(["tsdb", "create-blocks-from", "openmetrics"])
-            .arg(&input)
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "promtool: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(dir.path().join("prometheus.yml"), "scrape_configs: []\n").unwrap();
-        let mut spare = Some(dir);
-        // A free port can be taken between our probe and Prometheus' bind: try again then.
-        for _ in 0..3 {
-            let Some(dir) = spare.take() else { break };
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let log = File::create(dir.path().join("prometheus.log")).unwrap();
-            let mut cmd = Command::new(prometheus);
-            cmd.arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-                });
-            }
-            let child = cmd.spawn().expect("start prometheus");
-            let mut p = Prometheus { child, addr, dir };
-            if p.wait_ready(Duration::from_secs(60)) {
-                return p;
-            }
-            assert!(
-                p.log().contains("address already in use"),
-                "not ready:\n{}",
-                p.log()
-            );
-            p.stop();
-            spare = Some(std::mem::replace(&mut p.dir, tempfile::tempdir().unwrap()));
-        }
-        panic!("prometheus found no free port in 3 tries")
-    }
-
-    fn wait_ready(&mut self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            let raw = format!("GET /-/ready HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr);
-            let answer = leakwatch::test_support::http::exchange(
-                self.addr,
-                raw.as_bytes(),
-                Duration::from_secs(5),
-            );
-            if matches!(answer, Ok((200, _))) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
-    }
-
-    fn stop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        self.stop();
-        if std::thread::panicking() {
-            eprintln!("--- prometheus log ---\n{}", self.log());
-        }
-    }
+/// Backfill `metrics` with promtool, then serve them.
+fn start_prometheus(prometheus: &Path, promtool: &Path, metrics: &str) -> Prometheus {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("history.om");
+    std::fs::write(&input, metrics).unwrap();
+    let out = Command::new(promtool)
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&input)
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), "scrape_configs: []\n").unwrap();
+    Prometheus::start(prometheus, dir, Duration::from_secs(60))
 }
 
 /// The history starts 6 hours ago (inside the default 15-day retention), on a step.
@@ -247,7 +135,7 @@ fn backtest_reads_a_real_prometheus_and_flips_before_the_limit() {
         return;
     };
     let t0 = history_start();
-    let server = Prometheus::start(&prometheus, &promtool, &openmetrics(t0));
+    let server = start_prometheus(&prometheus, &promtool, &openmetrics(t0));
     let (start, end) = ((t0).to_string(), (t0 + 5 * HOUR_S).to_string());
     let range = ["--start", &start, "--end", &end, "--step", "15s"];
     let url = server.url();

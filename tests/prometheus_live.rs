@@ -16,16 +16,13 @@
 
 mod common;
 
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::daemon::{config_file, Daemon};
+use common::prometheus::{self, Prometheus};
 use common::{count_fds, LeakyChild};
-use leakwatch::test_support::http as client;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -124,98 +121,15 @@ fn prometheus_config(leakwatch: SocketAddr, token_file: &Path) -> String {
     format!("{}\n{jobs}", text.trim_end())
 }
 
-/// The `prometheus` binary, or why the test skips (or fails, in CI).
-fn prometheus_binary() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("prometheus"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        common::skip::skip(
-            "LEAKWATCH_REQUIRE_PROMETHEUS",
-            "prometheus is not installed (Debian package `prometheus`)",
-        );
-    }
-    found
-}
-
-/// A Prometheus server on a loopback port with its storage in a temp dir; killed (by its
-/// pid) on drop, and by the kernel if the test process dies first.
-struct Prometheus {
-    child: Child,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
+/// Start Prometheus with `config` (and the alert rules beside it) and wait until it is ready.
+fn start_prometheus(binary: &Path, config: &str) -> Prometheus {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    std::fs::write(dir.path().join("leakwatch-alerts.yml"), ALERTS).unwrap();
+    Prometheus::start(binary, dir, Duration::from_secs(20))
 }
 
 impl Prometheus {
-    /// Start with `config` (and the alert rules beside it) and wait until it is ready.
-    fn start(binary: &Path, config: &str) -> Prometheus {
-        let mut dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        std::fs::write(dir.path().join("leakwatch-alerts.yml"), ALERTS).unwrap();
-        // A free port can be taken between our probe and Prometheus' bind: try again then.
-        for _ in 0..3 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .unwrap()
-                .port();
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let log = File::create(dir.path().join("prometheus.log")).unwrap();
-            let mut cmd = Command::new(binary);
-            cmd.arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-                });
-            }
-            let child = cmd.spawn().expect("start prometheus");
-            let mut p = Prometheus { child, addr, dir };
-            if p.wait_ready(Duration::from_secs(20)) {
-                return p;
-            }
-            let exited = matches!(p.child.try_wait(), Ok(Some(_)));
-            if !exited || !p.log().contains("address already in use") {
-                panic!("prometheus did not become ready:\n{}", p.log());
-            }
-            dir = p.take_dir();
-        }
-        panic!("prometheus found no free port in 3 tries");
-    }
-
-    fn wait_ready(&mut self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if self.get("/-/ready").0 == 200 {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-
-    /// `GET path` as HTTP/1.0, so the answer is never chunked: status and body.
-    fn get(&self, path: &str) -> (u16, String) {
-        let raw = format!("GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr);
-        client::exchange(self.addr, raw.as_bytes(), Duration::from_secs(5))
-            .unwrap_or((0, String::new()))
-    }
-
     /// An API answer's `data`.
     fn api(&self, path: &str) -> Value {
         let (code, body) = self.get(path);
@@ -272,33 +186,6 @@ impl Prometheus {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
-    }
-
-    /// Kill (by pid) and hand back the temp dir, for another try.
-    fn take_dir(mut self) -> tempfile::TempDir {
-        self.stop();
-        let dir = tempfile::tempdir().unwrap();
-        std::mem::replace(&mut self.dir, dir)
-    }
-
-    fn stop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        self.stop();
-        if std::thread::panicking() {
-            eprintln!("--- prometheus log ---\n{}", self.log());
-        }
-    }
 }
 
 fn url_encode(s: &str) -> String {
@@ -322,7 +209,7 @@ fn leakwatch_config(pid: i32, token_file: &Path) -> String {
 
 #[test]
 fn prometheus_scrapes_the_real_fd_count_and_fires_an_alert() {
-    let Some(binary) = prometheus_binary() else {
+    let Some(binary) = prometheus::tool("prometheus") else {
         return;
     };
     let started = Instant::now();
@@ -351,7 +238,7 @@ fn prometheus_scrapes_the_real_fd_count_and_fires_an_alert() {
     assert!(authorized.1.contains("\"ticks_total\""), "{}", authorized.1);
 
     let t0 = Instant::now();
-    let prom = Prometheus::start(&binary, &prometheus_config(d.addr, &token));
+    let prom = start_prometheus(&binary, &prometheus_config(d.addr, &token));
     let ready = t0.elapsed();
 
     // The first value Prometheus stores is the child's real count (which has not moved).

@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod image;
+pub mod prometheus;
 pub mod skip;
 
 use std::collections::BTreeMap;
