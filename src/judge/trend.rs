@@ -158,15 +158,19 @@ fn fell_below_trend(points: &[Point], slope_per_s: f64) -> bool {
     let t0 = points[0].t_ms;
     let residual = |p: &Point| p.value - slope_per_s * (p.t_ms - t0) as f64 / 1000.0;
     let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut peak = f64::NEG_INFINITY;
     for (i, p) in points.iter().enumerate() {
         let r = residual(p);
         // Rounding of an exact line is no fall.
         let noise = 1e-9 * low.abs().max(1.0);
-        if i >= points.len() / 4 && r < low - (high - low) - noise {
+        // Only a value that went down is a fall: a leak that pauses (no traffic for a few
+        // ticks, a child the scheduler did not run) drops below its line without falling.
+        if i >= points.len() / 4 && p.value < peak && r < low - (high - low) - noise {
             return true;
         }
         low = low.min(r);
         high = high.max(r);
+        peak = peak.max(p.value);
     }
     false
 }

@@ -142,6 +142,38 @@ fn a_counter_reset_is_not_a_leak() {
 }
 
 #[test]
+fn a_leak_that_pauses_is_not_a_reset() {
+    // +2 every 5 s tick, standing still for 3 ticks every 2 minutes (no traffic, or the
+    // leaking process not scheduled): every pause leaves the line below, and nothing fell.
+    let points = history(5, 60, |t| {
+        let ticks = t / 5.0;
+        let paused = (ticks / 24.0).floor() * 3.0 + (ticks % 24.0 - 21.0).clamp(0.0, 3.0);
+        100.0 + 2.0 * (ticks - paused)
+    });
+    for (min, t) in windows(&points, false) {
+        assert!(t.trusted, "minute {min}: {t:?}");
+    }
+    // The check's case: a perfect staircase that stalls once, late in a short window.
+    let mut staircase: Vec<f64> = (0..14).map(|i| 2.0 * f64::from(i)).collect();
+    staircase.extend([26.0, 26.0, 26.0, 28.0, 30.0, 32.0]);
+    let points: Vec<Point> = staircase
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Point {
+            t_ms: i as u64 * 100,
+            value: *v,
+        })
+        .collect();
+    let judge = JudgeConfig {
+        min_samples: 8,
+        min_span: std::time::Duration::from_secs(1),
+        ..JudgeConfig::default()
+    };
+    let t = trend(&points, &judge).unwrap();
+    assert!(t.trusted, "{t:?}");
+}
+
+#[test]
 fn a_single_spike_or_a_flat_series_is_no_trend() {
     for step in [5, 15] {
         let points = history(step, 30, |t| if t == 900.0 { 1000.0 } else { 600.0 });
@@ -200,6 +232,21 @@ proptest! {
         let inc: Vec<f64> = steps.iter().map(|s| f64::from(*s)).collect();
         let t = trend(&from_increments(5000, 100.0, &inc), &JudgeConfig::default()).unwrap();
         prop_assert!(t.trusted, "{:?}", t);
+    }
+
+    /// Never falling over a whole window, standing still for up to 3 ticks at a time
+    /// between rises of 1 to 10: trusted (a pause is not a reset).
+    #[test]
+    fn rising_with_pauses_is_trusted(
+        steps in prop::collection::vec((1u32..=10, 0usize..=3), 40..=80),
+    ) {
+        let inc: Vec<f64> = steps
+            .iter()
+            .flat_map(|(s, pause)| std::iter::once(f64::from(*s)).chain(std::iter::repeat_n(0.0, *pause)))
+            .collect();
+        let points = from_increments(5000, 100.0, &inc);
+        let t = trend(&points, &JudgeConfig::default()).unwrap();
+        prop_assert!(t.trusted || t.span_s < 595.0, "{:?}", t);
     }
 
     /// A constant series, whatever its value and cadence: never trusted, z 0.
