@@ -11,10 +11,13 @@
 //! A CLOSE_WAIT socket's age runs from its first sighting in that state. A socket is the
 //! same socket from tick to tick when its inode *and* addresses are the same: an inode
 //! reused by a new socket starts over.
+//!
+//! Only sockets with a clock running are remembered (in CLOSE_WAIT, or with data queued):
+//! a server with 10,000 idle connections costs no memory here, and the map is updated in
+//! place, so a tick never holds two generations of it.
 
-use std::net::SocketAddr;
-
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
+use std::hash::BuildHasher;
 
 use super::net_tcp::{self, NetTcp};
 use super::sock_diag::{DiagInfo, TcpInfo};
@@ -47,14 +50,26 @@ pub struct Tracked {
 #[derive(Debug, Default)]
 pub struct TcpTracker {
     target: Option<TargetId>,
+    /// By inode.
     seen: FxHashMap<u64, Seen>,
+    /// Which observation this is: an entry not seen in this one is gone.
+    tick: u32,
 }
 
 /// What one socket was last seen as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Seen {
-    local: SocketAddr,
-    remote: SocketAddr,
+    /// A hash of its local and remote addresses: the same inode with other addresses is
+    /// another socket (64 bits, 24 bytes fewer than the addresses, per socket).
+    addresses: u64,
+    /// The observation that last saw it.
+    tick: u32,
+    clocks: Clocks,
+}
+
+/// The clocks a socket has running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Clocks {
     /// Since when it has been in CLOSE_WAIT.
     close_wait_since_ms: Option<u64>,
     /// `tcpi_bytes_acked`, and since when it has not moved with data queued.
@@ -75,7 +90,7 @@ impl TcpTracker {
             self.seen.clear();
             self.target = Some(target);
         }
-        let mut seen = FxHashMap::with_capacity_and_hasher(table.sockets.len(), Default::default());
+        self.tick = self.tick.wrapping_add(1);
         let mut close_wait = CloseWaitAge {
             aged_after_ms: at.aged_after_ms,
             ..CloseWaitAge::default()
@@ -83,10 +98,12 @@ impl TcpTracker {
         let mut stalled = Vec::new();
         let mut no_bytes_acked = false;
         for s in &table.sockets {
+            let addresses = FxBuildHasher.hash_one((s.local, s.remote));
             let before = self
                 .seen
                 .get(&s.inode)
-                .filter(|b| b.local == s.local && b.remote == s.remote);
+                .filter(|b| b.addresses == addresses)
+                .map(|b| &b.clocks);
             let info = table.info.get(&s.inode).copied().unwrap_or_default();
             let now = step(before, s, info.tcp.as_ref(), at.now_ms);
             if let Some(since) = now.close_wait_since_ms {
@@ -103,9 +120,23 @@ impl TcpTracker {
                     stalled.push(stalled_socket(s, &info, stalled_for_ms));
                 }
             }
-            seen.insert(s.inode, now);
+            if now.close_wait_since_ms.is_some() || now.acked.is_some() {
+                let seen = Seen {
+                    addresses,
+                    tick: self.tick,
+                    clocks: now,
+                };
+                self.seen.insert(s.inode, seen);
+            } else {
+                self.seen.remove(&s.inode);
+            }
         }
-        self.seen = seen;
+        let tick = self.tick;
+        self.seen.retain(|_, s| s.tick == tick);
+        // A burst of CLOSE_WAIT that is gone gives its memory back.
+        if self.seen.capacity() > 64 && self.seen.len() < self.seen.capacity() / 4 {
+            self.seen.shrink_to_fit();
+        }
         let stalled = if source != TcpSource::SockDiag {
             Err(Unknown::new(
                 UnknownKind::Unavailable,
@@ -129,7 +160,7 @@ impl TcpTracker {
 }
 
 /// One socket's state this tick, from what it was (`before`, the same socket) and now.
-fn step(before: Option<&Seen>, s: &TcpSocket, tcp: Option<&TcpInfo>, now_ms: u64) -> Seen {
+fn step(before: Option<&Clocks>, s: &TcpSocket, tcp: Option<&TcpInfo>, now_ms: u64) -> Clocks {
     let close_wait_since_ms = (s.state == TcpState::CloseWait)
         .then(|| before.and_then(|b| b.close_wait_since_ms).unwrap_or(now_ms));
     // The clock runs from the first tick with data queued while not a byte more is
@@ -144,9 +175,7 @@ fn step(before: Option<&Seen>, s: &TcpSocket, tcp: Option<&TcpInfo>, now_ms: u64
             };
             (acked, since)
         });
-    Seen {
-        local: s.local,
-        remote: s.remote,
+    Clocks {
         close_wait_since_ms,
         acked,
     }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::collect::sock_diag::SkMemInfo;
+use std::net::SocketAddr;
 
 const STALL: u64 = 2_000;
 const AGED: u64 = 10_000;
@@ -188,4 +189,35 @@ fn another_target_starts_over() {
     };
     let got = t.observe(other, &table(&rows), TcpSource::SockDiag, at(6_000));
     assert_eq!(got.stalled.unwrap().count, 0);
+}
+
+#[test]
+fn only_sockets_with_a_clock_running_are_remembered() {
+    let mut t = TcpTracker::default();
+    // 5,000 idle connections, 300 in CLOSE_WAIT, 2 with data queued.
+    let mut rows: Vec<(TcpSocket, u64)> = (0..5_000u64)
+        .map(|i| (sock(TcpState::Established, 1_000 + i as u16, 100 + i, 0), 1))
+        .collect();
+    rows.extend(
+        (0..300u64).map(|i| (sock(TcpState::CloseWait, 7_000 + i as u16, 6_000 + i, 0), 1)),
+    );
+    rows.extend((0..2u64).map(|i| {
+        (
+            sock(TcpState::Established, 9_000 + i as u16, 7_000 + i, 4096),
+            1,
+        )
+    }));
+    t.observe(ID, &table(&rows), TcpSource::SockDiag, at(1_000));
+    assert_eq!(t.seen.len(), 302);
+    // The CLOSE_WAIT burst is gone: forgotten, and the map gives its memory back.
+    rows.retain(|(s, _)| s.state != TcpState::CloseWait);
+    t.observe(ID, &table(&rows), TcpSource::SockDiag, at(2_000));
+    assert_eq!(t.seen.len(), 2);
+    assert!(t.seen.capacity() < 64, "{}", t.seen.capacity());
+    // The queues drain: nothing is remembered.
+    for (s, _) in &mut rows {
+        s.send_queue_bytes = 0;
+    }
+    t.observe(ID, &table(&rows), TcpSource::SockDiag, at(3_000));
+    assert!(t.seen.is_empty());
 }
