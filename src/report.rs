@@ -99,8 +99,20 @@ fn fds(s: &Sample) -> Vec<String> {
     };
     let types = match &f.by_type {
         Some(t) => format!(
-            "socket {} · pipe {} · anon_inode {} · file {} · other {}",
-            t.socket, t.pipe, t.anon_inode, t.file, t.other
+            "socket {} · pipe {} · anon_inode {} · file {} · other {}{}",
+            t.socket,
+            t.pipe,
+            t.anon_inode,
+            t.file,
+            t.other,
+            if f.by_type_age_ms >= 1000 {
+                format!(
+                    " (as of {} ago)",
+                    crate::units::duration_ms(f.by_type_age_ms)
+                )
+            } else {
+                String::new()
+            }
         ),
         None => format!("types {}", unknown(s, Source::Fds)),
     };
@@ -154,6 +166,9 @@ fn tcp(s: &Sample) -> Vec<String> {
             t.other_sockets
         ),
     ];
+    if t.method.from == crate::sample::SocketsFrom::Cgroup {
+        lines.push("the sockets charged to its cgroup (the target is alone in it)".to_string());
+    }
     lines.extend(peers("CLOSE_WAIT by peer", &t.top_close_wait_peers));
     lines.extend(peers("ESTABLISHED by peer", &t.top_established_peers));
     lines
@@ -461,6 +476,7 @@ mod tests {
                 open: None,
                 allocated: Some(1001),
                 by_type: None,
+                by_type_age_ms: 0,
                 vanished: 0,
             }),
             fd_limit: Some(FdLimit {

@@ -192,6 +192,11 @@ pub struct Fds {
     pub allocated: Option<u64>,
     /// `None` when the links cannot be read.
     pub by_type: Option<FdTypes>,
+    /// How old `by_type` is, ms: 0 when the links were read this tick; more when the tick
+    /// took its sockets from the cgroup alone and the breakdown is the last one taken (every
+    /// `fd_types_every`, and only when the count changed).
+    #[serde(default)]
+    pub by_type_age_ms: u64,
     /// Entries listed but closed before their link could be read (skipped, not an error).
     pub vanished: u64,
 }
@@ -405,6 +410,25 @@ pub enum TcpSource {
     SockDiag,
 }
 
+/// How the target's sockets were told from other processes'.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketsFrom {
+    /// The target's fd links (`socket:[INODE]`) joined with the TCP table.
+    #[default]
+    FdJoin,
+    /// The target is alone in its cgroup: the table filtered by that cgroup is its own,
+    /// with no fd walk.
+    Cgroup,
+}
+
+/// Which way this tick's sockets came, and why (for `/status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketsMethod {
+    pub from: SocketsFrom,
+    pub why: String,
+}
+
 /// The target's TCP sockets (only sockets in its fd table; other processes never count).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tcp {
@@ -422,6 +446,8 @@ pub struct Tcp {
     /// Table lines that did not parse (skipped).
     pub unparsed_lines: u64,
     pub source: TcpSource,
+    #[serde(default)]
+    pub method: SocketsMethod,
 }
 
 /// Memory from `/proc/PID/status`.

@@ -109,13 +109,24 @@ fn tcp_by_inode(pid: i32) -> HashMap<u64, TcpSocket> {
 
 /// Read the threads and observe them once, with the fd table and TCP table of this moment.
 fn observe(tracker: &mut StuckTracker, target: TargetId) -> Stuck {
+    observe_with(tracker, target, false)
+}
+
+/// [`observe`]; with `links_only`, no fd walk: the link of each fd a thread waits on is
+/// read alone, as on a tick that takes the sockets from the target's cgroup.
+fn observe_with(tracker: &mut StuckTracker, target: TargetId, links_only: bool) -> Stuck {
     let dir = pid_dir(target.pid);
     let scan = read_threads(&dir).unwrap();
     assert!(scan.syscall_error.is_none(), "{:?}", scan.syscall_error);
-    let fd_inodes: HashMap<i32, u64> = fd::scan_fds(&dir).unwrap().sockets.into_iter().collect();
+    let fd_inodes: HashMap<i32, u64> = if links_only {
+        HashMap::new()
+    } else {
+        fd::scan_fds(&dir).unwrap().sockets.into_iter().collect()
+    };
     let tcp = tcp_by_inode(target.pid);
     let lookup = SocketLookup {
         fd_inodes: &fd_inodes,
+        links: links_only.then_some(dir.as_path()),
         tcp_by_inode: &tcp,
     };
     tracker.observe(target, &scan.threads, mono_ms(), STUCK_AFTER_MS, &lookup)
@@ -188,6 +199,13 @@ fn recv_workers_are_stuck_acceptor_and_main_thread_are_not() {
     }
     let accept = child.ready.accept_tid.unwrap();
     assert!(!tids.contains(&accept) && !tids.contains(&pid));
+    // Without the fd walk, the links of the fds waited on alone: the same workers, sockets.
+    let by_links = observe_with(&mut tracker, target, true);
+    assert_eq!(by_links.count, 3);
+    for (a, b) in stuck.workers.iter().zip(&by_links.workers) {
+        assert_eq!((a.tid, a.fd, a.socket_inode), (b.tid, b.fd, b.socket_inode));
+        assert_eq!(a.socket, b.socket);
+    }
 }
 
 #[test]

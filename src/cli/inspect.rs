@@ -99,6 +99,8 @@ fn look(args: &InspectArgs, target: TargetId) -> (Sample, Vec<HistoryRow>) {
         // The two looks are --stuck-after apart: a socket that acknowledged nothing in
         // between, with data queued, is stalled (and a CLOSE_WAIT seen in both is aged).
         stall_after: args.stuck_after,
+        // A person looking wants every fd by type, fresh.
+        fd_types_every: Duration::ZERO,
     };
     let mut sample = collector.collect(target, &opts);
     let mut history = vec![history_row(&sample)];

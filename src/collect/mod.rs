@@ -29,7 +29,10 @@ use std::time::{Duration, Instant};
 
 use crate::clock::{mono_ms, unix_ms};
 use crate::error::{ReadError, Unknown, UnknownKind};
-use crate::sample::{ProcessInfo, Sample, Source, TargetId, TargetState, TcpSocket};
+use crate::sample::{
+    ProcessInfo, Sample, SocketsFrom, SocketsMethod, Source, TargetId, TargetState, TcpSocket,
+    TcpSource,
+};
 
 /// What to collect this tick.
 #[derive(Debug, Clone)]
@@ -43,6 +46,9 @@ pub struct CollectOptions {
     pub stuck_after: Duration,
     /// A socket with data queued and nothing acknowledged this long is stalled.
     pub stall_after: Duration,
+    /// How often the fd links are walked for the breakdown by type when the tick does not
+    /// need them (the target alone in its cgroup), and only when the count changed.
+    pub fd_types_every: Duration,
 }
 
 impl Default for CollectOptions {
@@ -52,6 +58,7 @@ impl Default for CollectOptions {
             top_peers: 10,
             stuck_after: Duration::from_secs(120),
             stall_after: Duration::from_secs(60),
+            fd_types_every: Duration::from_secs(60),
         }
     }
 }
@@ -68,6 +75,31 @@ pub struct Collector {
     btime_s: Option<u64>,
     ticks_per_s: u64,
     tcp: sockets::TcpReader,
+    /// One per target: the last breakdown of its fds, and whether its cgroup's sockets
+    /// were found to be its own.
+    fd_memo: HashMap<TargetId, FdMemo>,
+}
+
+/// What a target's last fd walk left for the ticks that do not walk.
+#[derive(Debug, Default)]
+struct FdMemo {
+    breakdown: Option<Breakdown>,
+    /// Why the cgroup's table is not the target's, from the last comparison.
+    mismatch: Option<String>,
+    /// Why its breakdowns walk `/proc/PID/fd` instead of going through its pidfd.
+    walk_note: Option<String>,
+}
+
+/// The fds by type at one walk.
+#[derive(Debug)]
+struct Breakdown {
+    types: crate::sample::FdTypes,
+    /// When, CLOCK_MONOTONIC ms.
+    at_ms: u64,
+    /// The fd count then: no new breakdown while it stays the same.
+    in_use: Option<u64>,
+    /// Socket fds in no TCP table then (unix, UDP, ...).
+    other_sockets: u64,
 }
 
 impl Collector {
@@ -86,6 +118,7 @@ impl Collector {
             btime_s,
             ticks_per_s: u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100),
             tcp: sockets::TcpReader::default(),
+            fd_memo: HashMap::new(),
         }
     }
 
@@ -138,6 +171,7 @@ impl Collector {
             // zombie, and the old target is never collected again to be seen gone.)
             self.stuck.remove(&target);
             self.tcp_track.remove(&target);
+            self.fd_memo.remove(&target);
             s.state = TargetState::Zombie;
             let u = Unknown::new(
                 UnknownKind::Zombie,
@@ -162,6 +196,7 @@ impl Collector {
                 s.state = TargetState::Gone;
                 self.stuck.remove(&target);
                 self.tcp_track.remove(&target);
+                self.fd_memo.remove(&target);
                 self.tcp.forget(&target);
             }
         }
@@ -180,15 +215,139 @@ impl Collector {
         self.threads(s, pid_dir, opts, sockets.as_ref());
     }
 
-    /// The fd table, then the TCP rows of its sockets. `None` when the fd links are unknown
-    /// (so are the sockets); else the (fd, inode) of each socket and the TCP rows by inode.
+    /// The fd table, then the TCP rows of its sockets. `None` when the sockets are unknown;
+    /// else the (fd, inode) of each socket fd when the fds were walked, and the TCP rows by
+    /// inode.
+    ///
+    /// Two ways to the sockets ([`SocketsFrom`]). When the target is alone in its cgroup
+    /// and the kernel counts its fds (`st_size`), the table the kernel filters by that
+    /// cgroup *is* the target's: the tick reads the fd count and that table, and walks the
+    /// links only for the breakdown by type (every `fd_types_every`, when the count
+    /// changed). Each such walk also joins the links with the table the usual way and
+    /// compares: sockets charged to the cgroup but held by no fd of the target, or held but
+    /// charged elsewhere, end the cgroup way for this target until a later walk agrees.
+    /// Otherwise every tick walks the links and joins them with the table.
     fn fds_and_sockets(
         &mut self,
         s: &mut Sample,
         pid_dir: &Path,
         opts: &CollectOptions,
     ) -> Option<Sockets> {
-        let scan = timed(s, Source::Fds, || fd::scan_fds(pid_dir));
+        let now = s.taken_at_mono_ms;
+        let sole = cgroup::sole_member(&self.proc_root, &self.cgroup_root, s.target.pid);
+        let count = fd::count_fds(pid_dir);
+        let memo = self.fd_memo.entry(s.target).or_default();
+        let every = u64::try_from(opts.fd_types_every.as_millis()).unwrap_or(u64::MAX);
+        let due = every == 0
+            || memo
+                .breakdown
+                .as_ref()
+                .is_none_or(|b| now.saturating_sub(b.at_ms) >= every && b.in_use != count);
+        let cgroup_way = match (&sole, count, &memo.mismatch) {
+            (Ok(id), Some(_), None) if !due => Ok(*id),
+            (Err(why), _, _) => Err(why.clone()),
+            (Ok(_), None, _) => Err(
+                "the kernel does not count fds in the directory's size (Linux < 6.2): every \
+                 link is read for the count"
+                    .to_string(),
+            ),
+            (Ok(_), Some(_), Some(mismatch)) if !due => Err(mismatch.clone()),
+            (Ok(_), Some(_), _) if every == 0 => {
+                Err("fd_types_every is 0: every tick reads every fd link".to_string())
+            }
+            (Ok(_), Some(_), _) if memo.breakdown.is_none() => Err(
+                "the first tick reads every fd link, to check that the cgroup's sockets are \
+                 the target's"
+                    .to_string(),
+            ),
+            (Ok(_), Some(_), _) => Err(format!(
+                "alone in its cgroup; this tick reads every fd link for the breakdown by type \
+                 (every {}, when the count changed) and checks the cgroup's sockets against them",
+                crate::units::duration_ms(every)
+            )),
+        };
+        if let Ok(id) = cgroup_way {
+            match self.sockets_of_cgroup(s, pid_dir, id, count, opts) {
+                Ok(sockets) => return Some(sockets),
+                Err(why) => {
+                    let memo = self.fd_memo.entry(s.target).or_default();
+                    memo.mismatch = Some(why.clone());
+                    return self.sockets_by_fds(s, pid_dir, opts, Err(why), None);
+                }
+            }
+        }
+        // Compared at the walks the cgroup way would have made anyway, not at every walk of
+        // a target put back on the join.
+        let check = sole.ok().filter(|_| count.is_some() && due);
+        self.sockets_by_fds(s, pid_dir, opts, cgroup_way.map(|_| ()), check)
+    }
+
+    /// A tick of a target alone in its cgroup: the kernel's fd count, the breakdown by type
+    /// from the last walk, and the cgroup's table. `Err` (why) when that table cannot be
+    /// read; then the tick walks the fds.
+    fn sockets_of_cgroup(
+        &mut self,
+        s: &mut Sample,
+        pid_dir: &Path,
+        cgroup_id: u64,
+        count: Option<u64>,
+        opts: &CollectOptions,
+    ) -> Result<Sockets, String> {
+        let (proc_root, now) = (&self.proc_root, s.taken_at_mono_ms);
+        let started = Instant::now();
+        let table = self.tcp.read_cgroup(proc_root, pid_dir, cgroup_id)?;
+        s.duration_us.insert(Source::Tcp, micros(started));
+        let memo = self.fd_memo.entry(s.target).or_default();
+        let Some(b) = memo.breakdown.as_ref() else {
+            return Err("no breakdown of the fds yet".to_string());
+        };
+        s.fds = Some(crate::sample::Fds {
+            open: None,
+            allocated: count,
+            by_type: Some(b.types.clone()),
+            by_type_age_ms: now.saturating_sub(b.at_ms),
+            vanished: 0,
+        });
+        s.duration_us.insert(Source::Fds, 0);
+        let other_sockets = b.other_sockets;
+        let checked_ms = now.saturating_sub(b.at_ms);
+        let note = memo
+            .walk_note
+            .as_ref()
+            .map_or(String::new(), |n| format!("; {n}"));
+        let mut summary = net_tcp::summarize(&table, TcpSource::SockDiag, 0, opts.top_peers);
+        summary.other_sockets = other_sockets;
+        summary.method = SocketsMethod {
+            from: SocketsFrom::Cgroup,
+            why: format!(
+                "the target is alone in its cgroup: the sockets charged to it are the \
+                 target's (checked against its fds {} ago){note}",
+                crate::units::duration_ms(checked_ms)
+            ),
+        };
+        s.tcp = Some(summary);
+        self.track_tcp(s, &table, TcpSource::SockDiag, opts);
+        Ok(Sockets {
+            fds: None,
+            tcp_by_inode: table.sockets.into_iter().map(|t| (t.inode, t)).collect(),
+        })
+    }
+
+    /// A tick that walks every fd link and joins the sockets with the TCP table; `method`
+    /// says why it is not the cgroup way. With `check` (the target is alone in that cgroup),
+    /// the cgroup's table is compared with the join, for the ticks that follow.
+    fn sockets_by_fds(
+        &mut self,
+        s: &mut Sample,
+        pid_dir: &Path,
+        opts: &CollectOptions,
+        method: Result<(), String>,
+        check: Option<u64>,
+    ) -> Option<Sockets> {
+        let scan = match check {
+            Some(_) => self.scan_leaving_nothing(s, pid_dir),
+            None => timed(s, Source::Fds, || fd::scan_fds(pid_dir)),
+        };
         let mut socket_fds = Vec::new();
         let mut links_known = false;
         if let Some(scan) = scan {
@@ -213,7 +372,31 @@ impl Collector {
             tcp.read(proc_root, pid_dir, target, &socket_fds, &inodes)
         });
         if let Some((table, source)) = read {
-            let summary = net_tcp::summarize(&table, source, inodes.len() as u64, opts.top_peers);
+            let mut summary =
+                net_tcp::summarize(&table, source, inodes.len() as u64, opts.top_peers);
+            let mismatch = check
+                .filter(|_| source == TcpSource::SockDiag)
+                .map(|id| self.compare_cgroup(pid_dir, id, &table));
+            let memo = self.fd_memo.entry(target).or_default();
+            if let Some(mismatch) = mismatch {
+                memo.mismatch = mismatch;
+            }
+            if let Some(fds) = &s.fds {
+                memo.breakdown = fds.by_type.clone().map(|types| Breakdown {
+                    types,
+                    at_ms: s.taken_at_mono_ms,
+                    in_use: fds.in_use(),
+                    other_sockets: summary.other_sockets,
+                });
+            }
+            summary.method = SocketsMethod {
+                from: SocketsFrom::FdJoin,
+                why: match (method, &memo.mismatch) {
+                    (Err(why), _) => why,
+                    (Ok(()), Some(m)) => m.clone(),
+                    (Ok(()), None) => String::new(),
+                },
+            };
             s.tcp = Some(summary);
             self.track_tcp(s, &table, source, opts);
             tcp_by_inode = table.sockets.into_iter().map(|t| (t.inode, t)).collect();
@@ -222,9 +405,65 @@ impl Collector {
             s.unknown.insert(Source::TcpStall, u.clone());
         }
         Some(Sockets {
-            fds: socket_fds,
+            fds: Some(socket_fds),
             tcp_by_inode,
         })
+    }
+
+    /// The fd table of a target alone in its cgroup, through its pidfd, which leaves no
+    /// dentry per fd in leakwatch's memory; the walk when that is not allowed (the reason
+    /// kept for `/status`).
+    fn scan_leaving_nothing(&mut self, s: &mut Sample, pid_dir: &Path) -> Option<fd::FdScan> {
+        let (proc_root, pid) = (&self.proc_root, s.target.pid);
+        let started = Instant::now();
+        let by_pidfd = fd::scan_fds_by_pidfd(proc_root, pid_dir, pid);
+        let memo = self.fd_memo.entry(s.target).or_default();
+        match by_pidfd {
+            Ok(scan) => {
+                memo.walk_note = None;
+                s.duration_us.insert(Source::Fds, micros(started));
+                Some(scan)
+            }
+            Err(e) => {
+                memo.walk_note = Some(format!(
+                    "its fds are walked in /proc/PID/fd, which keeps ~0.9 KB per fd in \
+                     leakwatch's memory while the target lives (pidfd_getfd: {e}; it needs \
+                     ptrace-attach rights)"
+                ));
+                timed(s, Source::Fds, || fd::scan_fds(pid_dir))
+            }
+        }
+    }
+
+    /// Whether the cgroup's table holds exactly the sockets the join found: `None` when it
+    /// does, else why the cgroup cannot stand for the target.
+    fn compare_cgroup(
+        &mut self,
+        pid_dir: &Path,
+        cgroup_id: u64,
+        joined: &net_tcp::NetTcp,
+    ) -> Option<String> {
+        let table = match self.tcp.read_cgroup(&self.proc_root, pid_dir, cgroup_id) {
+            Ok(t) => t,
+            Err(why) => return Some(why),
+        };
+        let theirs: FxHashSet<u64> = joined.sockets.iter().map(|s| s.inode).collect();
+        let ours: FxHashSet<u64> = table.sockets.iter().map(|s| s.inode).collect();
+        let held_elsewhere = ours.difference(&theirs).count();
+        let charged_elsewhere = theirs.difference(&ours).count();
+        if held_elsewhere > 0 {
+            Some(format!(
+                "{held_elsewhere} TCP sockets charged to the target's cgroup are held by no fd \
+                 of the target (another process holds them): the fd links decide"
+            ))
+        } else if charged_elsewhere > 0 {
+            Some(format!(
+                "{charged_elsewhere} TCP sockets of the target are charged to another cgroup \
+                 (created elsewhere, or passed to it): the fd links decide"
+            ))
+        } else {
+            None
+        }
     }
 
     /// Stalled sockets and CLOSE_WAIT ages: two looks at the same sockets, ticks apart.
@@ -262,9 +501,11 @@ impl Collector {
                 if let Some(e) = &scan.syscall_error {
                     s.unknown.insert(Source::Stuck, Unknown::from(e));
                 } else if let Some(sockets) = sockets {
-                    let fd_inodes: FxHashMap<i32, u64> = sockets.fds.iter().copied().collect();
+                    let fd_inodes: FxHashMap<i32, u64> =
+                        sockets.fds.iter().flatten().copied().collect();
                     let lookup = task::SocketLookup {
                         fd_inodes: &fd_inodes,
+                        links: sockets.fds.is_none().then_some(pid_dir),
                         tcp_by_inode: &sockets.tcp_by_inode,
                     };
                     let after = u64::try_from(opts.stuck_after.as_millis()).unwrap_or(u64::MAX);
@@ -295,8 +536,8 @@ impl Collector {
 
 /// The target's sockets, as the fd scan and the TCP tables gave them.
 struct Sockets {
-    /// (fd, inode) of each socket fd.
-    fds: Vec<(i32, u64)>,
+    /// (fd, inode) of each socket fd; `None` when the fds were not walked this tick.
+    fds: Option<Vec<(i32, u64)>>,
     /// The TCP rows of those sockets, by inode.
     tcp_by_inode: FxHashMap<u64, TcpSocket>,
 }
@@ -357,6 +598,7 @@ impl Collector {
     fn gone(&mut self, s: Sample, why: &str) -> Sample {
         self.stuck.remove(&s.target);
         self.tcp_track.remove(&s.target);
+        self.fd_memo.remove(&s.target);
         self.tcp.forget(&s.target);
         mark_gone(s, why)
     }

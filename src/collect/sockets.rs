@@ -82,6 +82,39 @@ impl TcpReader {
         Ok((table, TcpSource::ProcNet))
     }
 
+    /// Every TCP socket charged to the cgroup `cgroup_id` that some process holds (a row with
+    /// an inode: not an orphan after `close`, not a connection still in an accept queue),
+    /// from one dump per family filtered by the kernel, with no fd walk. The target's own
+    /// table when it is alone in that cgroup ([`super::cgroup::sole_member`]). `Err` says
+    /// why it cannot be read so (another network namespace, netlink refused).
+    pub fn read_cgroup(
+        &mut self,
+        proc_root: &Path,
+        pid_dir: &Path,
+        cgroup_id: u64,
+    ) -> Result<NetTcp, String> {
+        if !same_netns(proc_root, pid_dir) {
+            return Err(
+                "the target is in another network namespace: only its fds lead to \
+                 its sockets (in /proc/PID/net/tcp)"
+                    .to_string(),
+            );
+        }
+        let max = self.max_lookups.unwrap_or(MAX_LOOKUPS);
+        let diag = match self.diag {
+            Some(ref mut diag) => diag,
+            None => self
+                .diag
+                .insert(SockDiag::open().map_err(|e| format!("netlink sock_diag: {e}"))?),
+        };
+        let table = dump(diag, &FAMILIES, &[cgroup_id], |_| true, max).map_err(|e| {
+            self.diag = None;
+            format!("netlink sock_diag, filtered by cgroup: {e}")
+        })?;
+        self.dumps += FAMILIES.len() as u64;
+        Ok(table.rows)
+    }
+
     /// Unfiltered dumps so far (the first for each target, and each relearning).
     pub fn full_dumps(&self) -> u64 {
         self.full_dumps
@@ -124,14 +157,20 @@ impl TcpReader {
                 learned.unlisted.retain(|i| inodes.contains(i));
                 // The learned families and cgroups only: no dump at all when the target had
                 // no TCP socket, until one appears.
-                let table = dump(diag, &learned.families, cgroups, inodes, max)?;
+                let table = dump(
+                    diag,
+                    &learned.families,
+                    cgroups,
+                    |i| inodes.contains(&i),
+                    max,
+                )?;
                 self.dumps += learned.families.len() as u64;
                 if all_accounted(pid_dir, sockets, &table, &mut learned.unlisted) {
                     return Ok(table.rows);
                 }
             }
         }
-        let table = dump(diag, &FAMILIES, &[], inodes, max)?;
+        let table = dump(diag, &FAMILIES, &[], |i| inodes.contains(&i), max)?;
         self.full_dumps += 1;
         self.dumps += FAMILIES.len() as u64;
         self.learned.insert(target, learn(&table, inodes));
@@ -141,13 +180,14 @@ impl TcpReader {
 
 const FAMILIES: [u8; 2] = [libc::AF_INET as u8, libc::AF_INET6 as u8];
 
-/// A dump of `families`, joined with `inodes`; then `tcp_info` and skmeminfo of the rows
-/// that can stall (see [`add_info`]).
+/// A dump of `families`, the rows whose inode is nonzero and `wanted` (the join with the
+/// target's fds); then `tcp_info` and skmeminfo of the rows that can stall (see
+/// [`add_info`]).
 fn dump(
     diag: &mut SockDiag,
     families: &[u8],
     cgroups: &[u64],
-    inodes: &HashSet<u64>,
+    wanted: impl Fn(u64) -> bool,
     max_lookups: usize,
 ) -> Result<Table, DiagError> {
     let mut rows = NetTcp::default();
@@ -159,7 +199,7 @@ fn dump(
         let before = ids.len();
         let mut row = |d: DiagSocket| {
             let inode = d.socket.inode;
-            if inode != 0 && inodes.contains(&inode) && seen.insert(inode) {
+            if inode != 0 && wanted(inode) && seen.insert(inode) {
                 if can_stall(&d) {
                     queued.push(d.id);
                 }

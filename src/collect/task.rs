@@ -34,6 +34,9 @@ use crate::sample::{SyscallState, Task, TcpSocket, ThreadStates, Threads};
 pub struct SocketLookup<'a, S = RandomState> {
     /// fd -> socket inode, from the fd scan.
     pub fd_inodes: &'a HashMap<i32, u64, S>,
+    /// `PID_DIR` when the fd table was not walked this tick: then the link of each fd a
+    /// blocked thread waits on is read alone (a few readlinks, not one per fd).
+    pub links: Option<&'a Path>,
     /// socket inode -> TCP socket, from the TCP join.
     pub tcp_by_inode: &'a HashMap<u64, TcpSocket, S>,
 }

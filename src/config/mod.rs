@@ -34,6 +34,9 @@ pub struct Config {
     pub interval: Duration,
     /// How often `smaps` (the heap estimate) is read; costly on processes with many mappings.
     pub smaps_every: Duration,
+    /// How often the fd links are walked for the breakdown by type, for a target alone in
+    /// its cgroup (whose ticks need no walk); only when the count changed.
+    pub fd_types_every: Duration,
     pub proc_root: PathBuf,
     pub cgroup_root: PathBuf,
     /// Export each target's top peers as metric labels (top-K only); off by default for
@@ -85,6 +88,7 @@ impl Default for Config {
             probe_listen: None,
             interval: Duration::from_secs(5),
             smaps_every: Duration::from_secs(60),
+            fd_types_every: Duration::from_secs(60),
             proc_root: PathBuf::from("/proc"),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             peer_labels: false,
@@ -291,6 +295,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         probe_listen,
         interval,
         smaps_every: raw.smaps_every.map_or(defaults.smaps_every, |d| d.0),
+        fd_types_every: raw.fd_types_every.map_or(defaults.fd_types_every, |d| d.0),
         proc_root: raw.proc_root.unwrap_or(defaults.proc_root),
         cgroup_root: raw.cgroup_root.unwrap_or(defaults.cgroup_root),
         peer_labels: raw.peer_labels.unwrap_or(defaults.peer_labels),

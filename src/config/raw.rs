@@ -114,6 +114,7 @@ pub struct RawConfig {
     pub probe_listen: Option<SocketAddr>,
     pub interval: Option<HumanDuration>,
     pub smaps_every: Option<HumanDuration>,
+    pub fd_types_every: Option<HumanDuration>,
     pub proc_root: Option<PathBuf>,
     pub cgroup_root: Option<PathBuf>,
     /// Export each target's top peers as metric labels (top-K only).

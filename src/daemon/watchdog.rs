@@ -248,6 +248,7 @@ fn collect(w: &mut Watched, collector: &mut Collector, config: &Config, id: Targ
         top_peers: TOP_PEERS,
         stuck_after: w.cfg.judge.stuck_after,
         stall_after: w.cfg.judge.stall_after,
+        fd_types_every: config.fd_types_every,
     };
     collector.collect(id, &opts)
 }

@@ -69,6 +69,44 @@ pub fn collect_cgroup(proc_root: &Path, cgroup_root: &Path, pid: i32) -> CgroupR
     readings
 }
 
+/// The cgroup2 id (the inode of its directory, which sock_diag reports for each socket) of
+/// the target's cgroup when the target is the only process in it (`cgroup.procs` lists its
+/// pid alone); else why not, for `/status`. A container beside a sidecar and a service's
+/// main process are alone; then every socket charged to the cgroup is the target's.
+pub fn sole_member(proc_root: &Path, cgroup_root: &Path, pid: i32) -> Result<u64, String> {
+    let pid_dir = proc_root.join(pid.to_string());
+    let cg = read_proc_cgroup(&pid_dir).map_err(|e| e.to_string())?;
+    let Some(path) = cg.v2.as_deref() else {
+        return Err(format!(
+            "{} names no cgroup2 path, and sockets carry cgroup2 ids",
+            pid_dir.join("cgroup").display()
+        ));
+    };
+    let roots = Roots::new(proc_root, cgroup_root, pid);
+    let at = locate(&roots, Hierarchy::V2, path).map_err(|u| u.message)?;
+    if at.is_host_root() {
+        return Err("the target is in the root cgroup, with every other process".to_string());
+    }
+    let procs_file = at.source.dir.join("cgroup.procs");
+    let procs = read_to_string(&procs_file).map_err(|e| e.to_string())?;
+    let mut members = procs.split_whitespace();
+    let me = pid.to_string();
+    match (members.next(), members.next()) {
+        (Some(only), None) if only == me => {}
+        (None, _) => return Err(format!("{} does not list the target", procs_file.display())),
+        _ => {
+            let n = procs.split_whitespace().count();
+            return Err(format!(
+                "{n} processes share cgroup {path} ({})",
+                procs_file.display()
+            ));
+        }
+    }
+    let meta = std::fs::metadata(&at.source.dir)
+        .map_err(|e| format!("{}: {e}", at.source.dir.display()))?;
+    Ok(std::os::unix::fs::MetadataExt::ino(&meta))
+}
+
 /// `PID_DIR/cgroup`; a missing file means the process is gone.
 fn read_proc_cgroup(pid_dir: &Path) -> Result<ProcCgroup, ReadError> {
     let path = pid_dir.join("cgroup");

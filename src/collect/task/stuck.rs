@@ -110,7 +110,13 @@ fn socket_wait(task: &Task, sockets: &SocketLookup<'_, impl BuildHasher>) -> Opt
     let Some(SyscallState::In { nr, args }) = &task.syscall else {
         return None;
     };
-    let inode_of = |fd: i32| sockets.fd_inodes.get(&fd).map(|inode| (fd, *inode));
+    let inode_of = |fd: i32| {
+        let inode = match sockets.links {
+            Some(pid_dir) => crate::collect::fd::socket_inode(pid_dir, fd),
+            None => sockets.fd_inodes.get(&fd).copied(),
+        };
+        inode.map(|inode| (fd, inode))
+    };
     let (fd, socket_inode) = match call_kind(*nr)? {
         CallKind::FdWait => inode_of(syscall::fd_arg(args[0])?)?,
         CallKind::Poll => task
@@ -203,6 +209,7 @@ mod tests {
         fn lookup(&self) -> SocketLookup<'_> {
             SocketLookup {
                 fd_inodes: &self.fd_inodes,
+                links: None,
                 tcp_by_inode: &self.tcp_by_inode,
             }
         }

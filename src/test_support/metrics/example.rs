@@ -10,8 +10,8 @@ use crate::judge::Series;
 use crate::judge::{Budget, Judged, RuleState, RuleStatus, SeriesStatus, Trend, Verdict};
 use crate::sample::{
     CgroupMemory, CgroupSource, CgroupVersion, CloseWaitAge, FdLimit, FdTypes, Fds, Heap, Limit,
-    Memory, MemoryEvents, Peer, PeerCount, Pressure, PressureLine, Sample, Source, Stuck, TargetId,
-    Tcp, TcpSource, TcpStalled, TcpStates, Threads,
+    Memory, MemoryEvents, Peer, PeerCount, Pressure, PressureLine, Sample, SocketsMethod, Source,
+    Stuck, TargetId, Tcp, TcpSource, TcpStalled, TcpStates, Threads,
 };
 use crate::snapshot::{CollectorErrors, ConfigInfo, Snapshot, TargetStatus};
 
@@ -152,6 +152,7 @@ pub fn app_sample() -> Sample {
                 file: 18,
                 other: 0,
             }),
+            by_type_age_ms: 0,
             vanished: 0,
         }),
         fd_limit: Some(FdLimit {
@@ -230,6 +231,7 @@ fn app_tcp() -> Tcp {
         other_sockets: 5,
         unparsed_lines: 0,
         source: TcpSource::ProcNet,
+        method: SocketsMethod::default(),
     }
 }
 
