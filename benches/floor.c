@@ -1,6 +1,6 @@
 /* The floor: the least work that gives leakwatch's picture of one process, in plain C.
  *
- *   floor PID POLLS ROUNDS netlink|tables|fds
+ *   floor PID POLLS ROUNDS netlink|tables|fds [SPACING_MS]
  *   floor exec POLLS ROUNDS CMD [ARG...]
  *
  * One poll: readlink every /proc/PID/fd entry (counting types, keeping socket inodes in a
@@ -8,6 +8,9 @@
  * (AF_INET + AF_INET6, every state) or from /proc/PID/net/tcp{,6}, and
  * /proc/PID/{status,limits,cgroup} (`fds`: the fd scan alone). No allocation per entry. Prints one JSON line per
  * round, like benches/poll.rs. Built by benches/run.sh with gcc -O2.
+ *
+ * With SPACING_MS, it sleeps that long between polls (as a daemon ticking at that interval
+ * would, its caches partly cold) and counts CPU and wall only around each poll.
  *
  * `exec` runs a command (e.g. `ss -tanp`) POLLS times per round, stdout to /dev/null, and
  * reports the children's own CPU and peak RSS from wait4(2): this process is small, so a
@@ -206,25 +209,43 @@ static void poll_once(int pid, int netlink) {
     slurp(pid, "cgroup");
 }
 
+static void sleep_ms(int ms) {
+    struct timespec t = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&t, &t) < 0) {
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 5) {
-        fprintf(stderr, "usage: floor PID POLLS ROUNDS netlink|tables|fds\n"
+        fprintf(stderr, "usage: floor PID POLLS ROUNDS netlink|tables|fds [SPACING_MS]\n"
                         "       floor exec POLLS ROUNDS CMD [ARG...]\n");
         return 2;
     }
     if (strcmp(argv[1], "exec") == 0) return run_command(atoi(argv[2]), atoi(argv[3]), argv + 4);
     int pid = atoi(argv[1]), polls = atoi(argv[2]), rounds = atoi(argv[3]);
     int netlink = strcmp(argv[4], "netlink") == 0 ? 1 : strcmp(argv[4], "fds") == 0 ? 2 : 0;
+    int spacing = argc > 5 ? atoi(argv[5]) : 0;
     poll_once(pid, netlink);
     for (int r = 0; r < rounds; r++) {
         long rss;
-        double c0 = cpu_ms(&rss), w0 = now_ms();
-        for (int i = 0; i < polls; i++) poll_once(pid, netlink);
-        double w1 = now_ms(), c1 = cpu_ms(&rss);
+        double cpu = 0, wall = 0, c0 = cpu_ms(&rss), w0 = now_ms();
+        if (spacing <= 0) {
+            for (int i = 0; i < polls; i++) poll_once(pid, netlink);
+            wall = now_ms() - w0;
+            cpu = cpu_ms(&rss) - c0;
+        } else {
+            for (int i = 0; i < polls; i++) {
+                sleep_ms(spacing);
+                c0 = cpu_ms(&rss), w0 = now_ms();
+                poll_once(pid, netlink);
+                wall += now_ms() - w0;
+                cpu += cpu_ms(&rss) - c0;
+            }
+        }
         rss = vm_hwm_kib();
         printf("{\"tool\":\"floor-%s\",\"cpu_ms\":%.4f,\"wall_ms\":%.4f,\"maxrss_kib\":%ld,"
-               "\"fds\":%d,\"established\":%d,\"close_wait\":%d}\n",
-               argv[4], (c1 - c0) / polls, (w1 - w0) / polls, rss, fds, states[1], states[8]);
+               "\"fds\":%d,\"established\":%d,\"close_wait\":%d,\"spacing_ms\":%d}\n",
+               argv[4], cpu / polls, wall / polls, rss, fds, states[1], states[8], spacing);
         fflush(stdout);
     }
     return 0;

@@ -2,14 +2,16 @@
 # The performance comparison in one command (README, "Performance"):
 #
 #   bash benches/run.sh            # the full run: 1k, 10k and the largest fd count NOFILE
-#                                  # allows, then 100k background sockets; ~10 minutes
+#                                  # allows, then 100k background sockets; the daemon's
+#                                  # real tick and its cgroup memory; ~14 minutes
+#   bash benches/run.sh --only tick,memory   # only those sections (see bench.py --help)
 #   bash benches/run.sh --smoke    # a check that the whole pipeline works (< 60 s; debug
 #                                  # build, small sizes, one round: its figures mean nothing)
 #
 # Builds leakwatch and benches/poll.rs (release), compiles the C floor (benches/floor.c)
 # with gcc, puts psutil in a venv under target/bench-venv, installs wrk and iproute2 from
 # Debian when missing (as root), and prints the README's table. Extra arguments go to
-# benches/bench.py (e.g. --rounds 9, --sizes 1000,max, --background 0).
+# benches/bench.py (e.g. --rounds 9, --sizes 1000,max, --background 0, --only tick).
 set -euo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
@@ -65,6 +67,7 @@ common=(--leakwatch "$bin/leakwatch" --poll "$poll" --floor "$out/floor"
 if [ $smoke = 1 ]; then
     echo "benches/run.sh --smoke: checks that the pipeline runs; a debug build's figures mean nothing"
     exec python3 benches/bench.py "${common[@]}" --sizes 200,1000 --background 2000 \
-        --rounds 1 --idle-seconds 6 --wrk-seconds 0 "${args[@]}"
+        --rounds 1 --idle-seconds 6 --wrk-seconds 0 --tick-size 1000 --tick-seconds 2 \
+        --memory-sizes 1000,2000 --memory-settle 1 "${args[@]}"
 fi
 exec python3 benches/bench.py "${common[@]}" "${args[@]}"
