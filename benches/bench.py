@@ -166,6 +166,9 @@ def measure_all(args, pid, total, background):
     rows = run_json([args.poll, "--pid", str(pid), "--polls", str(polls), "--rounds", str(r),
                      "--smaps"])
     tools["leakwatch-smaps"] = summary(rows)
+    rows = run_json([args.poll, "--pid", str(pid), "--polls", str(polls), "--rounds", str(r),
+                     "--fd-types"])
+    tools["leakwatch-fd-types"] = summary(rows)
     for mode in ("netlink", "tables"):
         log(f"  floor ({mode})")
         rows = run_json([args.floor, str(pid), str(polls), str(r), mode])
@@ -307,10 +310,10 @@ class Daemon:
     """`leakwatch run` at a 1 s interval on one pid, serving on a loopback port of its own;
     killed by its pid (and by the kernel if bench.py dies first)."""
 
-    def __init__(self, args, pid, wrap=None):
+    def __init__(self, args, pid, wrap=None, extra=""):
         self.port = free_port()
         with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
-            f.write(f'listen = "127.0.0.1:{self.port}"\ninterval = "1s"\n\n[[target]]\n'
+            f.write(f'listen = "127.0.0.1:{self.port}"\ninterval = "1s"\n{extra}\n[[target]]\n'
                     f'name = "bench"\npid = {pid}\n')
             self.config = f.name
         self.stderr = tempfile.TemporaryFile()
@@ -549,7 +552,9 @@ def memory_growth(args, sizes):
         files, pairs, cw = target_mix(sizes[0])
         child = Child(args.leakwatch, tcg, files=files, established=pairs, close_wait=cw,
                       nofile=args.nofile, seconds=bound)
-        d = Daemon(args, child.pid, wrap=mem.wrap)
+        # The worst case: the fds read for their types at every tick the count changed
+        # (the default is once a minute at most).
+        d = Daemon(args, child.pid, wrap=mem.wrap, extra='fd_types_every = "1s"\n')
         d.wait_ticks(2)
         rows = []
         for i, size in enumerate(sizes):
@@ -695,7 +700,9 @@ def print_report(res):
             "| peak RSS MiB | leakwatch is |")
         out("|---:|---:|---|---:|---:|---:|---|")
     names = [("leakwatch", "leakwatch"),
-             ("leakwatch-smaps", "leakwatch, a tick that also reads smaps (1 in 12)"), ("floor-netlink", "floor: C, readlink + one sock_diag dump"),
+             ("leakwatch-smaps", "leakwatch, a tick that also reads smaps (1 in 12)"),
+             ("leakwatch-fd-types", "leakwatch, a tick that also reads the fds by type (1 in 12 at most)"),
+             ("floor-netlink", "floor: C, readlink + one sock_diag dump"),
              ("floor-tables", "floor: C, readlink + net/tcp{,6}"), ("psutil", "psutil"),
              ("ss", "`ss -tanp`")]
     checks = []
@@ -709,7 +716,7 @@ def print_report(res):
             v = t[key]
             if key == "leakwatch":
                 rel = ""
-            elif key == "leakwatch-smaps":
+            elif key in ("leakwatch-smaps", "leakwatch-fd-types"):
                 rel = f"{v['cpu_ms'] / lw:.2f}x a plain tick"
             else:
                 ratio = v["cpu_ms"] / lw if lw else float("nan")

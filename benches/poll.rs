@@ -3,7 +3,7 @@
 //! `benches/run.sh` runs it against its synthetic targets:
 //!
 //! ```text
-//! poll --pid PID [--polls N] [--rounds R] [--smaps]
+//! poll --pid PID [--polls N] [--rounds R] [--smaps] [--fd-types]
 //! ```
 //!
 //! prints one JSON line per round (`cpu_ms`, `wall_ms` per poll, `maxrss_kib`, and what the
@@ -22,6 +22,9 @@ struct Args {
     polls: u32,
     rounds: u32,
     smaps: bool,
+    /// Every poll reads the fds by type (`fd_types_every` 0), as one tick in
+    /// `fd_types_every` does.
+    fd_types: bool,
 }
 
 fn args() -> Args {
@@ -30,6 +33,7 @@ fn args() -> Args {
         polls: 20,
         rounds: 5,
         smaps: false,
+        fd_types: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -39,6 +43,7 @@ fn args() -> Args {
             "--polls" => a.polls = num().unwrap_or(a.polls).max(1),
             "--rounds" => a.rounds = num().unwrap_or(a.rounds).max(1),
             "--smaps" => a.smaps = true,
+            "--fd-types" => a.fd_types = true,
             _ => {} // `cargo bench` passes --bench
         }
     }
@@ -93,6 +98,11 @@ fn main() {
     let mut collector = Collector::new("/proc", "/sys/fs/cgroup");
     let opts = CollectOptions {
         smaps: a.smaps,
+        fd_types_every: if a.fd_types {
+            std::time::Duration::ZERO
+        } else {
+            CollectOptions::default().fd_types_every
+        },
         ..CollectOptions::default()
     };
     let first = collector.collect(target, &opts);

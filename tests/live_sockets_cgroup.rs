@@ -291,7 +291,10 @@ fn the_pidfd_scan_finds_what_the_walk_finds() {
         .collect();
     for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
         let link = std::fs::read_link(fd.path()).unwrap_or_default();
-        assert!(!theirs.contains(&link.display().to_string()), "{link:?} left open");
+        assert!(
+            !theirs.contains(&link.display().to_string()),
+            "{link:?} left open"
+        );
     }
     // The child is untouched: its fds still all there, its sockets still answering.
     assert_eq!(common::count_fds(pid), walked.fds.open.unwrap() as usize);

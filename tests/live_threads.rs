@@ -81,7 +81,7 @@ fn socket_inode(pid: i32, fd: i32) -> u64 {
 
 /// A small parse of `/proc/PID/net/tcp` (IPv4; the child uses 127.0.0.x only), independent
 /// of leakwatch's own TCP reader.
-fn tcp_by_inode(pid: i32) -> HashMap<u64, TcpSocket> {
+fn tcp_by_inode(pid: i32) -> Vec<TcpSocket> {
     let text = std::fs::read_to_string(pid_dir(pid).join("net/tcp")).unwrap();
     let addr = |hex: &str| {
         let (ip, port) = hex.split_once(':').unwrap();
@@ -89,22 +89,24 @@ fn tcp_by_inode(pid: i32) -> HashMap<u64, TcpSocket> {
         let port = u16::from_str_radix(port, 16).unwrap();
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port))
     };
-    text.lines()
+    let mut rows: Vec<TcpSocket> = text
+        .lines()
         .skip(1)
         .map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
             let (tx, rx) = f[4].split_once(':').unwrap();
-            let sock = TcpSocket {
+            TcpSocket {
                 state: TcpState::from_kernel(u8::from_str_radix(f[3], 16).unwrap()),
                 local: addr(f[1]),
                 remote: addr(f[2]),
                 recv_queue_bytes: u64::from_str_radix(rx, 16).unwrap(),
                 send_queue_bytes: u64::from_str_radix(tx, 16).unwrap(),
                 inode: f[9].parse().unwrap(),
-            };
-            (sock.inode, sock)
+            }
         })
-        .collect()
+        .collect();
+    rows.sort_unstable_by_key(|s| s.inode);
+    rows
 }
 
 /// Read the threads and observe them once, with the fd table and TCP table of this moment.

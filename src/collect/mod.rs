@@ -329,7 +329,7 @@ impl Collector {
         self.track_tcp(s, &table, TcpSource::SockDiag, opts);
         Ok(Sockets {
             fds: None,
-            tcp_by_inode: table.sockets.into_iter().map(|t| (t.inode, t)).collect(),
+            tcp_by_inode: by_inode(table.sockets),
         })
     }
 
@@ -364,7 +364,7 @@ impl Collector {
             s.unknown.insert(Source::Tcp, why);
             return None;
         }
-        let mut tcp_by_inode = FxHashMap::default();
+        let mut tcp_by_inode = Vec::new();
         let (proc_root, target) = (&self.proc_root, s.target);
         let tcp = &mut self.tcp;
         let inodes: FxHashSet<u64> = socket_fds.iter().map(|(_, i)| *i).collect();
@@ -399,7 +399,7 @@ impl Collector {
             };
             s.tcp = Some(summary);
             self.track_tcp(s, &table, source, opts);
-            tcp_by_inode = table.sockets.into_iter().map(|t| (t.inode, t)).collect();
+            tcp_by_inode = by_inode(table.sockets);
         }
         if let Some(u) = s.unknown.get(&Source::Tcp).filter(|_| s.tcp.is_none()) {
             s.unknown.insert(Source::TcpStall, u.clone());
@@ -538,8 +538,14 @@ impl Collector {
 struct Sockets {
     /// (fd, inode) of each socket fd; `None` when the fds were not walked this tick.
     fds: Option<Vec<(i32, u64)>>,
-    /// The TCP rows of those sockets, by inode.
-    tcp_by_inode: FxHashMap<u64, TcpSocket>,
+    /// The TCP rows of those sockets, sorted by inode.
+    tcp_by_inode: Vec<TcpSocket>,
+}
+
+/// The TCP rows sorted by inode, for [`task::SocketLookup`].
+fn by_inode(mut rows: Vec<TcpSocket>) -> Vec<TcpSocket> {
+    rows.sort_unstable_by_key(|s| s.inode);
+    rows
 }
 
 /// `status` (memory and uid), `smaps_rollup`, and the heap at its own cadence.

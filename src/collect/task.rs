@@ -37,8 +37,9 @@ pub struct SocketLookup<'a, S = RandomState> {
     /// `PID_DIR` when the fd table was not walked this tick: then the link of each fd a
     /// blocked thread waits on is read alone (a few readlinks, not one per fd).
     pub links: Option<&'a Path>,
-    /// socket inode -> TCP socket, from the TCP join.
-    pub tcp_by_inode: &'a HashMap<u64, TcpSocket, S>,
+    /// The TCP rows, sorted by inode (a binary search, not a map: no allocation per tick
+    /// for the few workers a tick may find).
+    pub tcp_by_inode: &'a [TcpSocket],
 }
 
 /// The threads of one tick; `syscall_error` is set when `task/*/syscall` could not be read.

@@ -133,7 +133,12 @@ fn socket_wait(task: &Task, sockets: &SocketLookup<'_, impl BuildHasher>) -> Opt
         fd,
         blocked_for_ms: 0,
         socket_inode,
-        socket: sockets.tcp_by_inode.get(&socket_inode).cloned(),
+        socket: sockets
+            .tcp_by_inode
+            .binary_search_by_key(&socket_inode, |s| s.inode)
+            .ok()
+            .and_then(|i| sockets.tcp_by_inode.get(i))
+            .cloned(),
     })
 }
 
@@ -184,7 +189,7 @@ mod tests {
     /// fd 3 and 4 are sockets (inodes 333, 444), 4 is a TCP socket in CLOSE_WAIT.
     struct World {
         fd_inodes: HashMap<i32, u64>,
-        tcp_by_inode: HashMap<u64, TcpSocket>,
+        tcp_by_inode: Vec<TcpSocket>,
     }
 
     fn tcp_444() -> TcpSocket {
@@ -202,7 +207,7 @@ mod tests {
         fn new() -> World {
             World {
                 fd_inodes: HashMap::from([(3, 333), (4, 444)]),
-                tcp_by_inode: HashMap::from([(444, tcp_444())]),
+                tcp_by_inode: vec![tcp_444()],
             }
         }
 
