@@ -14,6 +14,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::cgroup::Cgroup;
 use common::{eventually, ss_states, target, LeakyChild, BIN};
 use leakwatch::collect::fd::scan_fds;
 use leakwatch::collect::net_tcp::{read_target_sockets, summarize};
@@ -116,35 +117,6 @@ fn sock_diag_rows_equal_the_text_tables() {
     assert_eq!(rows.len(), 11 + 12 + if v6 { 3 } else { 2 });
     // All of it after one full dump: every later one asked for the child's cgroup only.
     assert_eq!(reader.full_dumps(), 1);
-}
-
-/// A fresh cgroup v2 directory, removed on drop (after its processes are gone).
-struct Cgroup(PathBuf);
-
-impl Cgroup {
-    fn new(name: &str) -> Option<Cgroup> {
-        let mnt = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-            .into_iter()
-            .find(|m| Path::new(m).join("cgroup.procs").exists())?;
-        let dir = Path::new(mnt).join(format!("leakwatch-test-{name}-{}", std::process::id()));
-        std::fs::create_dir(&dir).ok()?;
-        Some(Cgroup(dir))
-    }
-
-    fn enter(&self, pid: i32) {
-        std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).expect("move to cgroup");
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.0).is_ok() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
 }
 
 #[test]
