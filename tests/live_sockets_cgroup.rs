@@ -256,3 +256,29 @@ fn the_pidfd_scan_finds_what_the_walk_finds() {
     assert_eq!(common::count_fds(pid), walked.fds.open.unwrap() as usize);
     assert_eq!(child.command("files 1"), "ok");
 }
+
+#[test]
+fn a_target_leaking_fast_stays_on_the_cgroup_way() {
+    let Some(cg) = cgroup("fast") else { return };
+    // A CLOSE_WAIT socket every 5 ms: sockets appear while the fds are being read.
+    let child = cg.spawn(&["--leak-every", "5ms", "--nofile", "4000"]);
+    let pid = child.pid();
+    let opts = CollectOptions {
+        fd_types_every: Duration::from_millis(200),
+        ..options()
+    };
+    let mut c = Collector::new("/proc", "/sys/fs/cgroup");
+    let (mut by_cgroup, mut checks) = (0, 0);
+    for _ in 0..40 {
+        let s = c.collect(target(pid), &opts);
+        let (way, why) = from(&s);
+        // No race taken for a foreign socket: the sockets made or closed while the fds
+        // were read are the target's.
+        assert!(!why.contains("fd links decide"), "{why}");
+        by_cgroup += u32::from(way == SocketsFrom::Cgroup);
+        checks += u32::from(why.contains("checks the cgroup's sockets"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(checks >= 3, "{checks} checks");
+    assert!(by_cgroup >= 20, "{by_cgroup} of 40 ticks from the cgroup");
+}

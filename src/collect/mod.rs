@@ -344,6 +344,8 @@ impl Collector {
         method: Result<(), String>,
         check: Option<u64>,
     ) -> Option<Sockets> {
+        // The cgroup's sockets before the fds are read, to compare with after.
+        let before = check.map(|id| self.cgroup_inodes(pid_dir, id));
         let scan = match check {
             Some(_) => self.scan_leaving_nothing(s, pid_dir),
             None => timed(s, Source::Fds, || fd::scan_fds(pid_dir)),
@@ -375,8 +377,12 @@ impl Collector {
             let mut summary =
                 net_tcp::summarize(&table, source, inodes.len() as u64, opts.top_peers);
             let mismatch = check
+                .zip(before)
                 .filter(|_| source == TcpSource::SockDiag)
-                .map(|id| self.compare_cgroup(pid_dir, id, &table));
+                .map(|(id, before)| match before {
+                    Ok(before) => self.compare_cgroup(pid_dir, id, &before, &inodes),
+                    Err(why) => Some(why),
+                });
             let memo = self.fd_memo.entry(target).or_default();
             if let Some(mismatch) = mismatch {
                 memo.mismatch = mismatch;
@@ -435,22 +441,35 @@ impl Collector {
         }
     }
 
-    /// Whether the cgroup's table holds exactly the sockets the join found: `None` when it
-    /// does, else why the cgroup cannot stand for the target.
+    /// The inodes of the sockets charged to the cgroup, or why they cannot be read.
+    fn cgroup_inodes(&mut self, pid_dir: &Path, cgroup_id: u64) -> Result<FxHashSet<u64>, String> {
+        let table = self.tcp.read_cgroup(&self.proc_root, pid_dir, cgroup_id)?;
+        Ok(table.sockets.iter().map(|s| s.inode).collect())
+    }
+
+    /// Whether the cgroup's sockets are the target's, by the sockets of this walk: `None`
+    /// when they are, else why the cgroup cannot stand for the target. Race-free against a
+    /// target that opens and closes sockets meanwhile: a socket counts as held elsewhere
+    /// only if it was charged to the cgroup both before the fds were read (`before`) and
+    /// after, and no fd of the target held it; as charged elsewhere only if the join's own
+    /// dump says so.
     fn compare_cgroup(
         &mut self,
         pid_dir: &Path,
         cgroup_id: u64,
-        joined: &net_tcp::NetTcp,
+        before: &FxHashSet<u64>,
+        socket_inodes: &FxHashSet<u64>,
     ) -> Option<String> {
-        let table = match self.tcp.read_cgroup(&self.proc_root, pid_dir, cgroup_id) {
+        let after = match self.tcp.read_cgroup(&self.proc_root, pid_dir, cgroup_id) {
             Ok(t) => t,
             Err(why) => return Some(why),
         };
-        let theirs: FxHashSet<u64> = joined.sockets.iter().map(|s| s.inode).collect();
-        let ours: FxHashSet<u64> = table.sockets.iter().map(|s| s.inode).collect();
-        let held_elsewhere = ours.difference(&theirs).count();
-        let charged_elsewhere = theirs.difference(&ours).count();
+        let held_elsewhere = after
+            .sockets
+            .iter()
+            .filter(|s| before.contains(&s.inode) && !socket_inodes.contains(&s.inode))
+            .count();
+        let charged_elsewhere = self.tcp.charged_elsewhere(cgroup_id);
         if held_elsewhere > 0 {
             Some(format!(
                 "{held_elsewhere} TCP sockets charged to the target's cgroup are held by no fd \

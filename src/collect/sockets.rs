@@ -42,6 +42,8 @@ pub struct TcpReader {
     max_lookups: Option<usize>,
     /// Rows the last dump of each cgroup returned ([`TcpReader::read_cgroup`]).
     cgroup_rows: HashMap<u64, usize>,
+    /// The cgroup id of each row of the last [`TcpReader::read`] through sock_diag.
+    last_cgroups: Vec<Option<u64>>,
 }
 
 /// What the last full dump taught about one target.
@@ -82,6 +84,16 @@ impl TcpReader {
         }
         let table = net_tcp::read_sockets_where(pid_dir, |i| inodes.contains(&i))?;
         Ok((table, TcpSource::ProcNet))
+    }
+
+    /// How many rows of the last [`TcpReader::read`] (through sock_diag) are charged to a
+    /// cgroup other than `cgroup_id`, or to none the kernel named. The kernel says it per
+    /// row, in the same dump: no race with sockets opened or closed meanwhile.
+    pub fn charged_elsewhere(&self, cgroup_id: u64) -> usize {
+        self.last_cgroups
+            .iter()
+            .filter(|id| **id != Some(cgroup_id))
+            .count()
     }
 
     /// Every TCP socket charged to the cgroup `cgroup_id` that some process holds (a row with
@@ -170,6 +182,7 @@ impl TcpReader {
                 let table = dump(diag, &learned.families, cgroups, wanted, (0, max))?;
                 self.dumps += learned.families.len() as u64;
                 if all_accounted(pid_dir, sockets, &table, &mut learned.unlisted) {
+                    self.last_cgroups = table.cgroup_ids;
                     return Ok(table.rows);
                 }
             }
@@ -178,6 +191,7 @@ impl TcpReader {
         self.full_dumps += 1;
         self.dumps += FAMILIES.len() as u64;
         self.learned.insert(target, learn(&table, inodes));
+        self.last_cgroups = table.cgroup_ids;
         Ok(table.rows)
     }
 }
