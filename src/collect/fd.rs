@@ -182,7 +182,6 @@ pub fn scan_fds_by_pidfd(proc_root: &Path, pid_dir: &Path, pid: i32) -> std::io:
     let mut types = FdTypes::default();
     let mut found = 0u64;
     let mut link = [0u8; 512];
-    let mut name = [0u8; 12];
     for fd in 0..size {
         if allocated.is_some_and(|a| found >= a) {
             break; // every fd the kernel counts is found
@@ -192,8 +191,8 @@ pub fn scan_fds_by_pidfd(proc_root: &Path, pid_dir: &Path, pid: i32) -> std::io:
             Err(rustix::io::Errno::BADF) => continue,
             Err(e) => return Err(e.into()),
         };
-        let n =
-            rustix::fs::readlinkat_raw(&own, fd_name(dup.as_raw_fd(), &mut name), &mut link[..])?;
+        let name = rustix::path::DecInt::from_fd(&dup);
+        let n = rustix::fs::readlinkat_raw(&own, name.as_c_str(), &mut link[..])?;
         found += 1;
         let kind = classify_link(&link[..n]);
         count_kind(&mut types, &mut scan.sockets, fd, kind);
@@ -215,26 +214,6 @@ fn fd_table_size(pid_dir: &Path) -> std::io::Result<i32> {
         .find_map(|l| l.strip_prefix("FDSize:"))
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| std::io::Error::other("no FDSize in status"))
-}
-
-/// `fd` in decimal, NUL-terminated, in `buf`.
-fn fd_name(fd: i32, buf: &mut [u8; 12]) -> &CStr {
-    let mut digits = [0u8; 11];
-    let mut n = fd.unsigned_abs();
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for (i, d) in digits[..len].iter().rev().enumerate() {
-        buf[i] = *d;
-    }
-    buf[len] = 0;
-    CStr::from_bytes_until_nul(&buf[..=len]).unwrap_or(c"0")
 }
 
 fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {

@@ -301,16 +301,16 @@ impl Collector {
         let Some(b) = memo.breakdown.as_ref() else {
             return Err("no breakdown of the fds yet".to_string());
         };
+        let age_ms = now.saturating_sub(b.at_ms);
         s.fds = Some(crate::sample::Fds {
             open: None,
             allocated: count,
             by_type: Some(b.types.clone()),
-            by_type_age_ms: now.saturating_sub(b.at_ms),
+            by_type_age_ms: age_ms,
             vanished: 0,
         });
         s.duration_us.insert(Source::Fds, 0);
         let other_sockets = b.other_sockets;
-        let checked_ms = now.saturating_sub(b.at_ms);
         let note = memo
             .walk_note
             .as_ref()
@@ -322,7 +322,7 @@ impl Collector {
             why: format!(
                 "the target is alone in its cgroup: the sockets charged to it are the \
                  target's (checked against its fds {} ago){note}",
-                crate::units::duration_ms(checked_ms)
+                crate::units::duration_ms(age_ms)
             ),
         };
         s.tcp = Some(summary);
@@ -460,14 +460,13 @@ impl Collector {
         before: &FxHashSet<u64>,
         socket_inodes: &FxHashSet<u64>,
     ) -> Option<String> {
-        let after = match self.tcp.read_cgroup(&self.proc_root, pid_dir, cgroup_id) {
-            Ok(t) => t,
+        let after = match self.cgroup_inodes(pid_dir, cgroup_id) {
+            Ok(after) => after,
             Err(why) => return Some(why),
         };
         let held_elsewhere = after
-            .sockets
             .iter()
-            .filter(|s| before.contains(&s.inode) && !socket_inodes.contains(&s.inode))
+            .filter(|i| before.contains(i) && !socket_inodes.contains(i))
             .count();
         let charged_elsewhere = self.tcp.charged_elsewhere(cgroup_id);
         if held_elsewhere > 0 {

@@ -40,8 +40,6 @@ pub struct TcpReader {
     dumps: u64,
     /// The lookups cap when not [`MAX_LOOKUPS`].
     max_lookups: Option<usize>,
-    /// Rows the last dump of each cgroup returned ([`TcpReader::read_cgroup`]).
-    cgroup_rows: HashMap<u64, usize>,
     /// The cgroup id of each row of the last [`TcpReader::read`] through sock_diag.
     last_cgroups: Vec<Option<u64>>,
 }
@@ -121,18 +119,11 @@ impl TcpReader {
                 .diag
                 .insert(SockDiag::open().map_err(|e| format!("netlink sock_diag: {e}"))?),
         };
-        let rows = self.cgroup_rows.get(&cgroup_id).copied().unwrap_or(0);
-        let table = dump(diag, &FAMILIES, &[cgroup_id], |_| true, (rows, max)).map_err(|e| {
+        let table = dump(diag, &FAMILIES, &[cgroup_id], |_| true, max).map_err(|e| {
             self.diag = None;
             format!("netlink sock_diag, filtered by cgroup: {e}")
         })?;
         self.dumps += FAMILIES.len() as u64;
-        // The next dump of this cgroup starts with room for as many rows: no doubling past
-        // what it needs (the rows are the largest allocation of such a tick).
-        if self.cgroup_rows.len() > 64 {
-            self.cgroup_rows.clear();
-        }
-        self.cgroup_rows.insert(cgroup_id, table.rows.sockets.len());
         Ok(table.rows)
     }
 
@@ -179,7 +170,7 @@ impl TcpReader {
                 // The learned families and cgroups only: no dump at all when the target had
                 // no TCP socket, until one appears.
                 let wanted = |i| inodes.contains(&i);
-                let table = dump(diag, &learned.families, cgroups, wanted, (0, max))?;
+                let table = dump(diag, &learned.families, cgroups, wanted, max)?;
                 self.dumps += learned.families.len() as u64;
                 if all_accounted(pid_dir, sockets, &table, &mut learned.unlisted) {
                     self.last_cgroups = table.cgroup_ids;
@@ -187,7 +178,7 @@ impl TcpReader {
                 }
             }
         }
-        let table = dump(diag, &FAMILIES, &[], |i| inodes.contains(&i), (0, max))?;
+        let table = dump(diag, &FAMILIES, &[], |i| inodes.contains(&i), max)?;
         self.full_dumps += 1;
         self.dumps += FAMILIES.len() as u64;
         self.learned.insert(target, learn(&table, inodes));
@@ -206,10 +197,9 @@ fn dump(
     families: &[u8],
     cgroups: &[u64],
     wanted: impl Fn(u64) -> bool,
-    (expected, max_lookups): (usize, usize),
+    max_lookups: usize,
 ) -> Result<Table, DiagError> {
     let mut rows = NetTcp::default();
-    rows.sockets.reserve(expected);
     let mut ids = Vec::new();
     let mut seen = HashSet::default();
     let mut found = Vec::new();
