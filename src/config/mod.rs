@@ -363,6 +363,7 @@ fn overlay_judge(base: &JudgeConfig, k: &RawJudge) -> JudgeConfig {
         warmup: d(k.warmup, base.warmup),
         fail_after: k.fail_after.unwrap_or(base.fail_after),
         recover_after: k.recover_after.unwrap_or(base.recover_after),
+        min_failing: d(k.min_failing, base.min_failing),
         usage_floor: k.usage_floor.map_or(base.usage_floor, |r| r.0),
         restart_budget: k.restart_budget.unwrap_or(base.restart_budget),
         stuck_after: d(k.stuck_after, base.stuck_after),

@@ -4,7 +4,8 @@
 //! Per target, a [`TargetJudge`] keeps one [`Window`] per series and one hysteresis tracker
 //! per rule. Each tick it takes the new sample, projects every series against its limit
 //! ([`trend`]), runs each rule's checks ([`rules`]), applies `fail_after`/`recover_after`,
-//! and composes the [`Verdict`]: only positive evidence fails it. Unknown values, a missing
+//! and composes the [`Verdict`]: only positive evidence fails it. A trusted rise towards a
+//! limit that no rule fails on yet is a warning (`leak_suspected`), never a 503. Unknown values, a missing
 //! or zombie target and an exhausted restart budget ([`budget`]) answer healthy with the
 //! reason in `notes`.
 
@@ -27,7 +28,7 @@ use crate::units;
 
 pub use budget::{Budget, RestartLog};
 pub use flip::{Answer, FlipDetector, Health, Transition};
-pub use rules::{CheckKind, CheckResult, Outcome, RuleState, RuleStatus, RuleTracker};
+pub use rules::{CheckKind, CheckResult, Clearing, Outcome, RuleState, RuleStatus, RuleTracker};
 pub use spec::{default_rules, effective_rules, JudgeConfig, OnMissing, Rule, Series};
 pub use trend::{Point, Trend, Window};
 
@@ -53,6 +54,9 @@ pub struct SeriesStatus {
     pub trend: Option<Trend>,
     /// `(limit - value) / slope` when the trend is trusted and rising and there is a limit.
     pub seconds_to_exhaustion: Option<f64>,
+    /// The trend is trusted and rising towards a limit, after warm-up: a leak, whether or
+    /// not a rule fails on it yet (far from the limit, usage under `usage_floor`).
+    pub leak_suspected: bool,
 }
 
 /// The verdict for one target: what `/healthz/NAME` answers.
@@ -65,6 +69,11 @@ pub struct Verdict {
     /// Why the verdict is healthy although something is wrong or unknown (fail open):
     /// a missing target, unknown values, an exhausted restart budget.
     pub notes: Vec<String>,
+    /// One line per series suspected of leaking (a trusted rise towards its limit), e.g.
+    /// `cgroup_memory: leak suspected: +163 KiB/s, limit 320 MiB in ~9m (14% used)`. A
+    /// warning for a human: it never changes the status code.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Verdict {
@@ -73,6 +82,7 @@ impl Verdict {
             healthy: true,
             failing: Vec::new(),
             notes,
+            warnings: Vec::new(),
         }
     }
 }
@@ -140,7 +150,10 @@ pub fn hold(found: Verdict, hold: Option<Hold>) -> Verdict {
             .map(|l| format!("would fail: {l}")),
     );
     notes.extend(found.notes);
-    Verdict::healthy(notes)
+    Verdict {
+        warnings: found.warnings,
+        ..Verdict::healthy(notes)
+    }
 }
 
 /// The judging state of one target: windows, rule trackers, the restart log.
@@ -223,13 +236,29 @@ impl TargetJudge {
             status.trend = trend::trend(window.points(), cfg);
             status.seconds_to_exhaustion =
                 trend::seconds_to_exhaustion(status.value, status.limit, status.trend.as_ref());
-            let checks = rules::run_checks(&status, &rule, cfg, warm);
+            status.leak_suspected = !warm
+                && status.limit.is_some_and(|l| l > 0.0)
+                && status
+                    .trend
+                    .as_ref()
+                    .is_some_and(|t| t.trusted && t.slope_per_s > 0.0);
+            let peak = window.points().iter().map(|p| p.value).reduce(f64::max);
             let tracker = self.trackers.entry(series).or_default();
-            rules_out.push(tracker.update(series, checks, cfg));
+            let clearing = tracker.clearing(peak);
+            let checks = rules::run_checks(&status, &rule, cfg, warm, clearing.as_ref());
+            rules_out.push(tracker.update(series, checks, cfg, now));
             series_out.push(status);
         }
         let budget = self.restarts.budget(now, cfg.restart_budget);
-        let verdict = compose(&series_out, &rules_out, &budget);
+        let mut verdict = compose(&series_out, &rules_out, &budget);
+        // A series a rule fails on says so in the failing lines already.
+        let failing =
+            |s: &SeriesStatus| rules_out.iter().any(|r| r.series == s.series && r.failing);
+        verdict.warnings = series_out
+            .iter()
+            .filter(|s| !failing(s))
+            .filter_map(leak_line)
+            .collect();
         // A restart is charged to the budget only when leakwatch asked for it.
         self.last_unhealthy = !verdict.healthy;
         Judged {
@@ -251,6 +280,7 @@ impl TargetJudge {
                 healthy: false,
                 failing: vec![format!("target: {reason} (on_missing = \"fail\")")],
                 notes: Vec::new(),
+                warnings: Vec::new(),
             },
         };
         Judged {
@@ -277,6 +307,30 @@ impl TargetJudge {
             }
         }
     }
+}
+
+/// The warning for a series suspected of leaking: its slope, when it reaches its limit at
+/// that slope, and how much of the limit it uses.
+pub fn leak_line(s: &SeriesStatus) -> Option<String> {
+    if !s.leak_suspected {
+        return None;
+    }
+    let (t, limit) = (s.trend.as_ref()?, s.limit?);
+    let b = series::is_bytes(s.series);
+    let rate = rules::rate_text(t.slope_per_s, b);
+    let limit_text = rules::amount(limit, b);
+    let when = match s.seconds_to_exhaustion {
+        Some(tte) => format!("limit {limit_text} in ~{}", rules::approx_secs(tte)),
+        None => format!("limit {limit_text}"),
+    };
+    let used = s
+        .value
+        .map(|v| format!(" ({:.0}% used)", (v / limit * 100.0).floor()))
+        .unwrap_or_default();
+    Some(format!(
+        "{}: leak suspected: {rate}, {when}{used}",
+        s.series
+    ))
 }
 
 /// The verdict from the rule states: unhealthy on any failing rule with a known value,
@@ -313,5 +367,6 @@ pub fn compose(series: &[SeriesStatus], rules: &[RuleStatus], budget: &Budget) -
         healthy: false,
         failing,
         notes,
+        warnings: Vec::new(),
     }
 }

@@ -1,6 +1,16 @@
 //! A rule's checks (`max`, `max_ratio`, `exhaust_within`, `max_growth`) on one series, and
 //! the hysteresis that turns per-tick outcomes into a rule state: `fail_after` consecutive
-//! failing ticks to fail, `recover_after` consecutive passing ticks to clear.
+//! failing ticks to fail; once failed, `recover_after` consecutive ticks on which the
+//! evidence is clearly gone ([`Clearing`]) and at least `min_failing` to clear.
+//!
+//! A rule fails on evidence of exhaustion; a GC drop under `usage_floor`, a trend made
+//! untrusted by that drop or a level dipping just under its threshold does not make that
+//! evidence go away. So a check that failed is judged on the way out by stricter terms
+//! than on the way in (Netdata's 95/85 alarms, Monit's cycles): levels clear
+//! [`LEVEL_BAND`] below their threshold, the usage floor is judged on the window's peak,
+//! and a projection clears only at [`CLEAR_MARGIN`] times its horizon, whatever the trend's
+//! trust. A kubelet restarts only after an unbroken run of failed probes: a verdict that
+//! clears between two of them never gets the target restarted.
 
 use serde::Serialize;
 
@@ -8,6 +18,25 @@ use super::series::is_bytes;
 use super::spec::{JudgeConfig, Rule, Series};
 use super::{SeriesStatus, Trend};
 use crate::units;
+
+/// A level (`max`, `max_ratio`) that failed clears only at or below this share of its
+/// threshold: fds failing at 90 % of the limit clear under 81 %.
+pub const LEVEL_BAND: f64 = 0.9;
+
+/// A trend check that failed clears only when the projection is this many times its
+/// threshold: `exhaust_within = "30m"` clears at 45 minutes to the limit, `max_growth`
+/// below two thirds of its rate.
+pub const CLEAR_MARGIN: f64 = 1.5;
+
+/// The terms a failing rule's checks are judged by this tick.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Clearing {
+    /// The checks that failed since the rule last passed: judged on the way out.
+    pub failed: Vec<CheckKind>,
+    /// The highest value in the window (the usage the floor is judged on, and the point
+    /// the projection starts from); `None` when the window is empty.
+    pub peak: Option<f64>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -74,7 +103,10 @@ pub struct RuleStatus {
 /// Hysteresis for one rule.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RuleTracker {
-    failed: bool,
+    /// Monotonic ms when the rule failed (after `fail_after`); `None` while it is not failing.
+    failed_at_ms: Option<u64>,
+    /// The checks that failed since the rule last passed for good.
+    failed_checks: Vec<CheckKind>,
     consecutive_failing: u32,
     consecutive_passing: u32,
     last_failure: Option<String>,
@@ -82,46 +114,85 @@ pub struct RuleTracker {
 }
 
 impl RuleTracker {
-    /// Take this tick's checks and return the rule's state.
+    /// The terms this tick's checks are judged by: `None` while the rule is not failing
+    /// (the checks as configured), else the stricter terms of [`Clearing`].
+    pub fn clearing(&self, peak: Option<f64>) -> Option<Clearing> {
+        self.failed_at_ms.map(|_| Clearing {
+            failed: self.failed_checks.clone(),
+            peak,
+        })
+    }
+
+    /// Take this tick's checks (judged at `now_ms`) and return the rule's state.
     pub fn update(
         &mut self,
         series: Series,
         checks: Vec<CheckResult>,
         judge: &JudgeConfig,
+        now_ms: u64,
     ) -> RuleStatus {
         let outcome = combine(&checks);
         match outcome {
             Outcome::Fail => {
                 self.consecutive_failing = self.consecutive_failing.saturating_add(1);
                 self.consecutive_passing = 0;
-                let details: Vec<&str> = checks
-                    .iter()
-                    .filter(|c| c.outcome == Outcome::Fail)
-                    .map(|c| c.detail.as_str())
-                    .collect();
+                let failed = checks.iter().filter(|c| c.outcome == Outcome::Fail);
+                for c in failed.clone() {
+                    if !self.failed_checks.contains(&c.check) {
+                        self.failed_checks.push(c.check);
+                    }
+                }
+                let details: Vec<&str> = failed.map(|c| c.detail.as_str()).collect();
                 self.last_failure = Some(format!("{series}: {}", details.join("; ")));
-                if self.consecutive_failing >= judge.fail_after {
-                    self.failed = true;
+                if self.consecutive_failing >= judge.fail_after && self.failed_at_ms.is_none() {
+                    self.failed_at_ms = Some(now_ms);
                 }
                 self.last_unknown = false;
             }
             Outcome::Pass => {
                 self.consecutive_passing = self.consecutive_passing.saturating_add(1);
                 self.consecutive_failing = 0;
-                if self.failed && self.consecutive_passing >= judge.recover_after {
-                    self.failed = false;
+                // Checks with nothing to judge (the series is gone) are no evidence to hold.
+                let vanished = checks.iter().all(|c| c.outcome == Outcome::NotApplicable);
+                if self.consecutive_passing >= judge.recover_after
+                    && (vanished || self.held_ms(judge, now_ms) == 0)
+                {
+                    self.failed_at_ms = None;
+                }
+                if self.failed_at_ms.is_none() {
+                    self.failed_checks.clear();
                 }
                 self.last_unknown = false;
             }
             Outcome::Unknown => self.last_unknown = true,
             _ => {}
         }
-        let failing = self.failed && !self.last_unknown;
+        self.status(series, checks, judge, now_ms)
+    }
+
+    /// How much longer `min_failing` holds the rule failing at `now_ms`.
+    fn held_ms(&self, judge: &JudgeConfig, now_ms: u64) -> u64 {
+        let Some(at) = self.failed_at_ms else {
+            return 0;
+        };
+        let min = judge.min_failing.as_millis() as u64;
+        (at.saturating_add(min)).saturating_sub(now_ms)
+    }
+
+    fn status(
+        &self,
+        series: Series,
+        checks: Vec<CheckResult>,
+        judge: &JudgeConfig,
+        now_ms: u64,
+    ) -> RuleStatus {
+        let failed = self.failed_at_ms.is_some();
+        let failing = failed && !self.last_unknown;
         let state = if self.last_unknown {
             RuleState::Unknown
-        } else if self.failed && self.consecutive_passing > 0 {
+        } else if failed && self.consecutive_passing > 0 {
             RuleState::Recovering
-        } else if self.failed {
+        } else if failed {
             RuleState::Failing
         } else if self.consecutive_failing > 0 {
             RuleState::Pending
@@ -130,10 +201,18 @@ impl RuleTracker {
         };
         let message = match (failing, state) {
             (true, RuleState::Recovering) => self.last_failure.as_ref().map(|m| {
-                format!(
-                    "{m} (recovering: {}/{} passing)",
-                    self.consecutive_passing, judge.recover_after
-                )
+                let passing = self.consecutive_passing.min(judge.recover_after);
+                match self.held_ms(judge, now_ms) {
+                    held if held > 0 && passing == judge.recover_after => format!(
+                        "{m} (recovering: {passing}/{} passing, held {} more by min_failing)",
+                        judge.recover_after,
+                        units::duration_ms(held.div_ceil(1000) * 1000)
+                    ),
+                    _ => format!(
+                        "{m} (recovering: {passing}/{} passing)",
+                        judge.recover_after
+                    ),
+                }
             }),
             (true, _) => self.last_failure.clone(),
             _ => None,
@@ -165,15 +244,17 @@ fn combine(checks: &[CheckResult]) -> Outcome {
     }
 }
 
-/// Run every check the rule configures against this tick's series status.
+/// Run every check the rule configures against this tick's series status; a failing rule's
+/// checks that failed before are judged on the way out by the terms of `clearing`.
 pub fn run_checks(
     s: &SeriesStatus,
     rule: &Rule,
     judge: &JudgeConfig,
     warming_up: bool,
+    clearing: Option<&Clearing>,
 ) -> Vec<CheckResult> {
     let mut out = Vec::new();
-    let mut push = |check, outcome, detail: String| {
+    let mut push = |check, (outcome, detail): (Outcome, String)| {
         out.push(CheckResult {
             check,
             outcome,
@@ -190,38 +271,81 @@ pub fn run_checks(
         };
         for (check, on) in configured(rule) {
             if on {
-                push(check, outcome, detail.clone());
+                push(check, (outcome, detail.clone()));
             }
         }
         return out;
     };
     let b = is_bytes(s.series);
+    // The terms on the way out, for a check that failed and passes on the way in.
+    let leaving = |kind: CheckKind, entered: &(Outcome, String)| {
+        clearing
+            .filter(|c| entered.0 == Outcome::Pass && c.failed.contains(&kind))
+            .map(|c| c.peak.unwrap_or(value).max(value))
+    };
     if let Some(max) = rule.max {
-        let fail = value > max;
-        let op = if fail { ">" } else { "<=" };
-        push(
-            CheckKind::Max,
-            pass_fail(fail),
-            format!(
-                "{}{} ({op} max {})",
-                amount(value, b),
-                noun(s.series),
-                amount(max, b)
-            ),
-        );
+        let mut r = level_max(s, value, max, b);
+        if leaving(CheckKind::Max, &r).is_some() {
+            let at = max * LEVEL_BAND;
+            let what = format!("{}{}", amount(value, b), noun(s.series));
+            r = level_clear(value, at, &amount(at, b), &what);
+        }
+        push(CheckKind::Max, r);
     }
     if let Some(ratio) = rule.max_ratio {
-        push_ratio(&mut push, s, value, ratio, b);
+        let mut r = level_ratio(s, value, ratio, b);
+        if let (Some(_), Some(limit)) = (leaving(CheckKind::MaxRatio, &r), s.limit) {
+            let what = format!(
+                "{}/{}{} ({})",
+                amount(value, b),
+                amount(limit, b),
+                noun(s.series),
+                percent(value / limit, false)
+            );
+            let at = ratio * LEVEL_BAND;
+            let at_text = format!("{}%", trim_float(at * 100.0));
+            r = level_clear(value / limit, at, &at_text, &what);
+        }
+        push(CheckKind::MaxRatio, r);
     }
     if let Some(horizon) = rule.exhaust_within {
-        let (outcome, detail) = exhaust(s, value, horizon.as_secs_f64(), judge, warming_up, b);
-        push(CheckKind::ExhaustWithin, outcome, detail);
+        let h = horizon.as_secs_f64();
+        let mut r = exhaust(s, value, h, judge, warming_up, b);
+        if let Some(peak) = leaving(CheckKind::ExhaustWithin, &r) {
+            r = exhaust_clear(s, peak, h, judge, b).unwrap_or(r);
+        }
+        push(CheckKind::ExhaustWithin, r);
     }
     if let Some(rate) = rule.max_growth_per_s {
-        let (outcome, detail) = growth(s, rate, warming_up, b);
-        push(CheckKind::MaxGrowth, outcome, detail);
+        let mut r = growth(s, rate, warming_up, b);
+        if leaving(CheckKind::MaxGrowth, &r).is_some() {
+            r = growth_clear(s, rate, b).unwrap_or(r);
+        }
+        push(CheckKind::MaxGrowth, r);
     }
     out
+}
+
+fn level_max(s: &SeriesStatus, value: f64, max: f64, b: bool) -> (Outcome, String) {
+    let fail = value > max;
+    let op = if fail { ">" } else { "<=" };
+    (
+        pass_fail(fail),
+        format!(
+            "{}{} ({op} max {})",
+            amount(value, b),
+            noun(s.series),
+            amount(max, b)
+        ),
+    )
+}
+
+/// A level on the way out: `value` clears at or below `clear_at` (read as `at`), [`LEVEL_BAND`]
+/// of its threshold. `what` is the value as the line shows it.
+fn level_clear(value: f64, clear_at: f64, at: &str, what: &str) -> (Outcome, String) {
+    let fail = value > clear_at;
+    let verb = if fail { "clears at" } else { "cleared at" };
+    (pass_fail(fail), format!("{what}, {verb} {at} or below"))
 }
 
 fn configured(rule: &Rule) -> [(CheckKind, bool); 4] {
@@ -241,22 +365,14 @@ fn pass_fail(fail: bool) -> Outcome {
     }
 }
 
-fn push_ratio(
-    push: &mut impl FnMut(CheckKind, Outcome, String),
-    s: &SeriesStatus,
-    value: f64,
-    ratio: f64,
-    b: bool,
-) {
+fn level_ratio(s: &SeriesStatus, value: f64, ratio: f64, b: bool) -> (Outcome, String) {
     let Some(limit) = s.limit.filter(|l| *l > 0.0) else {
-        let (outcome, detail) = no_limit(s);
-        return push(CheckKind::MaxRatio, outcome, detail);
+        return no_limit(s);
     };
     let share = value / limit;
     let fail = share >= ratio;
     let op = if fail { ">=" } else { "<" };
-    push(
-        CheckKind::MaxRatio,
+    (
         pass_fail(fail),
         format!(
             "{}/{}{} ({} {op} {}%)",
@@ -266,7 +382,7 @@ fn push_ratio(
             percent(share, fail),
             trim_float(ratio * 100.0)
         ),
-    );
+    )
 }
 
 /// A check that needs a limit, without one: unknown when the series has one that could not
@@ -355,6 +471,68 @@ fn growth(s: &SeriesStatus, max_rate: f64, warming_up: bool, b: bool) -> (Outcom
             rate_in(max_rate, b, per).trim_start_matches('+')
         ),
     )
+}
+
+/// `exhaust_within` on the way out: clears when the window's peak is under the usage
+/// floor, the series is not rising, or the limit is [`CLEAR_MARGIN`] horizons away from
+/// the peak at the window's slope, trusted or not (a GC drop makes the trend untrusted
+/// without making the growth go away). `None` without a limit or a slope.
+fn exhaust_clear(
+    s: &SeriesStatus,
+    peak: f64,
+    horizon_s: f64,
+    judge: &JudgeConfig,
+    b: bool,
+) -> Option<(Outcome, String)> {
+    let limit = s.limit.filter(|l| *l > 0.0)?;
+    let slope = s.trend.as_ref()?.slope_per_s;
+    let rate = rate_text(slope, b);
+    let share = peak / limit;
+    if share < judge.usage_floor {
+        return Some((
+            Outcome::Pass,
+            format!(
+                "{rate}, the window's peak {} below usage_floor {}%",
+                percent(share, false),
+                trim_float(judge.usage_floor * 100.0)
+            ),
+        ));
+    }
+    if slope <= 0.0 {
+        return Some((Outcome::Pass, format!("{rate}, not rising")));
+    }
+    let tte = ((limit - peak) / slope).max(0.0);
+    let clear_s = horizon_s * CLEAR_MARGIN;
+    let fail = tte < clear_s;
+    let verb = if fail { "clears at" } else { "cleared at" };
+    Some((
+        pass_fail(fail),
+        format!(
+            "{rate}, limit {} in ~{} from the window's peak {} ({verb} {})",
+            amount(limit, b),
+            approx_secs(tte),
+            amount(peak, b),
+            exact_secs(clear_s)
+        ),
+    ))
+}
+
+/// `max_growth` on the way out: clears when the window's slope, trusted or not, is under
+/// the rate divided by [`CLEAR_MARGIN`].
+fn growth_clear(s: &SeriesStatus, max_rate: f64, b: bool) -> Option<(Outcome, String)> {
+    let slope = s.trend.as_ref()?.slope_per_s;
+    let clear_at = max_rate / CLEAR_MARGIN;
+    let fail = slope > clear_at;
+    let per = rate_per(max_rate, b);
+    let verb = if fail { "clears at" } else { "cleared at" };
+    Some((
+        pass_fail(fail),
+        format!(
+            "{} ({verb} {})",
+            rate_in(slope, b, per),
+            rate_in(clear_at, b, per).trim_start_matches('+')
+        ),
+    ))
 }
 
 /// The word after a count: `1001/1024 open` for fds, `working set` for cgroup memory.

@@ -67,6 +67,7 @@ pub fn observe(sample: &Sample, series: Series, rule: &Rule) -> SeriesStatus {
         limit_unknown: None,
         trend: None,
         seconds_to_exhaustion: None,
+        leak_suspected: false,
     };
     if value.is_none() {
         match sample.unknown.get(&collector(series)) {

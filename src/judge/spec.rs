@@ -24,6 +24,9 @@ pub struct JudgeConfig {
     pub warmup: Duration,
     pub fail_after: u32,
     pub recover_after: u32,
+    /// A rule that failed fails for at least this long, whatever the ticks after say: a
+    /// kubelet restarts only after `failureThreshold` failed probes in a row.
+    pub min_failing: Duration,
     pub usage_floor: f64,
     pub restart_budget: u32,
     pub stuck_after: Duration,
@@ -44,6 +47,9 @@ impl Default for JudgeConfig {
             warmup: Duration::from_secs(120),
             fail_after: 3,
             recover_after: 3,
+            // A kubelet's default probe (every 10 s, 3 failures) needs up to 30 s of
+            // unbroken 503 from the flip; plus one period for a probe late under load.
+            min_failing: Duration::from_secs(40),
             usage_floor: 0.5,
             restart_budget: 3,
             stuck_after: Duration::from_secs(120),
@@ -132,25 +138,18 @@ pub struct Rule {
     pub limit: Option<f64>,
 }
 
-/// Safe with no config at all: fds or the cgroup working set at 90% of their limit or
-/// exhausting it within 30 minutes; threads at 90% of pids.max.
+/// Safe with no config at all: fds, the cgroup working set and threads each at 90% of
+/// their limit (RLIMIT_NOFILE, memory.max, pids.max) or exhausting it within 30 minutes.
 pub fn default_rules() -> Vec<(Series, Rule)> {
     let level_and_trend = Rule {
         max_ratio: Some(0.9),
         exhaust_within: Some(Duration::from_secs(30 * 60)),
         ..Rule::default()
     };
-    vec![
-        (Series::Fds, level_and_trend.clone()),
-        (Series::CgroupMemory, level_and_trend),
-        (
-            Series::Threads,
-            Rule {
-                max_ratio: Some(0.9),
-                ..Rule::default()
-            },
-        ),
-    ]
+    [Series::Fds, Series::CgroupMemory, Series::Threads]
+        .into_iter()
+        .map(|s| (s, level_and_trend.clone()))
+        .collect()
 }
 
 /// `configured`, and the safe defaults for every series not configured, in series order.

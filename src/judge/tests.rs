@@ -12,6 +12,7 @@ use crate::sample::{
 };
 
 mod incidents;
+mod surge;
 
 const MONO0_MS: u64 = 50_000_000;
 const UNIX0_MS: u64 = 1_800_000_000_000;
@@ -631,18 +632,32 @@ fn oscillating_around_max_ratio_never_flaps_the_verdict() {
     assert_eq!(rule(&js[1], Series::Fds).state, RuleState::Pending);
     assert_eq!(rule(&js[2], Series::Fds).state, RuleState::Passing);
 
-    // Genuinely failing, then alternating: never two passing ticks in a row, so it stays
-    // failing (Recovering on the passing ticks) instead of flapping back to healthy.
+    // Genuinely failing, then alternating just under and over the threshold: on the way
+    // out a level clears only at 90% of its threshold (81% of the limit), so the rule stays
+    // failing and says where it clears.
     let js = feed.values(Series::Fds, [950, 950, 950]);
     assert!(!js[2].verdict.healthy);
     let js = feed.values(Series::Fds, (0..100).map(|i| [899, 901][i % 2]));
     assert!(js.iter().all(|j| !j.verdict.healthy));
-    assert_eq!(rule(&js[0], Series::Fds).state, RuleState::Recovering);
-    assert_eq!(rule(&js[1], Series::Fds).state, RuleState::Failing);
+    assert!(js
+        .iter()
+        .all(|j| rule(j, Series::Fds).state == RuleState::Failing));
+    assert_eq!(
+        js[0].verdict.failing,
+        vec!["fds: 899/1000 open (89.9%), clears at 81% or below".to_string()]
+    );
     assert_eq!(
         js[1].verdict.failing,
         vec!["fds: 901/1000 open (90.1% >= 90%)".to_string()]
     );
+    // At 81% it passes on the way out: recovering, then healthy.
+    let js = feed.values(Series::Fds, [810; 3]);
+    assert_eq!(rule(&js[0], Series::Fds).state, RuleState::Recovering);
+    assert_eq!(
+        check(&js[0], Series::Fds, CheckKind::MaxRatio).detail,
+        "810/1000 open (81.0%), cleared at 81% or below"
+    );
+    assert!(js[2].verdict.healthy);
 }
 
 // 10. Warm-up
@@ -1071,7 +1086,10 @@ fn max_growth_fails_on_sustained_growth_above_the_rate() {
 
 #[test]
 fn recovery_takes_exactly_recover_after_passing_ticks() {
-    let mut feed = Feed::new(target(vec![(Series::TcpCloseWait, max(200.0))]));
+    let mut cfg = target(vec![(Series::TcpCloseWait, max(200.0))]);
+    // The ticks alone: min_failing is tested on its own below.
+    cfg.judge.min_failing = Duration::ZERO;
+    let mut feed = Feed::new(cfg);
     assert!(!close_wait_over_max(&mut feed).verdict.healthy);
     let js = feed.values(Series::TcpCloseWait, [100, 100, 250, 100, 100, 100]);
     // Two passing ticks: recovering, still failing, and the line says so.
@@ -1513,6 +1531,7 @@ fn failing_verdict() -> Verdict {
         healthy: false,
         failing: vec!["tcp_close_wait: 30 open (>= 20)".into()],
         notes: vec!["heap: unknown (smaps_rollup: permission denied); not judged".into()],
+        warnings: Vec::new(),
     }
 }
 

@@ -87,6 +87,7 @@ pub(super) fn failing(name: &str, lines: &[&str]) -> TargetStatus {
         healthy: false,
         failing: lines.iter().map(|l| l.to_string()).collect(),
         notes: Vec::new(),
+        warnings: Vec::new(),
     };
     status(name, verdict)
 }

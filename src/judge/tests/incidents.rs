@@ -1,6 +1,7 @@
 //! The incidents leakwatch exists for, as generated histories replayed through the judge
 //! with the default rules and `[judge]` defaults, at 5 s and 15 s ticks over hours of
-//! virtual time. Each asserts that `/healthz` flips before the limit, with a lead time of at
+//! virtual time. Each asserts that `/healthz` fails before the limit without a break, with a
+//! lead time (from the start of the last unbroken run of 503, as a kubelet sees it) of at
 //! least [`MIN_LEAD_S`], and prints it (README, "Lead times on the incidents").
 //!
 //! Healthy controls at the same cadences never flip.
@@ -16,20 +17,24 @@ const MIN_LEAD_S: u64 = 15 * 60;
 const STEPS_S: [u64; 2] = [5, 15];
 
 /// Replays `value(t_s)` (seconds since the life began) for `series` until it reaches
-/// `limit_at`; returns the seconds from the first unhealthy verdict to that moment.
+/// `limit_at`; returns the lead a kubelet sees: the seconds from the start of the last
+/// unbroken run of unhealthy verdicts to that moment (a verdict healthy at the limit has
+/// none).
 fn lead_time(feed: &mut Feed, series: Series, limit_at: u64, value: impl Fn(u64) -> u64) -> u64 {
     let step_s = feed.interval_ms / 1000;
-    let mut flipped_at = None;
+    let mut failing_since = None;
     let mut t = 0;
     loop {
         let v = value(t);
         if v >= limit_at {
-            let flipped = flipped_at.unwrap_or_else(|| panic!("no flip before {v} at {t} s"));
-            return t - flipped;
+            let since = failing_since.unwrap_or_else(|| panic!("healthy at {v} at {t} s"));
+            return t - since;
         }
         let j = feed.value(series, v);
-        if !j.verdict.healthy && flipped_at.is_none() {
-            flipped_at = Some(t);
+        if j.verdict.healthy {
+            failing_since = None;
+        } else if failing_since.is_none() {
+            failing_since = Some(t);
         }
         t += step_s;
     }
@@ -194,15 +199,16 @@ fn a_slow_sawtooth_without_a_trend_never_flips() {
     // 1.0 to 1.3 GiB of 2 GiB every 8 minutes, two hours from each of 8 phases: one ramp
     // fills most of the 10 min window. A ramp watched for longer than `min_span` is a leak
     // to any statistic (trend.rs' shape tests): with `min_span` half the window, the verdict
-    // failed within the first window on some phases (printed); with the default, the whole
-    // window, never.
+    // failed within the first window on some phases (printed) and, held by the terms on
+    // the way out, cleared by 14 minutes (measured: failing until 13m40s at the latest); with the
+    // default, the whole window, never.
     let half = JudgeConfig {
         min_span: mins(5),
         ..JudgeConfig::default()
     };
     for step in STEPS_S {
         for phase in 0..8 {
-            let early = never_flips_from(step, 2, half.clone(), 11 * 60, slow_sawtooth(phase));
+            let early = never_flips_from(step, 2, half.clone(), 14 * 60, slow_sawtooth(phase));
             if let Some(t) = early {
                 println!(
                     "slow sawtooth at {step} s, phase {phase} min, min_span 5m: failed at {t} s"

@@ -325,6 +325,7 @@ fn app_judged() -> Judged {
             healthy: false,
             failing: vec!["fds: 1001/1024 open (97.8% >= 90%)".into()],
             notes: Vec::new(),
+            warnings: Vec::new(),
         },
     }
 }
@@ -344,6 +345,7 @@ fn series(
         unknown: None,
         limit_unknown: None,
         not_collected: false,
+        leak_suspected: trend.as_ref().is_some_and(|t| t.trusted) && limit.is_some(),
         trend,
         seconds_to_exhaustion,
     }
