@@ -92,7 +92,7 @@ fn every_alert_has_a_unit_test() {
     for name in alert_names() {
         assert!(tested.contains(name), "no unit test for {name}");
     }
-    assert_eq!(alert_names().len(), 9, "{:?}", alert_names());
+    assert_eq!(alert_names().len(), 10, "{:?}", alert_names());
 }
 
 /// The unit tests would be worthless if a wrong threshold or a missing `for:` passed them.
@@ -104,6 +104,11 @@ fn a_rule_broken_on_purpose_fails_its_unit_test() {
             "unhealthy without for",
             "leakwatch_healthy == 0\n        for: 5m",
             "leakwatch_healthy == 0\n        for: 0m",
+        ),
+        (
+            "a leak suspected after 5 minutes, not 15",
+            "leakwatch_leak_suspected == 1\n        for: 15m",
+            "leakwatch_leak_suspected == 1\n        for: 5m",
         ),
         (
             "a renamed metric",
@@ -179,7 +184,7 @@ fn promtool_check_config_accepts_the_scrape_configs() {
     assert!(run.success, "{}", run.output);
     // It loads the rule file it names, too.
     assert!(
-        run.output.contains("SUCCESS: 9 rules found"),
+        run.output.contains("SUCCESS: 10 rules found"),
         "{}",
         run.output
     );

@@ -1,4 +1,7 @@
-//! `leakwatch inspect`: two looks at one process, `--stuck-after` apart, then a report.
+//! `leakwatch inspect`: two looks at one process, `--stuck-after` apart, then a report;
+//! with `--from URL`, what a running `leakwatch run` judged of it over its window ([`from`]).
+
+mod from;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +44,15 @@ pub struct InspectArgs {
     /// How many peers to list per state.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Also show what a running `leakwatch run` judged of this process over its window
+    /// (its /status at URL, e.g. http://127.0.0.1:9717): the verdict, leak warnings, and
+    /// each judged series' slope and time to exhaustion.
+    #[arg(long, value_name = "URL", value_parser = from::parse_url)]
+    pub from: Option<from::DaemonUrl>,
+    /// With --from: a file holding the bearer token leakwatch's /status requires (the one
+    /// its [http] token_file names).
+    #[arg(long, value_name = "FILE", requires = "from")]
+    pub token_file: Option<PathBuf>,
     #[arg(long, default_value = "/proc", hide = true)]
     pub proc_root: PathBuf,
     #[arg(long, default_value = "/sys/fs/cgroup", hide = true)]
@@ -77,16 +89,33 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode, String> {
         }
         write_bundle(args, dir, &selector, &sample, &history)?;
     }
+    // Asked after the looks, so the daemon's verdict is as fresh as the sample.
+    let daemon = args
+        .from
+        .as_ref()
+        .map(|url| from::ask(url, args.token_file.as_deref(), target));
     if args.json {
-        let j = serde_json::to_string_pretty(&sample).map_err(|e| e.to_string())?;
-        println!("{j}");
+        println!("{}", json(&sample, daemon.as_ref())?);
     } else {
         print!("{}", report::render(&sample));
+        if let Some(d) = &daemon {
+            print!("{}", from::render(d));
+        }
     }
     if sample.state == TargetState::Gone {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The sample as JSON; with `--from`, what the daemon said under the key `daemon`.
+fn json(sample: &Sample, daemon: Option<&from::FromDaemon>) -> Result<String, String> {
+    let mut v = serde_json::to_value(sample).map_err(|e| e.to_string())?;
+    if let (Some(d), serde_json::Value::Object(map)) = (daemon, &mut v) {
+        let d = serde_json::to_value(d).map_err(|e| e.to_string())?;
+        map.insert("daemon".into(), d);
+    }
+    serde_json::to_string_pretty(&v).map_err(|e| e.to_string())
 }
 
 /// One look, or two `--stuck-after` apart (stuck workers need two); the samples as history.

@@ -113,6 +113,13 @@ pub const TIME_TO_EXHAUSTION: Family = gauge(
     &["target", "series"],
     "Projected time until the series reaches its limit at its trusted growth rate, seconds.",
 );
+pub const LEAK_SUSPECTED: Family = gauge(
+    "leakwatch_leak_suspected",
+    &["target", "series"],
+    "1 when the series grows steadily (a trusted, rising trend after warmup) towards its \
+     limit, whether or not a rule fails on it yet, else 0. A warning: /healthz does not \
+     change for it. Only for series with a limit.",
+);
 pub const POLL_DURATION: Family = gauge(
     "leakwatch_poll_duration_seconds",
     &["target"],
@@ -243,6 +250,7 @@ pub const ALL: &[&Family] = &[
     &RULE_FAILING,
     &GROWTH,
     &TIME_TO_EXHAUSTION,
+    &LEAK_SUSPECTED,
     &POLL_DURATION,
     &COLLECTOR_ERRORS,
     &ACTIONS,

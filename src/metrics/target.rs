@@ -83,6 +83,10 @@ fn judged(out: &Out, name: &str, j: &Judged) {
         if let Some(secs) = s.seconds_to_exhaustion {
             out.put(&TIME_TO_EXHAUSTION, &labels, secs);
         }
+        // Only where there is a limit to leak towards, and a value to judge.
+        if s.limit.is_some() && s.value.is_some() {
+            out.put(&LEAK_SUSPECTED, &labels, flag(s.leak_suspected));
+        }
     }
 }
 

@@ -356,3 +356,35 @@ fn a_bad_sample_is_skipped_not_a_panic() {
         Some(3.0)
     );
 }
+
+#[test]
+fn leak_suspected_for_every_judged_series_with_a_limit() {
+    let mut s = example_snapshot();
+    let target = ("target", "app");
+    let suspected = |text: &str, series: &str| {
+        sample_value(
+            text,
+            "leakwatch_leak_suspected",
+            &[target, ("series", series)],
+        )
+    };
+    let text = render_targets(&s);
+    // Trusted and rising towards a limit: whether a rule fails on it (fds) or not.
+    assert_eq!(suspected(&text, "fds"), Some(1.0));
+    assert_eq!(suspected(&text, "cgroup_memory"), Some(1.0));
+    // A limit but an untrusted trend: a known 0.
+    assert_eq!(suspected(&text, "rss"), Some(0.0));
+    // No limit to leak towards: left out.
+    assert_eq!(suspected(&text, "tcp_close_wait"), None);
+    assert_eq!(suspected(&text, "threads"), None);
+    // An unknown value is left out, never 0.
+    let series = &mut app(&mut s).judged.series;
+    let rss = series
+        .iter_mut()
+        .find(|x| x.series == crate::judge::Series::Rss)
+        .expect("app judges rss");
+    rss.value = None;
+    let text = render_targets(&s);
+    assert_eq!(suspected(&text, "rss"), None);
+    assert_eq!(suspected(&text, "fds"), Some(1.0));
+}

@@ -106,6 +106,52 @@ async fn status_is_the_snapshot_as_json_with_its_age() {
     assert!(v["snapshot_age_ms"].as_u64().unwrap_or(0) >= 60_000);
 }
 
+/// Issue 23: a leak suspected is in /status (per series, and as the verdict's warnings),
+/// while /healthz answers as before.
+#[tokio::test]
+async fn status_carries_leak_suspected_and_warnings() {
+    let mut snap = crate::test_support::metrics::example_snapshot();
+    let line = "cgroup_memory: leak suspected: +32.0 KiB/s, limit 2.0 GiB in ~9h (50% used)";
+    snap.targets[0].judged.verdict.warnings = vec![line.into()];
+    let a = get(state(snap, None), "/status").await;
+    assert_eq!(a.status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&a.body).expect("json");
+    let app = &v["targets"][0]["judged"];
+    assert_eq!(app["verdict"]["warnings"], serde_json::json!([line]));
+    let suspected: Vec<(&str, bool)> = app["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|s| {
+            let name = s["series"].as_str().expect("a name");
+            (
+                name,
+                s["leak_suspected"]
+                    .as_bool()
+                    .expect("a bool on every series"),
+            )
+        })
+        .collect();
+    let want = [
+        ("fds", true),
+        ("tcp_close_wait", false),
+        ("rss", false),
+        ("cgroup_memory", true),
+        ("threads", false),
+    ];
+    assert_eq!(suspected, want);
+    // No warnings: the key is left out (an empty list says nothing).
+    let worker = &v["targets"][1]["judged"]["verdict"];
+    assert!(worker.get("warnings").is_none(), "{worker}");
+
+    // The same target with only a warning: /healthz stays 200 with its body.
+    let mut warned = healthy("app");
+    warned.judged.verdict.warnings = vec![line.into()];
+    let plain = get(state(snapshot(vec![healthy("app")]), None), "/healthz").await;
+    let a = get(state(snapshot(vec![warned]), None), "/healthz").await;
+    assert_eq!((a.status, a.body), (plain.status, plain.body));
+}
+
 #[tokio::test]
 async fn token_guards_metrics_and_status_only() {
     let st = state(snapshot(vec![healthy("app")]), Some("s3cret"));
