@@ -4,11 +4,17 @@
 //! defaults as `leakwatch run`, in virtual time ([`replay`]). The report says when the
 //! verdict would have turned unhealthy (the flips), the restarts and exhaustions the data
 //! shows, each flip's lead time, and the flips nothing followed (likely false alarms).
+//! A kubelet restarts a target only after an unbroken run of failed probes, so each
+//! restart and exhaustion also gets the lead *as the kubelet sees it* ([`Event`], from
+//! [`lead`]): from the start of the 503 that lasted until it, with the runs of 503 that a
+//! 200 cut short before it (a verdict that flapped). Each series' first suspicion of a
+//! leak in a process ([`Suspicion`]) gets its own lead.
 //!
 //! Pure: no I/O and no clock. [`prometheus`] reads the history from a Prometheus server,
 //! [`mapping`] turns its series into [`TargetHistory`]s, [`render`] writes the report.
 
 pub mod http;
+pub mod lead;
 pub mod mapping;
 pub mod prometheus;
 pub mod recording;
@@ -78,10 +84,88 @@ pub struct Flip {
     /// Nothing happened within `exhaust_within` after the flip: `Some(true)`; something
     /// did: `Some(false)`; the history ends before that was known: `None`.
     pub false_alarm: Option<bool>,
+    /// When `/healthz` answered 200 again (the first healthy tick, a restart's tick when the
+    /// run lasted as long as the process); `None`: still 503 when the history ends.
+    pub until_ms: Option<u64>,
 }
 
 impl Flip {
     /// The lead time: from the flip to the next restart or exhaustion.
+    pub fn lead(&self) -> Option<Duration> {
+        self.next
+            .map(|(at, _)| Duration::from_millis(at.saturating_sub(self.at_ms)))
+    }
+
+    /// The 503 ended before the next restart or exhaustion (or ended, with none next): a
+    /// kubelet sees no lead from this flip.
+    pub fn interrupted(&self) -> bool {
+        match (self.until_ms, self.next) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(u), Some((at, LeadTo::Restart))) => u < at,
+            (Some(u), Some((at, LeadTo::Exhaustion(_)))) => u <= at,
+        }
+    }
+}
+
+/// A restart or an exhaustion, as a kubelet probing `/healthz` met it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Event {
+    pub at_ms: u64,
+    pub what: LeadTo,
+    /// The runs of 503 (flips) of this process up to the event.
+    pub runs: usize,
+    /// When the run of 503 that lasted until the event began; `None` when `/healthz`
+    /// answered 200 at the event (the last tick of the process, for a restart).
+    pub unbroken_from_ms: Option<u64>,
+    /// When the first of the runs began.
+    pub first_flip_ms: Option<u64>,
+}
+
+impl Event {
+    /// The lead a kubelet sees: from the start of the unbroken 503 to the event.
+    pub fn kubelet_lead(&self) -> Option<Duration> {
+        self.unbroken_from_ms
+            .map(|from| Duration::from_millis(self.at_ms.saturating_sub(from)))
+    }
+
+    /// From the first flip of the process to the event.
+    pub fn first_flip_lead(&self) -> Option<Duration> {
+        self.first_flip_ms
+            .map(|from| Duration::from_millis(self.at_ms.saturating_sub(from)))
+    }
+
+    /// The runs of 503 a 200 cut short before the event.
+    pub fn interrupted_runs(&self) -> usize {
+        self.runs - usize::from(self.unbroken_from_ms.is_some())
+    }
+
+    /// The verdict went back to 200 at least once between its first 503 and the event.
+    pub fn flapped(&self) -> bool {
+        self.interrupted_runs() > 0
+    }
+}
+
+/// The first tick of a process on which a series was suspected of leaking (a trusted rise
+/// towards its limit: `SeriesStatus::leak_suspected`), whether or not a rule failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suspicion {
+    pub at_ms: u64,
+    pub series: Series,
+    /// The window's slope then, per second.
+    pub slope_per_s: f64,
+    /// The naive time to the limit at that slope then.
+    pub seconds_to_exhaustion: Option<f64>,
+    pub value: Option<f64>,
+    pub limit: Option<f64>,
+    /// The judge's warning, e.g. `fds: leak suspected: +10/min, limit 1024 in ~45m (55% used)`.
+    pub line: String,
+    /// What followed in the same process: the series at its limit, else the restart.
+    pub next: Option<(u64, LeadTo)>,
+}
+
+impl Suspicion {
+    /// From the suspicion to the exhaustion or restart that followed.
     pub fn lead(&self) -> Option<Duration> {
         self.next
             .map(|(at, _)| Duration::from_millis(at.saturating_sub(self.at_ms)))
@@ -116,6 +200,10 @@ pub struct TargetReport {
     /// Restarts seen in the data (unix ms).
     pub restarts: Vec<u64>,
     pub exhaustions: Vec<Exhaustion>,
+    /// Each restart and exhaustion, in time order, with the lead a kubelet saw.
+    pub events: Vec<Event>,
+    /// Each series' first suspicion of a leak, per process, in time order.
+    pub suspicions: Vec<Suspicion>,
     pub ticks: Vec<Tick>,
 }
 
@@ -126,5 +214,10 @@ impl TargetReport {
             .iter()
             .filter(|f| f.false_alarm == Some(true))
             .count()
+    }
+
+    /// The verdict flapped before some restart or exhaustion.
+    pub fn flapped(&self) -> bool {
+        self.events.iter().any(Event::flapped)
     }
 }

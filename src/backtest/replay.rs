@@ -2,14 +2,19 @@
 //! the points at that time and judged by a [`TargetJudge`] as `run` judges a live one.
 //! A restart (a new start time, or a rise of the restart count) is a new process:
 //! `new_target` resets windows, rule states and warm-up there, exactly as in `run`.
+//! Each flip notes when its run of 503 ended; each series' first suspicion of a leak in a
+//! process is kept; [`lead`](super::lead) then meets each restart and exhaustion with them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{
-    Exhaustion, Flip, LeadTo, Points, Setup, TargetHistory, TargetReport, Tick, EXHAUSTED_RATIO,
+    lead, Exhaustion, Flip, LeadTo, Points, Setup, Suspicion, TargetHistory, TargetReport, Tick,
+    EXHAUSTED_RATIO,
 };
-use crate::judge::{effective_rules, Answer, FlipDetector, Input, Judged, Series, TargetJudge};
+use crate::judge::{
+    effective_rules, leak_line, Answer, FlipDetector, Input, Judged, Series, TargetJudge,
+};
 use crate::sample::{
     CgroupMemory, CgroupPids, CloseWaitAge, FdLimit, Fds, Heap, Limit, Memory, ProcessInfo, Sample,
     Stuck, Tcp, TcpStalled, Threads,
@@ -75,26 +80,49 @@ impl Restarts<'_> {
     }
 }
 
+/// The history read forward in time: one sample per tick.
+struct Reader<'a> {
+    values: BTreeMap<Series, Cursor<'a>>,
+    limits: BTreeMap<Series, Cursor<'a>>,
+    restarts: Restarts<'a>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(history: &'a TargetHistory) -> Reader<'a> {
+        let cursors = |m: &'a BTreeMap<Series, Points>| {
+            m.iter()
+                .map(|(s, p)| (*s, Cursor::new(p)))
+                .collect::<BTreeMap<_, _>>()
+        };
+        Reader {
+            values: cursors(&history.values),
+            limits: cursors(&history.limits),
+            restarts: Restarts {
+                starts: Cursor::new(&history.starts),
+                counts: Cursor::new(&history.restart_counts),
+                last_start: None,
+                last_count: None,
+            },
+        }
+    }
+
+    /// The sample at `t`, and whether the process restarted since the last tick.
+    fn sample(&mut self, t: u64) -> (Sample, bool) {
+        let (started, restarted) = self.restarts.at(t);
+        let mut sample = sample_at(t, started);
+        for (series, cursor) in &mut self.values {
+            let limit = self.limits.get_mut(series).and_then(|c| c.as_of(t));
+            set(&mut sample, *series, cursor.at(t), limit);
+        }
+        (sample, restarted)
+    }
+}
+
 /// Replay one target's history through the judge.
 pub fn replay(history: &TargetHistory, setup: &Setup) -> TargetReport {
     let times = timeline(history);
     let rules = rules_for(history, setup);
-    let mut values: BTreeMap<Series, Cursor> = history
-        .values
-        .iter()
-        .map(|(s, p)| (*s, Cursor::new(p)))
-        .collect();
-    let mut limits: BTreeMap<Series, Cursor> = history
-        .limits
-        .iter()
-        .map(|(s, p)| (*s, Cursor::new(p)))
-        .collect();
-    let mut restarts = Restarts {
-        starts: Cursor::new(&history.starts),
-        counts: Cursor::new(&history.restart_counts),
-        last_start: None,
-        last_count: None,
-    };
+    let mut reader = Reader::new(history);
     let mut judge = TargetJudge::new();
     let mut flips = FlipDetector::new();
     let mut report = TargetReport {
@@ -103,36 +131,50 @@ pub fn replay(history: &TargetHistory, setup: &Setup) -> TargetReport {
         flips: Vec::new(),
         restarts: Vec::new(),
         exhaustions: Vec::new(),
+        events: Vec::new(),
+        suspicions: Vec::new(),
         ticks: Vec::with_capacity(times.len()),
     };
-    let mut exhausted: Vec<Series> = Vec::new();
+    // The series exhausted and suspected in this process.
+    let (mut exhausted, mut suspected): (Vec<Series>, Vec<Series>) = (Vec::new(), Vec::new());
     for (i, &t) in times.iter().enumerate() {
-        let (started, restarted) = restarts.at(t);
+        let (sample, restarted) = reader.sample(t);
         if i == 0 || restarted {
             judge.new_target(t);
             exhausted.clear();
+            suspected.clear();
             if i > 0 {
                 report.restarts.push(t);
             }
         }
-        let mut sample = sample_at(t, started);
-        for (series, cursor) in &mut values {
-            let limit = limits.get_mut(series).and_then(|c| c.as_of(t));
-            set(&mut sample, *series, cursor.at(t), limit);
-        }
         let judged = judge.judge(Input::Sample(&sample), &setup.judge, &rules);
         note_exhaustions(t, &judged, &mut exhausted, &mut report.exhaustions);
-        if flips.answered(&judged.verdict) == Some(Answer::NowFailing) {
-            report.flips.push(flip(t, &judged));
+        note_suspicions(t, &judged, &mut suspected, &mut report.suspicions);
+        match flips.answered(&judged.verdict) {
+            Some(Answer::NowFailing) => report.flips.push(flip(t, &judged)),
+            Some(Answer::HealthyAgain) => {
+                if let Some(f) = report.flips.last_mut() {
+                    f.until_ms = f.until_ms.or(Some(t));
+                }
+            }
+            None => {}
         }
         report.ticks.push(tick(t, &judged));
     }
-    let end = times.last().copied().unwrap_or(0);
+    conclude(&mut report, setup, times.last().copied().unwrap_or(0));
+    report
+}
+
+/// What followed each flip and suspicion, and each restart's and exhaustion's leads.
+fn conclude(report: &mut TargetReport, setup: &Setup, end: u64) {
     for f in &mut report.flips {
         let within = exhaust_within(setup, &f.rules);
         outcome(f, &report.restarts, &report.exhaustions, within, end);
     }
-    report
+    for s in &mut report.suspicions {
+        s.next = lead::follow(s, &report.restarts, &report.exhaustions);
+    }
+    report.events = lead::events(&report.flips, &report.restarts, &report.exhaustions);
 }
 
 /// Every time any judged series has a point, in order.
@@ -265,6 +307,29 @@ fn note_exhaustions(t: u64, j: &Judged, seen: &mut Vec<Series>, out: &mut Vec<Ex
     }
 }
 
+/// A series newly suspected of leaking (once per process), as the judge said it then.
+fn note_suspicions(t: u64, j: &Judged, seen: &mut Vec<Series>, out: &mut Vec<Suspicion>) {
+    for s in j.series.iter().filter(|s| s.leak_suspected) {
+        let (Some(trend), Some(line)) = (s.trend.as_ref(), leak_line(s)) else {
+            continue;
+        };
+        if seen.contains(&s.series) {
+            continue;
+        }
+        seen.push(s.series);
+        out.push(Suspicion {
+            at_ms: t,
+            series: s.series,
+            slope_per_s: trend.slope_per_s,
+            seconds_to_exhaustion: s.seconds_to_exhaustion,
+            value: s.value,
+            limit: s.limit,
+            line,
+            next: None,
+        });
+    }
+}
+
 fn flip(t: u64, j: &Judged) -> Flip {
     Flip {
         at_ms: t,
@@ -277,6 +342,7 @@ fn flip(t: u64, j: &Judged) -> Flip {
         lines: j.verdict.failing.clone(),
         next: None,
         false_alarm: None,
+        until_ms: None,
     }
 }
 

@@ -5,7 +5,10 @@
 //! worker in `recv()` on a connection whose peer never sends, until it hits EMFILE. The
 //! real daemon watches it (same loop, same judging, same HTTP server as `leakwatch run`);
 //! each line shows what leakwatch sees and what `GET /healthz` really answers. The summary
-//! says when `/healthz` turned 503, when the child hit EMFILE, and the lead time.
+//! says when `/healthz` turned 503, when the child hit EMFILE, and the lead time as a
+//! kubelet sees it: from the start of the last unbroken run of 503 before EMFILE (a kubelet
+//! restarts only after `failureThreshold` failed probes in a row), and whether the verdict
+//! flapped (went back to 200 in between) and how many times.
 
 use std::net::SocketAddr;
 use std::process::{Command, ExitCode};
@@ -183,12 +186,46 @@ struct Events {
     unhealthy: Option<(Duration, String)>,
     level: Option<(Duration, f64)>,
     emfile: Option<(Duration, String)>,
+    /// The probes before EMFILE, as a kubelet sees them.
+    probes: Probes,
+}
+
+/// The runs of 503 that `GET /healthz` answered, probe by probe, until the child ran out.
+#[derive(Debug, Default, PartialEq)]
+struct Probes {
+    /// Runs of 503 begun (flips a kubelet saw).
+    runs: usize,
+    /// When the current run of 503 began; `None` after any other answer.
+    run_from: Option<Duration>,
+}
+
+impl Probes {
+    fn probe(&mut self, at: Duration, code: u16) {
+        match (code == 503, self.run_from) {
+            (true, None) => {
+                self.runs += 1;
+                self.run_from = Some(at);
+            }
+            (false, _) => self.run_from = None,
+            (true, Some(_)) => {}
+        }
+    }
+
+    /// The runs of 503 that a 200 (or no answer) cut short.
+    fn interrupted(&self) -> usize {
+        self.runs - usize::from(self.run_from.is_some())
+    }
 }
 
 impl Events {
     fn observe(&mut self, at: Duration, snap: &Snapshot, code: u16, body: &str) {
         if code == 503 && self.unhealthy.is_none() {
             self.unhealthy = Some((at, body.trim().to_string()));
+        }
+        // What the kubelet saw before the child ran out (this tick's probe comes after the
+        // leak step that hit EMFILE).
+        if self.emfile.is_none() {
+            self.probes.probe(at, code);
         }
         if let Some(f) = fds(snap) {
             if let (Some(v), Some(l)) = (f.value, f.limit) {
@@ -205,6 +242,13 @@ impl Events {
             Some((at, body)) => println!("{:>4.0}s  /healthz turned 503: {body}", at.as_secs_f64()),
             None => println!("/healthz never turned 503"),
         }
+        if let (Some(from), true) = (self.probes.run_from, self.probes.interrupted() > 0) {
+            println!(
+                "{:>4.0}s  /healthz turned 503 again, after {} back to 200, and stayed 503",
+                from.as_secs_f64(),
+                times(self.probes.interrupted())
+            );
+        }
         if let Some((at, v)) = self.level {
             println!(
                 "{:>4.0}s  fds reached {:.0}% of the limit ({v:.0}/{}): where a level rule alone would fail",
@@ -220,6 +264,11 @@ impl Events {
             ),
             None => println!("the child did not run out within {:?}", args.max),
         }
+        self.lead()
+    }
+
+    /// The lead a kubelet sees: from the start of the last unbroken 503 to EMFILE.
+    fn lead(&self) -> ExitCode {
         let (Some((u, _)), Some((e, _))) = (&self.unhealthy, &self.emfile) else {
             return ExitCode::from(1);
         };
@@ -227,12 +276,42 @@ impl Events {
             println!("\n/healthz failed only after the child ran out: no lead time");
             return ExitCode::from(1);
         }
+        let flapped = self.probes.interrupted();
+        if flapped > 0 {
+            println!(
+                "\nthe verdict flapped: /healthz turned 503 {} and went back to 200 {} before \
+                 EMFILE (the first 503 was {:.0}s before it). A kubelet restarts only after \
+                 failureThreshold failed probes in a row: only an unbroken 503 counts.",
+                times(self.probes.runs),
+                times(flapped),
+                e.saturating_sub(*u).as_secs_f64()
+            );
+        }
+        let Some(from) = self.probes.run_from else {
+            println!("\n/healthz answered 200 again before the child ran out: no lead time a kubelet sees");
+            return ExitCode::from(1);
+        };
+        let run = if flapped > 0 {
+            "turning 503 for the last time"
+        } else {
+            "turning 503 (503 on every probe since: the verdict did not flap)"
+        };
         println!(
-            "\nlead time: {:.0}s between /healthz turning 503 and EMFILE. A liveness probe on \
-             /healthz restarts the service in that window, on your terms.",
-            e.saturating_sub(*u).as_secs_f64()
+            "\nlead time: {:.0}s between /healthz {run} and EMFILE, the unbroken run of failed \
+             probes a kubelet needs. A liveness probe on /healthz restarts the service in that \
+             window, on your terms.",
+            e.saturating_sub(from).as_secs_f64()
         );
         ExitCode::SUCCESS
+    }
+}
+
+/// `once`, `twice`, `3 times`.
+fn times(n: usize) -> String {
+    match n {
+        1 => "once".into(),
+        2 => "twice".into(),
+        n => format!("{n} times"),
     }
 }
 
@@ -287,4 +366,60 @@ fn line(at: Duration, snap: &Snapshot, code: u16) -> String {
         growth,
         tte,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probes(codes: &[u16]) -> Probes {
+        let mut p = Probes::default();
+        for (i, &code) in codes.iter().enumerate() {
+            p.probe(Duration::from_secs(i as u64), code);
+        }
+        p
+    }
+
+    #[test]
+    fn the_lead_counts_from_the_last_unbroken_503() {
+        assert_eq!(probes(&[200, 200]), Probes::default());
+        let once = probes(&[200, 503, 503]);
+        assert_eq!(
+            (once.runs, once.run_from, once.interrupted()),
+            (1, Some(Duration::from_secs(1)), 0)
+        );
+        let flapped = probes(&[200, 503, 503, 200, 503, 200, 503, 503]);
+        assert_eq!(flapped.runs, 3);
+        assert_eq!(flapped.run_from, Some(Duration::from_secs(6)));
+        assert_eq!(flapped.interrupted(), 2);
+        // A 503 that a 200 cut short just before EMFILE: no lead a kubelet sees.
+        let cut = probes(&[503, 503, 200]);
+        assert_eq!((cut.runs, cut.run_from, cut.interrupted()), (1, None, 1));
+        // No answer is no 503 either.
+        assert_eq!(probes(&[503, 0, 503]).interrupted(), 1);
+    }
+
+    fn events(codes: &[u16], emfile_s: u64) -> Events {
+        let mut e = Events::default();
+        for (i, &code) in codes.iter().enumerate() {
+            let at = Duration::from_secs(i as u64);
+            if code == 503 && e.unhealthy.is_none() {
+                e.unhealthy = Some((at, "fds: ...".into()));
+            }
+            e.probes.probe(at, code);
+        }
+        e.emfile = Some((Duration::from_secs(emfile_s), "error: EMFILE".into()));
+        e
+    }
+
+    #[test]
+    fn a_lead_needs_a_503_that_lasts_until_emfile() {
+        // Unbroken, or flapped before and unbroken since: a lead (from the last run), exit 0.
+        assert_eq!(events(&[200, 503, 503], 3).lead(), ExitCode::SUCCESS);
+        assert_eq!(events(&[503, 200, 503, 503], 4).lead(), ExitCode::SUCCESS);
+        // 200 again at the last probe before EMFILE: no lead a kubelet sees.
+        assert_eq!(events(&[503, 503, 200], 3).lead(), ExitCode::from(1));
+        // No 503 at all.
+        assert_eq!(events(&[200, 200], 2).lead(), ExitCode::from(1));
+    }
 }
