@@ -63,3 +63,52 @@ fn version_and_bad_usage() {
     let out = leakwatch(&["inspect", "--cmdline-regex", "("]);
     assert_eq!(out.status.code(), Some(2), "a bad regex is a usage error");
 }
+
+#[test]
+fn generate_writes_a_man_page_per_subcommand_and_completions_for_three_shells() {
+    let dir = tempfile::tempdir().unwrap();
+    let man = dir.path().join("man");
+    let out = leakwatch(&["generate", "man", man.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = std::fs::read_to_string(man.join("leakwatch.1")).unwrap();
+    assert!(page.contains(".TH leakwatch 1"), "{page}");
+    for section in [
+        ".SH ENDPOINTS",
+        ".SH FILES",
+        ".SH EXIT STATUS",
+        ".SH SEE ALSO",
+    ] {
+        assert!(page.contains(section), "{section} missing");
+    }
+    for sub in [
+        "run", "check", "inspect", "demo", "backtest", "config", "generate",
+    ] {
+        let sub_page = man.join(format!("leakwatch-{sub}.1"));
+        assert!(sub_page.exists(), "{} missing", sub_page.display());
+    }
+    let run = std::fs::read_to_string(man.join("leakwatch-run.1")).unwrap();
+    assert!(run.contains("config"), "{run}");
+
+    for (shell, mark) in [
+        ("bash", "complete -F _leakwatch"),
+        ("zsh", "#compdef leakwatch"),
+        ("fish", "complete -c leakwatch"),
+    ] {
+        let out = leakwatch(&["generate", "completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        assert!(script.contains(mark), "{shell}: {script}");
+        assert!(
+            script.contains("backtest") && script.contains("inspect"),
+            "{shell}"
+        );
+    }
+    // A directory that cannot be made: exit 2 and the path, no panic.
+    let out = leakwatch(&["generate", "man", "/proc/self/nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("/proc/self/nope"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -82,8 +82,13 @@ const UNITS: [&str; 3] = [
     "leakwatch@.service",
     "leakwatch-restart@.service",
 ];
-const FILES: [&str; 9] = [
+const FILES: [&str; 14] = [
     "/usr/bin/leakwatch",
+    "/usr/share/man/man1/leakwatch.1.gz",
+    "/usr/share/man/man1/leakwatch-run.1.gz",
+    "/usr/share/bash-completion/completions/leakwatch",
+    "/usr/share/zsh/vendor-completions/_leakwatch",
+    "/usr/share/fish/vendor_completions.d/leakwatch.fish",
     "/usr/lib/systemd/system/leakwatch.service",
     "/usr/lib/systemd/system/leakwatch@.service",
     "/usr/lib/systemd/system/leakwatch-restart@.service",
@@ -137,6 +142,27 @@ fn deb_installs_verifies_and_purges() {
     let check =
         ok(Command::new("leakwatch").args(["config", "check", "/etc/leakwatch/leakwatch.toml"]));
     assert!(check.contains(": ok, 1 target(s)"), "{check}");
+
+    // `man leakwatch` renders the page, with the sections beyond the options; bash
+    // completes the subcommands.
+    let page = ok(Command::new("man")
+        .args(["-P", "cat", "leakwatch"])
+        .env("MANWIDTH", "100"));
+    assert!(
+        page.contains("leakwatch - Restart a service before it runs out of file descriptors")
+            && page.contains("EXIT STATUS")
+            && page.contains("leakwatch-run(1)"),
+        "{page}"
+    );
+    let run_page = ok(Command::new("man").args(["-P", "cat", "leakwatch-run"]));
+    assert!(run_page.contains("--config"), "{run_page}");
+    let completed = ok(Command::new("bash").args([
+        "-c",
+        "source /usr/share/bash-completion/completions/leakwatch && \
+         COMP_WORDS=(leakwatch ba); COMP_CWORD=1; _leakwatch leakwatch ba leakwatch && \
+         printf '%s\\n' \"${COMPREPLY[@]}\"",
+    ]));
+    assert_eq!(completed.trim(), "backtest", "{completed}");
 
     // The system user the units run as: no login shell, a system uid.
     let user = ok(Command::new("getent").args(["passwd", "leakwatch"]));

@@ -1,4 +1,4 @@
-//! The command line: `leakwatch run|check|inspect|demo|config`.
+//! The command line: `leakwatch run|check|inspect|demo|backtest|config|generate`.
 //!
 //! A thin layer: parse with clap, call the library, print errors with their whole cause
 //! chain, map outcomes to exit codes (0 ok, 1 unhealthy, 2 unknown or error).
@@ -6,6 +6,7 @@
 mod backtest;
 mod check;
 mod demo;
+mod generate;
 mod inspect;
 mod run;
 
@@ -55,6 +56,8 @@ pub enum Command {
     /// Check or print a config file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Write the man pages or print shell completions (the .deb installs both).
+    Generate(generate::GenerateArgs),
     /// The built-in leaking child (for tests and the demo).
     #[command(hide = true)]
     DemoChild(ChildArgs),
@@ -135,6 +138,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Backtest(args) => backtest::run(&args),
+        Command::Generate(args) => generate::run(&args),
         Command::Config(ConfigCommand::Example) => {
             print!("{}", crate::config::EXAMPLE);
             ExitCode::SUCCESS
