@@ -1,8 +1,19 @@
 //! `leakwatch backtest --svg DIR` draws what a person needs at a glance, and a real browser
 //! shows it: Debian's chromium renders each SVG headless to a PNG of the SVG's size, which
-//! is decoded here and must hold the series' blue line and the flip's red, not a blank page.
+//! is decoded here and must hold the series' blue line, the flip's red, and the dark text of
+//! the time axis and the legend under the panels, not a blank page. A second load in
+//! chromium measures every text the browser laid out (`getBBox` from a page that frames the
+//! SVG): the document parses, the time ticks, the limit's label, the lead and the legend
+//! are all there, inside the drawing, and no two tick labels or legend items overlap.
+//! Hostile label values (markup, quotes, control characters) render as text.
 //!
-//! Without chromium the test says so and passes, unless `LEAKWATCH_REQUIRE_CHROMIUM=1`
+//! The README's picture, docs/backtest-example.svg, is the leaky instance of
+//! `tests/backtest_prometheus.rs` (the same history, built here without Prometheus) and
+//! must be what `render` draws today; regenerate it with
+//! `LEAKWATCH_WRITE_BACKTEST_EXAMPLE=1 cargo test --test backtest_svg readme_example`.
+//! `LEAKWATCH_SVG_SHOTS=DIR` keeps the screenshots there, to look at.
+//!
+//! Without chromium the browser tests say so and pass, unless `LEAKWATCH_REQUIRE_CHROMIUM=1`
 //! (CI sets it, and `.ci/run` installs chromium).
 
 mod common;
@@ -13,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use common::BIN;
 use leakwatch::backtest::recording::RecordLine;
+use leakwatch::backtest::render::{labels_text, rfc3339};
+use leakwatch::backtest::{replay, svg, Setup, TargetHistory, TargetReport};
 use leakwatch::judge::Series;
 
 fn chromium() -> Option<PathBuf> {
@@ -139,7 +152,9 @@ fn paeth(a: u8, b: u8, c: u8) -> u8 {
 }
 
 /// Run chromium headless on `svg` into `png`, bounded in time and killed by its pid.
-fn screenshot(chromium: &Path, svg: &Path, png: &Path, size: (u32, u32), profile: &Path) {
+/// Run chromium headless with `args` on `url`, its stdout into `stdout`, bounded in time
+/// and killed by its pid.
+fn run_chromium(chromium: &Path, profile: &Path, args: &[String], stdout: Stdio) {
     let mut child = Command::new(chromium)
         .args([
             "--headless",
@@ -148,11 +163,9 @@ fn screenshot(chromium: &Path, svg: &Path, png: &Path, size: (u32, u32), profile
             "--hide-scrollbars",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--window-size={},{}", size.0, size.1))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(format!("file://{}", svg.display()))
+        .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::null())
         .spawn()
         .expect("start chromium");
@@ -165,6 +178,197 @@ fn screenshot(chromium: &Path, svg: &Path, png: &Path, size: (u32, u32), profile
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A screenshot of `svg` at its size, decoded: (width, height, RGB pixels). Kept in
+/// `$LEAKWATCH_SVG_SHOTS/NAME.png` when that is set.
+fn screenshot(chromium: &Path, svg: &Path, size: (u32, u32)) -> (u32, u32, Vec<[u8; 3]>) {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("shot.png");
+    let args = [
+        format!("--window-size={},{}", size.0, size.1),
+        format!("--screenshot={}", png.display()),
+        format!("file://{}", svg.display()),
+    ];
+    run_chromium(chromium, &dir.path().join("profile"), &args, Stdio::null());
+    let bytes = std::fs::read(&png).expect("chromium wrote the screenshot");
+    if let Some(keep) = std::env::var_os("LEAKWATCH_SVG_SHOTS") {
+        let name = svg.file_stem().unwrap().to_string_lossy();
+        std::fs::write(Path::new(&keep).join(format!("{name}.png")), &bytes).unwrap();
+    }
+    decode_png(&bytes)
+}
+
+/// A text chromium laid out: the class of it (or of its group), its box, its content.
+#[derive(Debug, Clone)]
+struct Laid {
+    class: String,
+    x: f64,
+    y: f64,
+    w: f64,
+    h: f64,
+    text: String,
+}
+
+/// A page that frames the SVG and, once it is loaded, writes each `<text>`'s `getBBox()`
+/// into a `<pre>` (or `PARSEERROR`), for `--dump-dom` to print.
+const MEASURE: &str = r#"<!doctype html><html><body><iframe id="f" src="SVG" width="W" height="H"></iframe>
+<script>
+window.addEventListener('load', () => {
+  const doc = document.getElementById('f').contentDocument;
+  const out = [];
+  if (!doc || !doc.documentElement || doc.getElementsByTagName('parsererror').length) {
+    out.push('PARSEERROR');
+  } else {
+    out.push('ROOT\t' + doc.documentElement.localName);
+    for (const t of doc.querySelectorAll('text')) {
+      const b = t.getBBox();
+      const cls = t.getAttribute('class') || t.parentNode.getAttribute('class') || '';
+      out.push([cls, b.x, b.y, b.width, b.height, encodeURIComponent(t.textContent)].join('\t'));
+    }
+  }
+  const pre = document.createElement('pre');
+  pre.id = 'boxes';
+  pre.textContent = '\n' + out.join('\n') + '\n';
+  document.body.appendChild(pre);
+});
+</script></body></html>
+"#;
+
+/// Every text of `svg` as chromium laid it out; panics when the SVG does not parse.
+fn measure(chromium: &Path, svg: &Path, size: (u32, u32)) -> Vec<Laid> {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("measure.html");
+    let name = svg.file_name().unwrap().to_string_lossy();
+    std::fs::copy(svg, dir.path().join(&*name)).unwrap();
+    let html = MEASURE
+        .replace("SVG", &name.replace('"', "%22"))
+        .replace("\"W\"", &format!("\"{}\"", size.0))
+        .replace("\"H\"", &format!("\"{}\"", size.1));
+    std::fs::write(&page, html).unwrap();
+    let dump = dir.path().join("dom.html");
+    let args = [
+        "--allow-file-access-from-files".to_string(),
+        "--virtual-time-budget=5000".to_string(),
+        "--dump-dom".to_string(),
+        format!("file://{}", page.display()),
+    ];
+    let out = std::fs::File::create(&dump).unwrap();
+    run_chromium(chromium, &dir.path().join("profile"), &args, out.into());
+    let dom = std::fs::read_to_string(&dump).unwrap();
+    assert!(
+        !dom.lines().any(|l| l == "PARSEERROR"),
+        "the SVG does not parse: {dom}"
+    );
+    assert!(
+        dom.contains("\nROOT\tsvg\n"),
+        "no <svg> root, or no measure: {dom}"
+    );
+    dom.lines().filter_map(laid).collect()
+}
+
+fn laid(line: &str) -> Option<Laid> {
+    let f: Vec<&str> = line.split('\t').collect();
+    let [class, x, y, w, h, text] = f.as_slice() else {
+        return None;
+    };
+    let text = text.replace("%20", " ");
+    Some(Laid {
+        class: class.to_string(),
+        x: x.parse().ok()?,
+        y: y.parse().ok()?,
+        w: w.parse().ok()?,
+        h: h.parse().ok()?,
+        text: percent_decode(&text),
+    })
+}
+
+/// `encodeURIComponent` undone.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let (mut out, mut i) = (Vec::new(), 0);
+    while i < b.len() {
+        match (b[i], s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16))) {
+            (b'%', Some(Ok(v))) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The laid-out texts are inside the drawing, the tick labels and the legend items in one
+/// row apart from each other; the ones named are there.
+fn assert_laid_out(texts: &[Laid], size: (u32, u32), wanted: &[&str]) {
+    let (w, h) = (f64::from(size.0), f64::from(size.1));
+    for t in texts {
+        assert!(t.w > 0.0 && t.h > 0.0, "not laid out: {t:?}");
+        assert!(
+            t.x >= 0.0 && t.x + t.w <= w && t.y >= 0.0 && t.y + t.h <= h,
+            "outside the {w}x{h} drawing: {t:?}"
+        );
+    }
+    for want in wanted {
+        assert!(
+            texts.iter().any(|t| t.text == *want),
+            "no {want:?} in {texts:#?}"
+        );
+    }
+    let apart = |mut row: Vec<&Laid>, what: &str| {
+        row.sort_by(|a, b| a.x.total_cmp(&b.x));
+        for p in row.windows(2) {
+            assert!(p[0].x + p[0].w < p[1].x, "{what} overlap: {p:?}");
+        }
+    };
+    let ticks: Vec<&Laid> = texts.iter().filter(|t| t.class == "tick").collect();
+    assert!(ticks.len() >= 5, "time ticks: {ticks:?}");
+    apart(ticks, "tick labels");
+    let legend: Vec<&Laid> = texts
+        .iter()
+        .filter(|t| t.class.starts_with("legend-"))
+        .collect();
+    assert_eq!(legend.len(), 7, "legend items: {legend:?}");
+    let mut rows: Vec<f64> = legend.iter().map(|t| t.y).collect();
+    rows.dedup();
+    for y in rows {
+        apart(
+            legend.iter().copied().filter(|t| t.y == y).collect(),
+            "legend items",
+        );
+    }
+}
+
+/// The screenshot holds the series' blue, the flip's red, on a white page, and dark text
+/// under the panels (the ticks and the legend).
+fn assert_drawn(shot: &(u32, u32, Vec<[u8; 3]>), size: (u32, u32), under_panels: u32) {
+    let (w, h, pixels) = shot;
+    assert_eq!((*w, *h), size, "the screenshot has the SVG's size");
+    let near = |p: &[u8; 3], q: [u8; 3]| p.iter().zip(q).all(|(a, b)| a.abs_diff(b) <= 40);
+    let count = |q: [u8; 3]| pixels.iter().filter(|p| near(p, q)).count();
+    let (blue, red, white) = (
+        count([0x1f, 0x5f, 0xbf]),
+        count([0xd6, 0x20, 0x20]),
+        count([255, 255, 255]),
+    );
+    assert!(blue > 500, "the series' line: {blue} blue pixels");
+    assert!(red > 100, "the flip's line: {red} red pixels");
+    assert!(
+        white > pixels.len() / 2 && white < pixels.len(),
+        "a white page with a drawing"
+    );
+    let below = pixels[(under_panels * w) as usize..]
+        .iter()
+        .filter(|p| p.iter().all(|c| *c < 120))
+        .count();
+    assert!(
+        below > 400,
+        "the ticks' and the legend's text: {below} dark pixels"
+    );
 }
 
 #[test]
@@ -199,30 +403,130 @@ fn the_svg_renders_in_a_real_browser() {
     );
     let svg = std::fs::read_to_string(&svg_path).unwrap();
     let size = svg_size(&svg);
-    let png = dir.path().join("shot.png");
-    screenshot(
-        &chromium,
-        &svg_path,
-        &png,
-        size,
-        &dir.path().join("profile"),
-    );
-    let (w, h, pixels) = decode_png(&std::fs::read(&png).expect("chromium wrote the screenshot"));
-    assert_eq!((w, h), size, "the screenshot has the SVG's size");
-    let near = |p: &[u8; 3], q: [u8; 3]| p.iter().zip(q).all(|(a, b)| a.abs_diff(b) <= 40);
-    let blue = pixels
-        .iter()
-        .filter(|p| near(p, [0x1f, 0x5f, 0xbf]))
-        .count();
-    let red = pixels
-        .iter()
-        .filter(|p| near(p, [0xd6, 0x20, 0x20]))
-        .count();
-    let white = pixels.iter().filter(|p| near(p, [255, 255, 255])).count();
-    assert!(blue > 500, "the series' line: {blue} blue pixels");
-    assert!(red > 100, "the flip's line: {red} red pixels");
+    // One panel (fds): 50 px of title, 180 of panel.
+    assert_drawn(&screenshot(&chromium, &svg_path, size), size, 50 + 180 - 10);
+    // 2027-01-15 08:00 to 10:59:45, every 15 minutes; the flip 1h45m before the restart.
+    let texts = measure(&chromium, &svg_path, size);
+    let wanted = [
+        "08:00",
+        "10:45",
+        "2027-01-15",
+        "limit 1024",
+        "series",
+        "lead: flip to exhaustion/restart",
+    ];
+    assert_laid_out(&texts, size, &wanted);
     assert!(
-        white > pixels.len() / 2 && white < pixels.len(),
-        "a white page with a drawing"
+        texts.iter().any(|t| t.text.starts_with("kubelet lead ")),
+        "{texts:#?}"
     );
+}
+
+/// 2026-12-05T23:30:00Z, where the README's worked example starts.
+const EXAMPLE_T0_S: u64 = 1_796_513_400;
+/// The leaky process is replaced 2h45m in.
+const EXAMPLE_RESTART_S: u64 = 2 * 3600 + 45 * 60;
+
+/// The leaky instance of `tests/backtest_prometheus.rs` as backtest reads it from
+/// Prometheus: 5 hours at 15 s of `process_open_fds` (+5/min from 300 to 1021, held until
+/// the restart, then 300 and a little noise), `process_max_fds` 1024 and the start time.
+fn example_history(labels: &[(&str, &str)]) -> TargetHistory {
+    let mut h = TargetHistory::default();
+    for (k, v) in labels {
+        h.labels.insert(k.to_string(), v.to_string());
+    }
+    let times: Vec<u64> = (0..=5 * 3600 / 15).map(|i| i * 15).collect();
+    let at = |s: u64| (EXAMPLE_T0_S + s) * 1000;
+    let fds = |s: u64| {
+        if s < EXAMPLE_RESTART_S {
+            (300 + s * 5 / 60).min(1021)
+        } else {
+            300 + (s / 15) % 3
+        }
+    };
+    let started = |s: u64| match s >= EXAMPLE_RESTART_S {
+        true => EXAMPLE_T0_S + EXAMPLE_RESTART_S,
+        false => EXAMPLE_T0_S - 3600,
+    };
+    h.values.insert(
+        Series::Fds,
+        times.iter().map(|&s| (at(s), fds(s) as f64)).collect(),
+    );
+    h.limits.insert(
+        Series::Fds,
+        times.iter().map(|&s| (at(s), 1024.0)).collect(),
+    );
+    h.starts = times.iter().map(|&s| (at(s), started(s) as f64)).collect();
+    h
+}
+
+fn example() -> TargetReport {
+    let h = example_history(&[("instance", "leaky:9100"), ("job", "api")]);
+    replay(&h, &Setup::default())
+}
+
+#[test]
+fn the_readme_example_is_what_backtest_draws_today() {
+    let r = example();
+    // The README's text report of the same history: the flip at 01:25:30, fds at their
+    // limit at 01:53:00, the restart at 02:15:00.
+    let flips: Vec<String> = r.flips.iter().map(|f| rfc3339(f.at_ms)).collect();
+    assert_eq!(flips, ["2026-12-06T01:25:30Z"]);
+    assert_eq!(rfc3339(r.exhaustions[0].at_ms), "2026-12-06T01:53:00Z");
+    assert_eq!(rfc3339(r.restarts[0]), "2026-12-06T02:15:00Z");
+    let svg = svg::render(&r);
+    assert!(svg.contains(">kubelet lead 27m30s</text>"), "{svg}");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/backtest-example.svg");
+    if std::env::var_os("LEAKWATCH_WRITE_BACKTEST_EXAMPLE").is_some() {
+        std::fs::write(&path, &svg).unwrap();
+        return;
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(checked_in) => assert!(
+            checked_in == svg,
+            "{} is not what backtest draws today: regenerate it with \
+             LEAKWATCH_WRITE_BACKTEST_EXAMPLE=1 cargo test --test backtest_svg readme_example",
+            path.display()
+        ),
+        Err(e) => eprintln!("{}: {e}; not compared", path.display()),
+    }
+}
+
+#[test]
+fn the_readme_example_and_hostile_labels_render_in_a_real_browser() {
+    let Some(chromium) = chromium() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let example_path = dir.path().join("backtest-example.svg");
+    let svg = svg::render(&example());
+    std::fs::write(&example_path, &svg).unwrap();
+    let size = svg_size(&svg);
+    assert_drawn(
+        &screenshot(&chromium, &example_path, size),
+        size,
+        50 + 180 - 10,
+    );
+    let texts = measure(&chromium, &example_path, size);
+    let wanted = [
+        "23:30",
+        "01:30",
+        "04:30",
+        "2026-12-05",
+        "2026-12-06",
+        "limit 1024",
+        "kubelet lead 27m30s",
+        "/healthz would answer 503",
+    ];
+    assert_laid_out(&texts, size, &wanted);
+
+    let hostile = "x\"/><script>alert(1)</script>&amp;'\u{1}]]>";
+    let h = example_history(&[("job", hostile), ("<b a=\"1\">", "&")]);
+    let r = replay(&h, &Setup::default());
+    let path = dir.path().join("hostile.svg");
+    std::fs::write(&path, svg::render(&r)).unwrap();
+    let texts = measure(&chromium, &path, size);
+    let title = texts.iter().find(|t| t.class == "title").unwrap();
+    assert_eq!(title.text, labels_text(&r.labels), "the labels, as text");
+    assert!(title.text.contains("<script>alert(1)</script>"));
 }

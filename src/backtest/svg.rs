@@ -1,7 +1,22 @@
 //! One SVG per target (`backtest --svg DIR`): each judged series against its limit over
 //! time, one panel per series, with the restarts (grey dashes), the exhaustions (black
 //! dots), the time `/healthz` would have answered 503 (red bands) and each flip (a red
-//! line). Hand-written SVG 1.1, no scripts or external references, so any browser shows it.
+//! line). Each limit is labelled with its value, each flip's lead is a bracket from the
+//! flip to the restart or exhaustion it led to ([`marks`]), time ticks at a round step
+//! run under the panels ([`axis`]) and a legend closes the drawing ([`legend`]); a panel
+//! itself is drawn by [`panel`].
+//!
+//! Hand-written SVG 1.1, no scripts, styles or external references, so any browser shows
+//! it; every label from the data (Prometheus label values) is escaped; the same report
+//! always gives the same bytes. Elements carry a `class` naming what they draw (`flip`,
+//! `restart`, `lead`, `tick`, ...), for tests and for a reader of the source.
+
+mod axis;
+mod legend;
+mod marks;
+mod panel;
+#[cfg(test)]
+mod tests;
 
 use std::fmt::Write;
 
@@ -15,17 +30,34 @@ use crate::units;
 pub const WIDTH: u32 = 960;
 /// Each series' panel height, pixels.
 const PANEL: u32 = 180;
-/// The title's height, and the margins.
+/// The title's height.
 const TOP: u32 = 50;
+/// Under the last panel: the time ticks' labels (and dates).
+const AXIS: u32 = 30;
+/// The plot's left and right edges, pixels.
 const LEFT: f64 = 90.0;
-const RIGHT: f64 = 20.0;
+const X1: f64 = WIDTH as f64 - 20.0;
+/// Room above the highest value or limit, so the limit's label fits over its line.
+const HEADROOM: f64 = 1.15;
 
 pub const SERIES_COLOR: &str = "#1f5fbf";
 pub const FLIP_COLOR: &str = "#d62020";
+const LIMIT_STYLE: &str = "stroke=\"#444\" stroke-dasharray=\"6 4\"";
+const RESTART_STYLE: &str = "stroke=\"#777\" stroke-dasharray=\"4 3\"";
+/// Text that stays readable over lines and bands: a white halo behind it.
+const HALO: &str =
+    "stroke=\"white\" stroke-width=\"3\" stroke-linejoin=\"round\" paint-order=\"stroke\"";
 
 /// The drawing's height for `report`.
 pub fn height(report: &TargetReport) -> u32 {
-    TOP + PANEL * drawn(report).len().max(1) as u32 + 30
+    if report.ticks.is_empty() {
+        return TOP + 40;
+    }
+    legend_top(report) + legend::height()
+}
+
+fn legend_top(report: &TargetReport) -> u32 {
+    TOP + PANEL * drawn(report).len().max(1) as u32 + AXIS
 }
 
 /// The series with at least one value, in series order.
@@ -44,19 +76,38 @@ fn limit(t: &Tick, s: Series) -> Option<f64> {
     t.series.get(&s).and_then(|v| v.1).filter(|l| *l > 0.0)
 }
 
+/// Text for an attribute or an element: markup escaped, and the characters XML 1.0 forbids
+/// (control characters a label value may hold) replaced, so the document always parses.
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' => out.push(c),
+            c if c >= '\u{10000}' => out.push(c),
+            _ => out.push('\u{FFFD}'),
+        }
+    }
+    out
 }
 
+/// A value on the axis: `750` fds, `512.0 MiB`.
 fn amount(s: Series, v: f64) -> String {
     if is_bytes(s) {
         units::bytes(v.max(0.0) as u64)
     } else {
         format!("{v:.0}")
     }
+}
+
+/// A label's width at `font_px`, estimated (sans-serif averages about 0.58 em a character),
+/// to place it and keep it apart from others.
+fn text_width(text: &str, font_px: f64) -> f64 {
+    text.chars().count() as f64 * font_px * 0.58
 }
 
 /// Maps time to x.
@@ -68,7 +119,22 @@ struct Scale {
 impl Scale {
     fn x(&self, t: u64) -> f64 {
         let span = (self.t1.saturating_sub(self.t0)).max(1) as f64;
-        LEFT + (t.saturating_sub(self.t0)) as f64 / span * (f64::from(WIDTH) - LEFT - RIGHT)
+        LEFT + (t.saturating_sub(self.t0)) as f64 / span * (X1 - LEFT)
+    }
+}
+
+/// One panel's plot area (y, pixels) and its vertical scale.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    top: f64,
+    bottom: f64,
+    /// The value at the top edge.
+    max: f64,
+}
+
+impl Frame {
+    fn y(&self, v: f64) -> f64 {
+        self.bottom - v / self.max * (self.bottom - self.top)
     }
 }
 
@@ -78,14 +144,7 @@ pub fn render(report: &TargetReport) -> String {
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n"
     );
-    let _ = writeln!(
-        out,
-        "<text x=\"10\" y=\"20\" font-size=\"15\">{}</text>\n<text x=\"10\" y=\"38\" fill=\"#555\">{} flip(s), {} restart(s), {} exhaustion(s); red: /healthz would answer 503</text>",
-        escape(&labels_text(&report.labels)),
-        report.flips.len(),
-        report.restarts.len(),
-        report.exhaustions.len()
-    );
+    title(&mut out, report);
     let (Some(first), Some(last)) = (report.ticks.first(), report.ticks.last()) else {
         out.push_str("<text x=\"10\" y=\"70\">no samples</text>\n</svg>\n");
         return out;
@@ -94,135 +153,53 @@ pub fn render(report: &TargetReport) -> String {
         t0: first.at_ms,
         t1: last.at_ms,
     };
-    for (i, s) in drawn(report).into_iter().enumerate() {
-        panel(&mut out, report, &scale, s, TOP + PANEL * i as u32);
+    let ticks = axis::ticks(first.at_ms, last.at_ms, X1 - LEFT);
+    let panels = drawn(report);
+    let leads = marks::leads(report, &panels);
+    let mut bottom = f64::from(TOP + PANEL) - 10.0;
+    for (i, &s) in panels.iter().enumerate() {
+        let frame = panel::draw(
+            &mut out,
+            report,
+            (&scale, &ticks),
+            s,
+            TOP + PANEL * i as u32,
+        );
+        let mine: Vec<&marks::Lead> = leads.iter().filter(|l| l.series == s).collect();
+        marks::draw_leads(&mut out, &scale, frame, &mine);
+        bottom = frame.bottom;
     }
-    let _ = writeln!(
-        out,
-        "<text x=\"{LEFT}\" y=\"{}\" fill=\"#555\">{}</text>\n<text x=\"{}\" y=\"{}\" fill=\"#555\" text-anchor=\"end\">{}</text>",
-        h - 10,
-        rfc3339(first.at_ms),
-        f64::from(w) - RIGHT,
-        h - 10,
-        rfc3339(last.at_ms)
-    );
+    axis::labels(&mut out, &scale, &ticks, bottom);
+    legend::draw(&mut out, legend_top(report));
     out.push_str("</svg>\n");
     out
 }
 
-/// One series' panel at `y0`: bands, markers, the limit and the value.
-fn panel(out: &mut String, r: &TargetReport, scale: &Scale, s: Series, y0: u32) {
-    let top = f64::from(y0) + 20.0;
-    let bottom = f64::from(y0 + PANEL) - 10.0;
-    let max = r
-        .ticks
-        .iter()
-        .flat_map(|t| [value(t, s), limit(t, s)])
-        .flatten()
-        .fold(0.0_f64, f64::max)
-        .max(1.0)
-        * 1.05;
-    let y = |v: f64| bottom - v / max * (bottom - top);
-    let (x0, x1) = (LEFT, f64::from(WIDTH) - RIGHT);
+/// The target's labels, and what happened over which time.
+fn title(out: &mut String, r: &TargetReport) {
+    let span = match (r.ticks.first(), r.ticks.last()) {
+        (Some(a), Some(b)) => format!("{} .. {}: ", rfc3339(a.at_ms), rfc3339(b.at_ms)),
+        _ => String::new(),
+    };
+    let flapped = if r.flapped() {
+        "; the verdict flapped"
+    } else {
+        ""
+    };
     let _ = writeln!(
         out,
-        "<rect x=\"{x0}\" y=\"{top}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>\n<text x=\"{x0}\" y=\"{}\" font-weight=\"bold\">{s}</text>\n<text x=\"{}\" y=\"{}\" text-anchor=\"end\" fill=\"#555\">{}</text>\n<text x=\"{}\" y=\"{bottom}\" text-anchor=\"end\" fill=\"#555\">0</text>",
-        x1 - x0,
-        bottom - top,
-        top - 5.0,
-        x0 - 5.0,
-        top + 10.0,
-        escape(&amount(s, max)),
-        x0 - 5.0
-    );
-    unhealthy_bands(out, r, scale, top, bottom);
-    for &t in &r.restarts {
-        let x = scale.x(t);
-        let _ = writeln!(out, "<line x1=\"{x:.1}\" y1=\"{top}\" x2=\"{x:.1}\" y2=\"{bottom}\" stroke=\"#777\" stroke-dasharray=\"4 3\"/>");
-    }
-    for f in &r.flips {
-        let x = scale.x(f.at_ms);
-        let _ = writeln!(out, "<line x1=\"{x:.1}\" y1=\"{top}\" x2=\"{x:.1}\" y2=\"{bottom}\" stroke=\"{FLIP_COLOR}\" stroke-width=\"2\"/>");
-    }
-    line(
-        out,
-        r,
-        scale,
-        |t| limit(t, s).map(y),
-        "stroke=\"#444\" stroke-dasharray=\"6 4\"",
-    );
-    line(
-        out,
-        r,
-        scale,
-        |t| value(t, s).map(y),
-        &format!("stroke=\"{SERIES_COLOR}\" stroke-width=\"1.5\""),
-    );
-    for e in r.exhaustions.iter().filter(|e| e.series == s) {
-        let _ = writeln!(
-            out,
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"black\"/>",
-            scale.x(e.at_ms),
-            y(e.value)
-        );
-    }
-}
-
-/// Red bands where the verdict was unhealthy.
-fn unhealthy_bands(out: &mut String, r: &TargetReport, scale: &Scale, top: f64, bottom: f64) {
-    let mut start: Option<u64> = None;
-    let end = r.ticks.last().map_or(0, |t| t.at_ms);
-    for t in &r.ticks {
-        match (t.healthy, start) {
-            (false, None) => start = Some(t.at_ms),
-            (true, Some(s)) => {
-                band(out, scale.x(s), scale.x(t.at_ms), top, bottom);
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    if let Some(s) = start {
-        band(out, scale.x(s), scale.x(end), top, bottom);
-    }
-}
-
-fn band(out: &mut String, from: f64, to: f64, top: f64, bottom: f64) {
-    let _ = writeln!(
-        out,
-        "<rect x=\"{from:.1}\" y=\"{top}\" width=\"{:.1}\" height=\"{}\" fill=\"{FLIP_COLOR}\" fill-opacity=\"0.15\"/>",
-        (to - from).max(1.0),
-        bottom - top
+        "<text class=\"title\" x=\"10\" y=\"20\" font-size=\"15\">{}</text>\n<text x=\"10\" y=\"38\" fill=\"#555\">{span}{}, {}, {}{flapped}</text>",
+        escape(&labels_text(&r.labels)),
+        plural(r.flips.len(), "flip"),
+        plural(r.restarts.len(), "restart"),
+        plural(r.exhaustions.len(), "exhaustion"),
     );
 }
 
-/// A polyline through the ticks `y` gives a point for; a gap (or a restart) starts a new one.
-fn line(
-    out: &mut String,
-    r: &TargetReport,
-    scale: &Scale,
-    y: impl Fn(&Tick) -> Option<f64>,
-    style: &str,
-) {
-    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
-    for t in &r.ticks {
-        let restarted = r.restarts.contains(&t.at_ms);
-        match y(t) {
-            Some(v) if !restarted => runs
-                .last_mut()
-                .into_iter()
-                .for_each(|run| run.push((scale.x(t.at_ms), v))),
-            Some(v) => runs.push(vec![(scale.x(t.at_ms), v)]),
-            None => runs.push(Vec::new()),
-        }
-    }
-    for run in runs.iter().filter(|r| !r.is_empty()) {
-        let points: Vec<String> = run.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
-        let _ = writeln!(
-            out,
-            "<polyline fill=\"none\" {style} points=\"{}\"/>",
-            points.join(" ")
-        );
+fn plural(n: usize, one: &str) -> String {
+    match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {one}s"),
     }
 }
 
@@ -249,57 +226,5 @@ pub fn file_name(report: &TargetReport) -> String {
         "target.svg".into()
     } else {
         format!("{name}.svg")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::backtest::{replay, Setup, TargetHistory};
-
-    #[test]
-    fn a_leak_draws_its_series_limit_flip_and_restart() {
-        let t0 = 1_800_000_000_000;
-        let mut h = TargetHistory::default();
-        h.labels.insert("job".into(), "a<b>".into());
-        let fds = (0..400)
-            .map(|i| {
-                (
-                    t0 + i * 15_000,
-                    if i < 300 {
-                        400.0 + 2.0 * i as f64
-                    } else {
-                        100.0
-                    },
-                )
-            })
-            .collect();
-        h.values.insert(Series::Fds, fds);
-        h.limits.insert(Series::Fds, vec![(t0, 1024.0)]);
-        h.starts = vec![(t0, 1.0), (t0 + 300 * 15_000, 2.0)];
-        let r = replay(&h, &Setup::default());
-        assert!(!r.flips.is_empty() && r.restarts.len() == 1);
-        let svg = render(&r);
-        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
-        assert!(
-            svg.contains("{job=&quot;a&lt;b&gt;&quot;}"),
-            "labels escaped"
-        );
-        assert_eq!(
-            svg.matches("stroke-dasharray=\"4 3\"").count(),
-            1,
-            "one restart line"
-        );
-        assert_eq!(
-            svg.matches(&format!("stroke=\"{FLIP_COLOR}\"")).count(),
-            r.flips.len()
-        );
-        // The value in two runs (before and after the restart), the limit in one.
-        assert_eq!(
-            svg.matches(&format!("stroke=\"{SERIES_COLOR}\"")).count(),
-            2
-        );
-        assert!(svg.trim_end().ends_with("</svg>"));
-        assert_eq!(file_name(&r), "job=a_b_.svg");
     }
 }
