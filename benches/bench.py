@@ -7,7 +7,7 @@ with background sockets held by other processes in the same network namespace, e
 polls the same target in the same run: CPU per poll (getrusage: user + system), wall per
 poll, peak RSS; medians over the rounds. Then leakwatch's own steady RSS and idle CPU as a
 daemon over a minute at the default interval, and /healthz latency under wrk while it
-polls the largest target. Prints a Markdown table (the README's) and which targets hold.
+polls the largest target. Prints a Markdown table (docs/performance.md's) and which targets hold.
 
 Two more sections (issue 15), on the `--tick-size` target (the largest by default):
 - `tick`: the CPU a user pays per tick of `leakwatch run` at a 1 s interval: the whole

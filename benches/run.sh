@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The performance comparison in one command (README, "Performance"):
+# The performance comparison in one command (docs/performance.md; dated runs in benches/RESULTS.md):
 #
 #   bash benches/run.sh            # the full run: 1k, 10k and the largest fd count NOFILE
 #                                  # allows, then 100k background sockets; the daemon's
@@ -10,7 +10,7 @@
 #
 # Builds leakwatch and benches/poll.rs (release), compiles the C floor (benches/floor.c)
 # with gcc, puts psutil in a venv under target/bench-venv, installs wrk and iproute2 from
-# Debian when missing (as root), and prints the README's table. Extra arguments go to
+# Debian when missing (as root), and prints the docs' table. Extra arguments go to
 # benches/bench.py (e.g. --rounds 9, --sizes 1000,max, --background 0, --only tick).
 set -euo pipefail
 shopt -s inherit_errexit 2>/dev/null || true

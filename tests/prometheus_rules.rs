@@ -202,21 +202,21 @@ fn promtool_check_config_accepts_the_scrape_configs() {
     assert!(run.success, "{}", run.output);
 }
 
-/// The README's Prometheus recipe is the tested one: its scrape job is `prometheus.yml`'s,
-/// and it explains every alert the rule file has.
+/// The Prometheus recipe (docs/metrics.md, moved from the README) is the tested one: its
+/// scrape job is `prometheus.yml`'s, and it explains every alert the rule file has.
 #[test]
 fn the_readme_shows_the_tested_scrape_config_and_every_alert() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../docs/metrics.md");
     let config = include_str!("../packaging/prometheus/prometheus.yml");
     let job = &config[config.find("scrape_configs:").unwrap()..];
     assert!(
         readme.contains(&format!("```yaml\n{job}```")),
-        "README.md's scrape job differs from packaging/prometheus/prometheus.yml:\n{job}"
+        "docs/metrics.md's scrape job differs from packaging/prometheus/prometheus.yml:\n{job}"
     );
     for name in alert_names() {
         assert!(
             readme.contains(&format!("| `{name}` (")),
-            "README.md does not explain {name}"
+            "docs/metrics.md does not explain {name}"
         );
     }
 }

@@ -422,10 +422,10 @@ def check_inject(out: Path) -> list[dict]:
 
 
 def readme_values() -> dict:
-    """The values snippet of the README's "Kubernetes (Helm sidecar)" section."""
-    readme = (HELM.parent / "README.md").read_text()
+    """The values snippet of docs/kubernetes.md's "Kubernetes (Helm sidecar)" section."""
+    readme = (HELM.parent / "docs" / "kubernetes.md").read_text()
     section = readme.split("\n## Kubernetes (Helm sidecar)\n", 1)
-    check(len(section) == 2, "the README has its Kubernetes section")
+    check(len(section) == 2, "docs/kubernetes.md has its Kubernetes section")
     block = re.search(r"^```yaml\n(.*?)^```", section[1], re.M | re.S)
     check(block is not None, "the Kubernetes section has a values snippet")
     return yaml.safe_load(block.group(1))

@@ -41,7 +41,7 @@ impl Default for JudgeConfig {
             window: Duration::from_secs(600),
             min_samples: 30,
             // The whole window: within its first window, a ramp of a healthy slow sawtooth
-            // (period close to the window) is a leak to any statistic (README, "How it
+            // (period close to the window) is a leak to any statistic (docs/judging.md, "How it
             // judges"). Leaks run for hours; the incidents' lead times are the same.
             min_span: Duration::from_secs(600),
             warmup: Duration::from_secs(120),

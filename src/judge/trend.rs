@@ -17,7 +17,7 @@ use super::spec::JudgeConfig;
 use mann_kendall::mann_kendall;
 
 /// The Mann–Kendall z a rising trend needs to be trusted: one-sided p < 0.005. Measured on
-/// generated windows (README, "How it judges"): 2.33 (p < 0.01) still trusts a flat 150 s
+/// generated windows (docs/judging.md, "How it judges"): 2.33 (p < 0.01) still trusts a flat 150 s
 /// sawtooth and a step sampled every 5 s on some ticks; 3.0 loses a 19 MiB/min leak under a
 /// 300 MiB two-minute sawtooth sampled every 15 s in a third of its windows.
 pub const Z_TRUST: f64 = 2.58;

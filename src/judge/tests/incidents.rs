@@ -2,7 +2,7 @@
 //! with the default rules and `[judge]` defaults, at 5 s and 15 s ticks over hours of
 //! virtual time. Each asserts that `/healthz` fails before the limit without a break, with a
 //! lead time (from the start of the last unbroken run of 503, as a kubelet sees it) of at
-//! least [`MIN_LEAD_S`], and prints it (README, "Lead times on the incidents").
+//! least [`MIN_LEAD_S`], and prints it (docs/judging.md, "Lead times on the incidents").
 //!
 //! Healthy controls at the same cadences never flip.
 

@@ -85,7 +85,7 @@ cp "$root"/boot/vmlinuz-* "$work/vmlinuz"
 cp "$root"/boot/initrd.img-* "$work/initrd.img"
 # An ext4 file made from the tree without mounting it; 2 GiB leaves room for the suite.
 mke2fs -q -t ext4 -L lw-root -d "$root" "$work/rootfs.ext4" 2G >&2
-# What the README's "Tested on" rows quote.
+# What docs/testing.md's "Tested on" rows quote.
 chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' systemd 'linux-image-[0-9]*' \
     >"$work/versions"
 rm -rf "$root"
