@@ -17,11 +17,11 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use rustix::net::RecvFlags;
 use serde::{Deserialize, Serialize};
 
 /// What the child starts with.
@@ -244,7 +244,6 @@ fn gettid() -> i32 {
 /// Park a worker in `recv()` on a connection whose peer never sends; returns its tid.
 fn spawn_recv_worker(held: &mut Held, i: u32) -> std::io::Result<i32> {
     let (client, server) = held.connect()?;
-    let fd = client.as_raw_fd();
     held.sockets.push(server);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
@@ -252,11 +251,12 @@ fn spawn_recv_worker(held: &mut Held, i: u32) -> std::io::Result<i32> {
         .spawn(move || {
             let _ = tx.send(gettid());
             let mut buf = [0u8; 512];
-            // SAFETY: `client` lives in this thread for the whole call; `buf` is writable.
+            // recv(2) itself (recvfrom on x86_64, as glibc's recv), the call a stuck worker
+            // is recognised by.
             loop {
-                let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-                if n <= 0 {
-                    break;
+                match rustix::net::recv(&client, &mut buf[..], RecvFlags::empty()) {
+                    Ok((n, _)) if n > 0 => {}
+                    _ => break,
                 }
             }
             drop(client);
@@ -431,10 +431,8 @@ pub fn run(args: &ChildArgs) -> anyhow::Result<()> {
         record_signals(log.clone())?;
     }
     if args.non_dumpable {
-        // SAFETY: PR_SET_DUMPABLE takes an integer argument and touches no memory of ours.
-        if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
+        use rustix::process::{set_dumpable_behavior, DumpableBehavior};
+        set_dumpable_behavior(DumpableBehavior::NotDumpable).map_err(std::io::Error::from)?;
     }
     if let Some(n) = args.nofile {
         let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;

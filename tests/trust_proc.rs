@@ -4,7 +4,7 @@
 //! a live target hidden by a `hidepid` proc mount (in a mount namespace of its own).
 //!
 //! Covered elsewhere: fds vanishing between listing and readlink, a target killed mid-scan,
-//! a zombie, a reused pid (`live_collect`, and `daemon::watchdog`'s fixture tests for fresh
+//! a zombie, a reused pid (`live_collect`, and `daemon::pipeline`'s fixture tests for fresh
 //! windows after a pid reuse).
 
 mod common;

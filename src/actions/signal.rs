@@ -37,7 +37,11 @@ pub fn send(proc_root: &Path, id: TargetId, signal: i32) -> Result<(), NotSent> 
         _ => failed(format!("pidfd_open({}): {e}: no signal sent", id.pid)),
     })?;
     identify(&pidfd, proc_root, id).map_err(refused)?;
-    // SAFETY: a plain syscall on an fd we own; a null siginfo is allowed.
+    // SAFETY: pidfd_send_signal(2) reads only its integer arguments and the fd we own for
+    // the whole call; a null siginfo is allowed (the kernel fills one in as for kill(2)).
+    // Not rustix's pidfd_send_signal: its `Signal` is safely made only from the named
+    // signals, and `signal` may be any number the config accepts, real-time ones included
+    // (`Signal::from_raw_unchecked` would be unsafe all the same); nix has no wrapper.
     let r = unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,

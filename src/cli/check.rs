@@ -11,7 +11,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{parse_duration, SelectorArgs};
-use crate::daemon::Watchdog;
+use crate::daemon::Pipeline;
 use crate::snapshot::TargetStatus;
 
 #[derive(Debug, Args)]
@@ -70,11 +70,11 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     }
     // ... nor records: a recording is the daemon's.
     config.record = None;
-    let mut w = Watchdog::new(config);
+    let mut pipeline = Pipeline::new(config);
     let mut last = Vec::new();
     for i in 0..ticks {
         let started = Instant::now();
-        last = w.tick();
+        last = pipeline.tick();
         if i + 1 < ticks {
             std::thread::sleep(interval.saturating_sub(started.elapsed()));
         }

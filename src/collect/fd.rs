@@ -7,12 +7,14 @@
 //! CAP_DAC_READ_SEARCH; reading the links needs ptrace rights too. What can be read is
 //! returned, and [`FdScan::partial`] says what could not.
 //!
-//! One pass over the directory (`getdents64` on the held directory fd) with `readlinkat`
-//! on that fd into a stack buffer: no allocation per entry. An fd that closes between the listing and its `readlinkat` (ENOENT) is skipped
+//! One pass over the directory (`getdents64` on the held directory fd, through
+//! [`rustix::fs::RawDir`]) with `readlinkat` on that fd into a stack buffer: no allocation
+//! per entry. An fd that closes between the listing and its `readlinkat` (ENOENT) is skipped
 //! and counted in `vanished`. Fixture trees are not procfs and have no kernel count.
 
-use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ffi::CStr;
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -89,51 +91,36 @@ pub fn scan_fds(pid_dir: &Path) -> Result<FdScan, ReadError> {
         }
         Err(e) => return Err(err(e)),
     };
-    let dirfd = dir.as_raw_fd();
     let mut scan = FdScan::default();
     let mut types = FdTypes::default();
     let mut listed = 0u64;
     let mut link = [0u8; 512];
-    let mut entries = [0u8; 32 * 1024];
-    loop {
-        // SAFETY: `entries` is writable for its length; the kernel writes whole records.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_getdents64,
-                dirfd,
-                entries.as_mut_ptr(),
-                entries.len(),
-            )
+    let mut entries = DirentBuf([MaybeUninit::uninit(); 32 * 1024]);
+    let mut listing = rustix::fs::RawDir::new(&dir, &mut entries.0);
+    while let Some(entry) = listing.next() {
+        let entry = entry.map_err(|e| err(e.into()))?;
+        let name = entry.file_name();
+        let Some(fd) = parse_fd_name(name.to_bytes()) else {
+            continue;
         };
-        if n < 0 {
-            return Err(err(std::io::Error::last_os_error()));
+        listed += 1;
+        if scan.partial.is_some() {
+            continue; // links are unreadable: count the rest
         }
-        if n == 0 {
-            break;
-        }
-        for name in Dirents(&entries[..n as usize]) {
-            let Some(fd) = parse_fd_name(name.to_bytes()) else {
+        let n = match rustix::fs::readlinkat_raw(&dir, name, &mut link[..]) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::NOENT) => {
+                scan.fds.vanished += 1;
                 continue;
-            };
-            listed += 1;
-            if scan.partial.is_some() {
-                continue; // links are unreadable: count the rest
             }
-            let n = match rustix::fs::readlinkat_raw(&dir, name, &mut link[..]) {
-                Ok(n) => n,
-                Err(rustix::io::Errno::NOENT) => {
-                    scan.fds.vanished += 1;
-                    continue;
-                }
-                Err(e) => {
-                    let e = std::io::Error::from(e);
-                    scan.partial = Some(ReadError::from_io(&path.join(fd.to_string()), e));
-                    continue;
-                }
-            };
-            let kind = classify_link(&link[..n]);
-            count_kind(&mut types, &mut scan.sockets, fd, kind);
-        }
+            Err(e) => {
+                let e = std::io::Error::from(e);
+                scan.partial = Some(ReadError::from_io(&path.join(fd.to_string()), e));
+                continue;
+            }
+        };
+        let kind = classify_link(&link[..n]);
+        count_kind(&mut types, &mut scan.sockets, fd, kind);
     }
     scan.fds.open = Some(listed - scan.fds.vanished);
     scan.fds.allocated = allocated;
@@ -216,24 +203,21 @@ fn fd_table_size(pid_dir: &Path) -> std::io::Result<i32> {
         .ok_or_else(|| std::io::Error::other("no FDSize in status"))
 }
 
+/// The `getdents64` buffer of a listing: 32 KiB, aligned for `struct linux_dirent64` so
+/// [`rustix::fs::RawDir`] uses all of it (it skips to the first aligned byte).
+#[repr(C, align(8))]
+struct DirentBuf([MaybeUninit<u8>; 32 * 1024]);
+
 fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: `c` is NUL-terminated; the fd returned is owned from here on.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    Ok(rustix::fs::open(path, flags, Mode::empty())?)
 }
 
 /// The names in a `getdents64` buffer (`struct linux_dirent64`: ino u64, off i64,
-/// reclen u16, type u8, NUL-terminated name). Public for the property tests.
+/// reclen u16, type u8, NUL-terminated name), checked record by record against the buffer.
+/// [`scan_fds`] lists through [`rustix::fs::RawDir`], which trusts the kernel's records;
+/// this parser of the same records stays public for the property tests.
 pub struct Dirents<'a>(pub &'a [u8]);
 
 impl<'a> Iterator for Dirents<'a> {

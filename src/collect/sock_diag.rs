@@ -24,7 +24,10 @@
 //! (for LISTEN the accept backlog, Send-Q 0: the dump's `wqueue` is the backlog's limit there).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use rustix::net::{netlink, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::sample::{TcpSocket, TcpState};
 
@@ -337,36 +340,18 @@ pub struct SockDiag {
 
 impl SockDiag {
     pub fn open() -> std::io::Result<SockDiag> {
-        // SAFETY: plain socket(2); the fd is owned from here on.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                libc::NETLINK_SOCK_DIAG,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let timeout = libc::timeval {
-            tv_sec: RECV_TIMEOUT_S,
-            tv_usec: 0,
-        };
-        // SAFETY: `timeout` is a valid timeval for the call; the size is its size.
-        let set = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                std::ptr::from_ref(&timeout).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if set < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        let fd = rustix::net::socket_with(
+            AddressFamily::NETLINK,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC,
+            Some(netlink::SOCK_DIAG),
+        )?;
+        let timeout = Duration::from_secs(RECV_TIMEOUT_S.unsigned_abs());
+        rustix::net::sockopt::set_socket_timeout(
+            &fd,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(timeout),
+        )?;
         Ok(SockDiag {
             fd,
             buf: vec![0; 32 * 1024],
@@ -393,11 +378,7 @@ impl SockDiag {
     }
 
     fn send(&self, req: &[u8]) -> Result<(), DiagError> {
-        // SAFETY: `req` is a valid buffer of `req.len()` bytes for the whole call.
-        let sent = unsafe { libc::send(self.fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
-        if sent < 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
+        rustix::net::send(&self.fd, req, SendFlags::empty()).map_err(std::io::Error::from)?;
         Ok(())
     }
 
@@ -405,20 +386,15 @@ impl SockDiag {
     /// [`RECV_TIMEOUT_S`] is an error (`EAGAIN`), never a hang.
     fn recv(&mut self) -> Result<usize, DiagError> {
         loop {
-            let fd = self.fd.as_raw_fd();
-            // SAFETY: `buf` is writable for `buf.len()` bytes.
-            let n = unsafe { libc::recv(fd, self.buf.as_mut_ptr().cast(), self.buf.len(), 0) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e.into());
-            }
+            let n = match rustix::net::recv(&self.fd, &mut self.buf[..], RecvFlags::empty()) {
+                Ok((n, _)) => n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(std::io::Error::from(e).into()),
+            };
             if n == 0 {
                 return Err(DiagError::Malformed("the socket closed mid-dump"));
             }
-            return Ok(n as usize);
+            return Ok(n);
         }
     }
 }

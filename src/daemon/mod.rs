@@ -1,14 +1,14 @@
 //! `leakwatch run`: the tick loop and the HTTP server on one tokio runtime.
 //!
-//! Every `interval` the [`Watchdog`] ticks on a blocking thread (it reads /proc); the result
+//! Every `interval` the [`Pipeline`] ticks on a blocking thread (it reads /proc); the result
 //! is published as an immutable [`Snapshot`] on a `watch` channel that HTTP reads. A tick
 //! that overruns the interval makes the next ones skip, never queue. Reloads wait for the
 //! running tick. Under systemd: `READY=1` after the first tick, `WATCHDOG=1` only while
 //! ticks keep completing, so a stalled poll gets leakwatch restarted.
 
 pub mod notify;
+pub mod pipeline;
 pub mod record;
-pub mod watchdog;
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -26,7 +26,7 @@ use crate::http::{self, AppState};
 use crate::snapshot::{ConfigInfo, Snapshot, TargetStatus};
 
 pub use notify::Notifier;
-pub use watchdog::Watchdog;
+pub use pipeline::Pipeline;
 
 /// What the outside asks of a running daemon.
 #[derive(Debug)]
@@ -175,7 +175,7 @@ pub async fn serve(
     result
 }
 
-type Tick = (Watchdog, Option<Vec<TargetStatus>>, Duration);
+type Tick = (Pipeline, Option<Vec<TargetStatus>>, Duration);
 
 struct TickLoop {
     parts: Parts,
@@ -201,7 +201,7 @@ impl TickLoop {
     }
 
     async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>) -> anyhow::Result<()> {
-        let mut idle = Some(Watchdog::new(self.parts.config.clone()));
+        let mut idle = Some(Pipeline::new(self.parts.config.clone()));
         let mut running: Option<JoinHandle<Tick>> = None;
         let mut pending: Option<Config> = None;
         let mut interval = ticker(self.parts.config.interval);
@@ -214,14 +214,14 @@ impl TickLoop {
         loop {
             tokio::select! {
                 _ = interval.tick() => match idle.take() {
-                    Some(w) => running = Some(tokio::task::spawn_blocking(move || tick(w))),
+                    Some(p) => running = Some(tokio::task::spawn_blocking(move || tick(p))),
                     None => self.ticks_skipped_total += 1,
                 },
                 done = wait(&mut running), if running.is_some() => {
                     running = None;
                     match done {
-                        Ok((w, statuses, took)) => {
-                            idle = Some(w);
+                        Ok((p, statuses, took)) => {
+                            idle = Some(p);
                             if let Some(statuses) = statuses {
                                 self.publish(statuses, took);
                             }
@@ -230,7 +230,7 @@ impl TickLoop {
                             // Unreachable in practice (panics are caught in `tick`); without
                             // the state there is nothing to go on with: restart afresh.
                             error!(error = %e, "the tick task failed; starting afresh");
-                            idle = Some(Watchdog::new(self.parts.config.clone()));
+                            idle = Some(Pipeline::new(self.parts.config.clone()));
                         }
                     }
                 },
@@ -248,14 +248,14 @@ impl TickLoop {
                     Some(Control::Shutdown) | None => break,
                 },
             }
-            // A reload waits for the running tick: take it only when the watchdog is idle
+            // A reload waits for the running tick: take it only when the pipeline is idle
             // (taking it first would drop a SIGHUP that arrives mid-tick).
-            if let Some(w) = idle.as_mut().filter(|_| pending.is_some()) {
+            if let Some(p) = idle.as_mut().filter(|_| pending.is_some()) {
                 if let Some(new) = pending.take() {
                     if new.interval != self.parts.config.interval {
                         interval = ticker(new.interval);
                     }
-                    self.reload(w, new);
+                    self.reload(p, new);
                 }
             }
         }
@@ -264,7 +264,7 @@ impl TickLoop {
         Ok(())
     }
 
-    fn reload(&mut self, w: &mut Watchdog, new: Config) {
+    fn reload(&mut self, pipeline: &mut Pipeline, new: Config) {
         self.notifier.notify("RELOADING=1");
         if new.listen != self.parts.config.listen
             || new.probe_listen != self.parts.config.probe_listen
@@ -283,7 +283,7 @@ impl TickLoop {
             }
             Err(e) => warn!(error = %e, "token file unreadable: keeping the old token"),
         }
-        for change in w.reload(new.clone()) {
+        for change in pipeline.reload(new.clone()) {
             info!("reload: {change}");
         }
         self.parts.config = new;
@@ -329,14 +329,14 @@ impl TickLoop {
 
 /// One tick on the blocking thread; a panic is caught and logged, and the tick publishes
 /// nothing (the snapshot goes stale, which fails open).
-fn tick(mut w: Watchdog) -> Tick {
+fn tick(mut pipeline: Pipeline) -> Tick {
     lower_this_threads_priority();
     let started = Instant::now();
-    let r = std::panic::catch_unwind(AssertUnwindSafe(|| w.tick()));
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| pipeline.tick()));
     if r.is_err() {
         error!("a tick panicked; its results are dropped");
     }
-    (w, r.ok(), started.elapsed())
+    (pipeline, r.ok(), started.elapsed())
 }
 
 /// How much nicer than the HTTP thread the threads that collect run: on a busy CPU a probe
@@ -354,20 +354,17 @@ fn lower_this_threads_priority() {
     if LOWERED.with(|l| l.replace(true)) {
         return;
     }
-    let tid = nix::unistd::gettid().as_raw() as libc::id_t;
-    // SAFETY: getpriority and setpriority only read their integer arguments. getpriority's
-    // -1 is also a valid nice, so errno tells an error apart.
-    let now = unsafe {
-        *libc::__errno_location() = 0;
-        libc::getpriority(libc::PRIO_PROCESS, tid)
-    };
-    if now == -1 && std::io::Error::last_os_error().raw_os_error() != Some(0) {
+    use rustix::process::{getpriority_process, setpriority_process};
+    // rustix makes the raw system call, whose answer (20 - nice) cannot be mistaken for an
+    // error the way libc's -1 can.
+    let tid = Some(rustix::thread::gettid());
+    let Ok(now) = getpriority_process(tid) else {
         return;
-    }
+    };
     let nicer = (now + COLLECTOR_NICE_OFFSET).min(19);
-    // SAFETY: as above.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nicer) } != 0 {
-        debug!(error = %std::io::Error::last_os_error(), "could not lower the collector's priority");
+    if let Err(e) = setpriority_process(tid, nicer) {
+        let e = std::io::Error::from(e);
+        debug!(error = %e, "could not lower the collector's priority");
     }
 }
 

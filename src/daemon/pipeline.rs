@@ -2,7 +2,8 @@
 //! collect, judge, detect the flip ([`FlipDetector`]), act on it ([`ActionRunner`]), apply
 //! the actions' hold ([`crate::judge::hold`]: only the judge writes `healthy`), publish.
 //! Synchronous and blocking (it reads /proc): the daemon runs it on a blocking thread,
-//! `check` calls it directly.
+//! `check` calls it directly. (systemd's watchdog, `WATCHDOG=1`, is `notify.rs`'s: the tick
+//! loop pings it while these ticks keep completing.)
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -28,7 +29,7 @@ const TOP_PEERS: usize = 10;
 
 /// The state of every target between ticks.
 #[derive(Debug)]
-pub struct Watchdog {
+pub struct Pipeline {
     config: Config,
     resolver: Resolver,
     collector: Collector,
@@ -74,10 +75,10 @@ impl Watched {
     }
 }
 
-impl Watchdog {
-    pub fn new(config: Config) -> Watchdog {
+impl Pipeline {
+    pub fn new(config: Config) -> Pipeline {
         let targets = config.targets.iter().cloned().map(Watched::new).collect();
-        Watchdog {
+        Pipeline {
             recorder: recorder(&config),
             resolver: Resolver::new(&config.proc_root, &config.cgroup_root),
             collector: Collector::new(&config.proc_root, &config.cgroup_root),
@@ -159,7 +160,9 @@ impl Watchdog {
 /// between ticks.
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own arenas and has no preconditions.
+    // SAFETY: malloc_trim(3) takes an integer (the padding to keep), touches only glibc's own
+    // arenas under their locks, and is safe to call from any thread at any time. It stays
+    // `unsafe` because it is glibc's, not a system call: neither rustix nor nix wraps it.
     unsafe {
         libc::malloc_trim(0);
     }
@@ -403,7 +406,7 @@ fn log_answer(
 
 #[cfg(test)]
 mod tests_support {
-    pub(super) use super::tests::{watchdog_with, write_pid};
+    pub(super) use super::tests::{pipeline_with, write_pid};
 }
 
 #[cfg(test)]
@@ -428,12 +431,12 @@ mod tests {
             .fds((0..3).map(|fd| (fd, "/dev/null")));
     }
 
-    fn watchdog(root: &Path) -> Watchdog {
-        watchdog_with(root, |_| {})
+    fn pipeline(root: &Path) -> Pipeline {
+        pipeline_with(root, |_| {})
     }
 
-    /// A watchdog of pid 4242 under the fixture root, its target config adjusted by `f`.
-    pub(super) fn watchdog_with(root: &Path, f: impl FnOnce(&mut TargetConfig)) -> Watchdog {
+    /// A pipeline of pid 4242 under the fixture root, its target config adjusted by `f`.
+    pub(super) fn pipeline_with(root: &Path, f: impl FnOnce(&mut TargetConfig)) -> Pipeline {
         let mut target = TargetConfig::from_selector(Selector::Pid(4242));
         f(&mut target);
         let config = Config {
@@ -442,7 +445,7 @@ mod tests {
             targets: vec![target],
             ..Config::default()
         };
-        Watchdog::new(config)
+        Pipeline::new(config)
     }
 
     fn fds_samples(t: &TargetStatus) -> usize {
@@ -458,9 +461,9 @@ mod tests {
     fn a_reused_pid_is_a_restart_with_fresh_windows() {
         let root = tempfile::tempdir().unwrap();
         write_pid(root.path(), 'S', 1000);
-        let mut w = watchdog(root.path());
+        let mut w = pipeline(root.path());
         // Ticks a few ms apart: a trend needs distinct sample times.
-        let tick = |w: &mut Watchdog| {
+        let tick = |w: &mut Pipeline| {
             std::thread::sleep(std::time::Duration::from_millis(3));
             w.tick()
         };
@@ -486,7 +489,7 @@ mod tests {
     fn a_vanished_target_is_missing_and_fails_open() {
         let root = tempfile::tempdir().unwrap();
         write_pid(root.path(), 'S', 1000);
-        let mut w = watchdog(root.path());
+        let mut w = pipeline(root.path());
         assert!(w.tick()[0].found);
         fs::remove_dir_all(root.path().join("4242")).unwrap();
         let t = &w.tick()[0];
@@ -512,7 +515,7 @@ mod tests {
     fn a_zombie_target_fails_open_with_the_reason() {
         let root = tempfile::tempdir().unwrap();
         write_pid(root.path(), 'S', 1000);
-        let mut w = watchdog(root.path());
+        let mut w = pipeline(root.path());
         w.tick();
         write_pid(root.path(), 'Z', 1000);
         let t = &w.tick()[0];
@@ -534,7 +537,7 @@ mod action_tests {
     use std::fs;
     use std::time::Duration;
 
-    use super::tests_support::{watchdog_with, write_pid};
+    use super::tests_support::{pipeline_with, write_pid};
     use crate::actions::Outcome;
     use crate::config::actions::ExecConfig;
     use crate::config::ActionsConfig;
@@ -544,7 +547,7 @@ mod action_tests {
     fn nothing_fires_while_the_restart_budget_is_exhausted() {
         let root = tempfile::tempdir().unwrap();
         write_pid(root.path(), 'S', 1000);
-        let mut w = watchdog_with(root.path(), |t| {
+        let mut w = pipeline_with(root.path(), |t| {
             // The fixture holds 3 fds: over max = 1 on every tick.
             t.rules = vec![(
                 Series::Fds,
@@ -654,9 +657,9 @@ mod log_tests {
         (r, text)
     }
 
-    /// A watchdog of `child` on the real /proc: more than one fd fails at once, and the flip
+    /// A pipeline of `child` on the real /proc: more than one fd fails at once, and the flip
     /// sends SIGCONT with `grace`.
-    fn watchdog(child: &Child, grace: Duration) -> Watchdog {
+    fn pipeline(child: &Child, grace: Duration) -> Pipeline {
         let mut target = TargetConfig::from_selector(Selector::Pid(child.id() as i32));
         target.rules = vec![(
             Series::Fds,
@@ -675,7 +678,7 @@ mod log_tests {
             }),
             ..ActionsConfig::default()
         };
-        Watchdog::new(Config {
+        Pipeline::new(Config {
             targets: vec![target],
             ..Config::default()
         })
@@ -693,7 +696,7 @@ mod log_tests {
     #[test]
     fn during_signal_grace_the_log_does_not_claim_503() {
         let mut child = sleeper();
-        let mut w = watchdog(&child, Duration::from_secs(3600));
+        let mut w = pipeline(&child, Duration::from_secs(3600));
         let (status, log) = logged(|| w.tick().remove(0));
         assert!(status.found, "{:?}", status.missing_reason);
         assert!(status.verdict().healthy, "held: {:?}", status.verdict());
@@ -709,13 +712,13 @@ mod log_tests {
     #[test]
     fn without_a_grace_or_once_it_is_over_the_log_says_503() {
         let mut child = sleeper();
-        let mut w = watchdog(&child, Duration::ZERO);
+        let mut w = pipeline(&child, Duration::ZERO);
         let (status, log) = logged(|| w.tick().remove(0));
         assert!(!status.verdict().healthy);
         assert!(log.contains("unhealthy: /healthz now answers 503"), "{log}");
 
         // A grace that is over by the next tick: the 503 is logged when it begins.
-        let mut w = watchdog(&child, Duration::from_millis(50));
+        let mut w = pipeline(&child, Duration::from_millis(50));
         let (status, log) = logged(|| w.tick().remove(0));
         assert!(status.verdict().healthy);
         assert!(!log.contains("now answers 503"), "{log}");
