@@ -8,6 +8,12 @@
 pub mod actions;
 pub mod backtest;
 pub mod cli;
+// The one HTTP client (`backtest`, `demo`, `inspect --from`); public only for the tests
+// (`test_support::http`), not an API.
+#[cfg(any(test, feature = "test-support"))]
+pub mod client;
+#[cfg(not(any(test, feature = "test-support")))]
+pub(crate) mod client;
 pub mod clock;
 pub mod collect;
 pub mod config;

@@ -1,12 +1,16 @@
 //! The human report of one [`Sample`], as `leakwatch inspect` prints it: `lsof` + `ss` +
 //! `top` for the one process you care about. Unknown values say why, never 0.
+//!
+//! The blocks the diagnostics bundle shows too are rendered here once, for both: the peer
+//! tables ([`peer_lines`]), the stuck workers ([`stuck_worker_lines`]) and the stalled
+//! sockets ([`stalled`]); [`Layout`] says where they go.
 
 use std::fmt::Write;
 
 use crate::error::Unknown;
 use crate::sample::{
-    CgroupMemory, CgroupPids, Limit, PeerCount, Sample, Source, TargetState, TcpStalled, TcpState,
-    WindowState,
+    CgroupMemory, CgroupPids, Limit, PeerCount, Sample, Source, StuckWorker, TargetState,
+    TcpSocket, TcpStalled, TcpState, WindowState,
 };
 use crate::units::{bytes, duration_ms, percent, utc};
 
@@ -123,14 +127,34 @@ fn fds(s: &Sample) -> Vec<String> {
     lines
 }
 
-fn peers(title: &str, list: &[PeerCount]) -> Vec<String> {
+/// Where a block shared with the bundle is printed: the blocks are the same, their columns
+/// and words differ a little.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `leakwatch inspect`'s report.
+    Report,
+    /// The bundle's `sockets.txt` and `threads.txt` (wider columns).
+    Bundle,
+}
+
+/// A table of peers under `title` (`CLOSE_WAIT by peer`): sockets, recv-q, send-q per
+/// peer; no line at all without peers. Also the bundle's `sockets.txt`.
+pub fn peer_lines(title: &str, list: &[PeerCount], layout: Layout) -> Vec<String> {
     if list.is_empty() {
         return Vec::new();
     }
-    let mut lines = vec![format!("{title:<40} sockets     recv-q     send-q")];
+    let (peer, count) = match layout {
+        Layout::Report => (38, 7),
+        Layout::Bundle => (46, 8),
+    };
+    let title_width = peer + 2;
+    let mut lines = vec![format!(
+        "{title:<title_width$} {:>count$} {:>10} {:>10}",
+        "sockets", "recv-q", "send-q"
+    )];
     for p in list {
         lines.push(format!(
-            "  {:<38} {:>7} {:>10} {:>10}",
+            "  {:<peer$} {:>count$} {:>10} {:>10}",
             p.peer.to_string(),
             p.sockets,
             bytes(p.recv_queue_bytes),
@@ -138,6 +162,37 @@ fn peers(title: &str, list: &[PeerCount]) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// `established 127.0.0.1:45734 -> 10.0.0.7:5432`.
+pub fn socket_text(s: &TcpSocket) -> String {
+    format!("{} {} -> {}", s.state.as_str(), s.local, s.remote)
+}
+
+/// One line per stuck worker: `tid 4242 worker-3 recvfrom(fd 33) for 2m05s: established
+/// 127.0.0.1:45734 -> 10.0.0.7:5432`. Also the bundle's `threads.txt`.
+pub fn stuck_worker_lines(workers: &[StuckWorker], layout: Layout) -> Vec<String> {
+    let not_tcp = match layout {
+        Layout::Report => " (not TCP)",
+        Layout::Bundle => "",
+    };
+    workers
+        .iter()
+        .map(|w| {
+            let socket = w.socket.as_ref().map_or_else(
+                || format!("socket inode {}{not_tcp}", w.socket_inode),
+                socket_text,
+            );
+            format!(
+                "  tid {} {} {}(fd {}) for {}: {socket}",
+                w.tid,
+                w.name,
+                w.syscall,
+                w.fd,
+                duration_ms(w.blocked_for_ms)
+            )
+        })
+        .collect()
 }
 
 fn tcp(s: &Sample) -> Vec<String> {
@@ -169,8 +224,16 @@ fn tcp(s: &Sample) -> Vec<String> {
     if t.method.from == crate::sample::SocketsFrom::Cgroup {
         lines.push("the sockets charged to its cgroup (the target is alone in it)".to_string());
     }
-    lines.extend(peers("CLOSE_WAIT by peer", &t.top_close_wait_peers));
-    lines.extend(peers("ESTABLISHED by peer", &t.top_established_peers));
+    lines.extend(peer_lines(
+        "CLOSE_WAIT by peer",
+        &t.top_close_wait_peers,
+        Layout::Report,
+    ));
+    lines.extend(peer_lines(
+        "ESTABLISHED by peer",
+        &t.top_established_peers,
+        Layout::Report,
+    ));
     lines
 }
 
@@ -362,20 +425,7 @@ fn stuck(s: &Sample) -> Vec<String> {
         st.count,
         duration_ms(st.stuck_after_ms)
     )];
-    for w in &st.workers {
-        let sock = match &w.socket {
-            Some(t) => format!("{} {} -> {}", t.state.as_str(), t.local, t.remote),
-            None => format!("socket inode {} (not TCP)", w.socket_inode),
-        };
-        lines.push(format!(
-            "  tid {} {} {}(fd {}) for {}: {sock}",
-            w.tid,
-            w.name,
-            w.syscall,
-            w.fd,
-            duration_ms(w.blocked_for_ms)
-        ));
-    }
+    lines.extend(stuck_worker_lines(&st.workers, Layout::Report));
     lines
 }
 
@@ -536,6 +586,78 @@ mod tests {
         );
         assert!(r.contains("· sock 300.0 MiB ·"), "{r}");
         assert!(r.contains("events: max 12 · oom 2 · oom_kill 72"), "{r}");
+    }
+
+    #[test]
+    fn peers_and_stuck_workers_in_their_columns() {
+        use crate::sample::{Peer, Stuck, Tcp};
+        let peer = |ip: &str, port, inbound, sockets| PeerCount {
+            peer: Peer {
+                ip: ip.parse().unwrap_or_else(|e| panic!("{ip}: {e}")),
+                port,
+                inbound,
+            },
+            sockets,
+            recv_queue_bytes: sockets,
+            send_queue_bytes: 2048 * sockets,
+        };
+        let socket = TcpSocket {
+            state: TcpState::Established,
+            local: "127.0.0.1:40000".parse().unwrap_or_else(|e| panic!("{e}")),
+            remote: "10.0.0.7:5432".parse().unwrap_or_else(|e| panic!("{e}")),
+            recv_queue_bytes: 0,
+            send_queue_bytes: 0,
+            inode: 11,
+        };
+        let worker = |tid, name: &str, syscall: &str, socket| StuckWorker {
+            tid,
+            name: name.into(),
+            syscall: syscall.into(),
+            fd: 7,
+            blocked_for_ms: 125_000,
+            socket_inode: 777,
+            socket,
+        };
+        let s = Sample {
+            tcp: Some(Tcp {
+                top_close_wait_peers: vec![peer("10.0.0.7", 5432, false, 30)],
+                top_established_peers: vec![
+                    peer("192.168.1.2", 8080, true, 3),
+                    peer("fe80::1", 8080, true, 1),
+                ],
+                ..Tcp::default()
+            }),
+            stuck: Some(Stuck {
+                count: 2,
+                workers: vec![
+                    worker(101, "recv-worker-0", "recvfrom", Some(socket)),
+                    worker(102, "poller", "poll", None),
+                ],
+                stuck_after_ms: 2000,
+            }),
+            ..sample()
+        };
+        let r = render(&s);
+        let want = [
+            "          CLOSE_WAIT by peer                       sockets     recv-q     send-q",
+            "            10.0.0.7:5432                               30       30 B   60.0 KiB",
+            "          ESTABLISHED by peer                      sockets     recv-q     send-q",
+            "            192.168.1.2 -> local :8080                   3        3 B    6.0 KiB",
+            "            [fe80::1] -> local :8080                     1        1 B    2.0 KiB",
+            "",
+            "MEMORY    unknown",
+        ]
+        .join("\n");
+        assert!(r.contains(&want), "{r}");
+        let want = [
+            "STUCK     2 workers blocked >= 2s in one socket call with no context switch",
+            "            tid 101 recv-worker-0 recvfrom(fd 7) for 2m05s: established \
+             127.0.0.1:40000 -> 10.0.0.7:5432",
+            "            tid 102 poller poll(fd 7) for 2m05s: socket inode 777 (not TCP)",
+            "",
+        ]
+        .join("\n");
+        assert!(r.contains(&want), "{r}");
     }
 
     #[test]

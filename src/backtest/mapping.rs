@@ -1,18 +1,18 @@
 //! Which Prometheus series feed which judged series, and how they group into targets.
 //!
 //! Per judged series, candidates in order, the first whose value matches anything wins
-//! ([`CANDIDATES`]): leakwatch's own metrics first, then the client libraries' process
-//! collector and the kubelet's cAdvisor. `--query SERIES=PROMQL` (`SERIES_limit=PROMQL`)
-//! replaces the value (the limit). One target per label set, after dropping `__name__`,
+//! ([`candidates`]): leakwatch's own metrics first (named in the series table), then the
+//! client libraries' process collector and the kubelet's cAdvisor. `--query SERIES=PROMQL`
+//! (`SERIES_limit=PROMQL`) replaces the value (the limit). One target per label set, after dropping `__name__`,
 //! the per-metric labels `kind`/`state`, and cAdvisor's per-container-instance `id`,
 //! `name` and `image` (a restarted container gets new ones); a limit or a start time joins
 //! the target with equal labels, else the one target whose shared labels agree.
 
 use std::collections::BTreeMap;
 
-use super::http::Server;
 use super::prometheus::{self, PromError, Range, RawSeries};
 use super::{Points, TargetHistory};
+use crate::client::Server;
 use crate::judge::Series;
 
 /// One way to read a series: a metric (with a fixed matcher) and its limit's.
@@ -35,13 +35,9 @@ const fn c(
     }
 }
 
-/// Every candidate, in the order tried per series (the README's table).
-pub const CANDIDATES: &[Candidate] = &[
-    c(
-        Series::Fds,
-        ("leakwatch_open_fds", ""),
-        Some(("leakwatch_max_fds", "")),
-    ),
+/// The other exporters' candidates: the client libraries' process collector and the
+/// kubelet's cAdvisor.
+const FOREIGN: &[Candidate] = &[
     c(
         Series::Fds,
         ("process_open_fds", ""),
@@ -49,53 +45,21 @@ pub const CANDIDATES: &[Candidate] = &[
     ),
     c(
         Series::CgroupMemory,
-        ("leakwatch_cgroup_memory_bytes", "kind=\"working_set\""),
-        Some(("leakwatch_cgroup_memory_bytes", "kind=\"max\"")),
-    ),
-    c(
-        Series::CgroupMemory,
         ("container_memory_working_set_bytes", ""),
         Some(("container_spec_memory_limit_bytes", "")),
     ),
-    c(
-        Series::Rss,
-        ("leakwatch_memory_bytes", "kind=\"rss\""),
-        None,
-    ),
     c(Series::Rss, ("process_resident_memory_bytes", ""), None),
-    c(
-        Series::Anon,
-        ("leakwatch_memory_bytes", "kind=\"anon\""),
-        None,
-    ),
-    c(
-        Series::Heap,
-        ("leakwatch_memory_bytes", "kind=\"heap\""),
-        None,
-    ),
-    c(
-        Series::TcpEstablished,
-        ("leakwatch_tcp_sockets", "state=\"established\""),
-        None,
-    ),
-    c(
-        Series::TcpCloseWait,
-        ("leakwatch_tcp_sockets", "state=\"close_wait\""),
-        None,
-    ),
-    c(Series::Threads, ("leakwatch_threads", ""), None),
-    c(Series::StuckThreads, ("leakwatch_stuck_threads", ""), None),
-    c(
-        Series::TcpStalled,
-        ("leakwatch_tcp_stalled_sockets", ""),
-        None,
-    ),
-    c(
-        Series::CgroupSock,
-        ("leakwatch_cgroup_memory_bytes", "kind=\"sock\""),
-        None,
-    ),
 ];
+
+/// `series`' candidates, in the order tried (docs/backtest.md's table): leakwatch's own
+/// metric (named in the series table), then the other exporters'.
+pub fn candidates(series: Series) -> Vec<Candidate> {
+    let def = series.def();
+    let own = def.metric.map(|value| c(series, value, def.limit_metric));
+    own.into_iter()
+        .chain(FOREIGN.iter().filter(|c| c.series == series).copied())
+        .collect()
+}
 
 /// Start times (a change is a restart).
 pub const STARTS: &[&str] = &["process_start_time_seconds", "container_start_time_seconds"];
@@ -137,10 +101,7 @@ impl Overrides {
             Some(n) => (n, true),
             None => (name.trim(), false),
         };
-        let series = Series::ALL
-            .into_iter()
-            .find(|s| s.as_str() == name)
-            .ok_or_else(bad)?;
+        let series = Series::named(name).ok_or_else(bad)?;
         if promql.trim().is_empty() {
             return Err(bad());
         }
@@ -220,7 +181,7 @@ fn fetch_series(
     overrides: &Overrides,
     out: &mut Fetched,
 ) -> Result<(), MappingError> {
-    let candidates: Vec<&Candidate> = CANDIDATES.iter().filter(|c| c.series == series).collect();
+    let candidates = candidates(series);
     let value_queries: Vec<String> = match overrides.values.get(&series) {
         Some(q) => vec![q.clone()],
         None => candidates
@@ -237,7 +198,7 @@ fn fetch_series(
         values.len()
     ));
     out.values.extend(values.into_iter().map(|s| (series, s)));
-    let limit_of = |c: &&Candidate| c.limit.map(|l| selected(l.0, l.1, matchers));
+    let limit_of = |c: &Candidate| c.limit.map(|l| selected(l.0, l.1, matchers));
     let limit_queries: Vec<String> = match overrides.limits.get(&series) {
         Some(q) => vec![q.clone()],
         // The chosen candidate's own limit; after an override, the first that matches.

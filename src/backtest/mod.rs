@@ -13,7 +13,6 @@
 //! Pure: no I/O and no clock. [`prometheus`] reads the history from a Prometheus server,
 //! [`mapping`] turns its series into [`TargetHistory`]s, [`render`] writes the report.
 
-pub mod http;
 pub mod lead;
 pub mod mapping;
 pub mod prometheus;

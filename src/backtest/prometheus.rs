@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::http::{self, HttpError, Server};
 use super::Points;
+use crate::client::{self as http, HttpError, Server};
 
 /// Points per query: under Prometheus' 11,000.
 pub const MAX_POINTS: u64 = 10_000;

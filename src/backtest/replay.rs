@@ -15,10 +15,7 @@ use super::{
 use crate::judge::{
     effective_rules, leak_line, Answer, FlipDetector, Input, Judged, Series, TargetJudge,
 };
-use crate::sample::{
-    CgroupMemory, CgroupPids, CloseWaitAge, FdLimit, Fds, Heap, Limit, Memory, ProcessInfo, Sample,
-    Stuck, Tcp, TcpStalled, Threads,
-};
+use crate::sample::{ProcessInfo, Sample};
 
 /// Reads a series forward in time: the point at a time, or the last one at or before it.
 struct Cursor<'a> {
@@ -112,7 +109,7 @@ impl<'a> Reader<'a> {
         let mut sample = sample_at(t, started);
         for (series, cursor) in &mut self.values {
             let limit = self.limits.get_mut(series).and_then(|c| c.as_of(t));
-            set(&mut sample, *series, cursor.at(t), limit);
+            crate::judge::series::put(&mut sample, *series, cursor.at(t), limit);
         }
         (sample, restarted)
     }
@@ -212,80 +209,6 @@ fn sample_at(t: u64, started_unix_ms: Option<u64>) -> Sample {
             ..ProcessInfo::default()
         }),
         ..Sample::default()
-    }
-}
-
-/// Put one series' value and limit in the sample where the collector would.
-fn set(s: &mut Sample, series: Series, value: Option<f64>, limit: Option<f64>) {
-    let n = value.map(|v| v.max(0.0).round() as u64);
-    let lim = limit.map(|l| match l.round() as u64 {
-        0 => Limit::Unlimited,
-        l => Limit::Limited(l),
-    });
-    match series {
-        Series::Fds => {
-            s.fds = n.map(|n| Fds {
-                open: Some(n),
-                ..Fds::default()
-            });
-            s.fd_limit = lim.map(|l| FdLimit { soft: l, hard: l });
-        }
-        Series::CgroupMemory => {
-            let cg = s.cgroup_memory.get_or_insert_with(CgroupMemory::default);
-            cg.working_set_bytes = n;
-            cg.max = lim;
-        }
-        Series::Rss => s.memory.get_or_insert_with(Memory::default).rss_bytes = n,
-        Series::Anon => s.memory.get_or_insert_with(Memory::default).anon_bytes = n,
-        Series::Heap => {
-            s.heap = n.map(|n| Heap {
-                estimate_bytes: n,
-                ..Heap::default()
-            })
-        }
-        Series::TcpEstablished => {
-            if let Some(n) = n {
-                s.tcp.get_or_insert_with(Tcp::default).states.established = n;
-            }
-        }
-        Series::TcpCloseWait => {
-            if let Some(n) = n {
-                s.tcp.get_or_insert_with(Tcp::default).states.close_wait = n;
-            }
-        }
-        Series::Threads => {
-            s.threads = n.map(|count| Threads {
-                count,
-                ..Threads::default()
-            });
-            s.cgroup_pids = lim.map(|l| CgroupPids {
-                max: Some(l),
-                ..CgroupPids::default()
-            });
-        }
-        Series::StuckThreads => {
-            s.stuck = n.map(|count| Stuck {
-                count,
-                ..Stuck::default()
-            })
-        }
-        Series::TcpStalled => {
-            s.tcp_stalled = n.map(|count| TcpStalled {
-                count,
-                ..TcpStalled::default()
-            })
-        }
-        Series::TcpCloseWaitAged => {
-            s.close_wait_age = n.map(|aged| CloseWaitAge {
-                aged,
-                ..CloseWaitAge::default()
-            })
-        }
-        Series::CgroupSock => {
-            s.cgroup_memory
-                .get_or_insert_with(CgroupMemory::default)
-                .sock_bytes = n;
-        }
     }
 }
 

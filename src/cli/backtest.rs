@@ -10,10 +10,10 @@ use std::time::Duration;
 use clap::Args;
 
 use super::parse_duration;
-use crate::backtest::http::Server;
 use crate::backtest::mapping::{self, Overrides};
 use crate::backtest::prometheus::Range;
 use crate::backtest::{recording, render, replay, svg, Setup, TargetHistory, TargetReport};
+use crate::client::Server;
 use crate::config::Config;
 
 #[derive(Debug, Args)]

@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::parse_duration;
+use crate::client;
 use crate::config::actions::BundleConfig;
 use crate::config::{Config, TargetConfig};
 use crate::daemon;
 use crate::demo_child::ChildProcess;
-use crate::http::client;
 use crate::judge::rules::{approx_secs, rate_text};
 use crate::judge::SeriesStatus;
 use crate::judge::{JudgeConfig, Rule, Series};
@@ -155,7 +155,11 @@ fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         // Let the daemon's tick that follows the leak step land first.
         std::thread::sleep(args.interval / 2);
         let snap = daemon.snapshots.borrow().clone();
-        let (code, body) = client::get(daemon.addr, "/healthz", Duration::from_secs(2))
+        let ask = format!(
+            "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            daemon.addr
+        );
+        let (code, body) = client::exchange(daemon.addr, ask.as_bytes(), Duration::from_secs(2))
             .unwrap_or((0, String::new()));
         events.observe(started.elapsed(), &snap, code, &body);
         println!("{}", line(started.elapsed(), &snap, code));

@@ -15,12 +15,6 @@
 //! [`probe_app`] is the probes alone, for the probe listener (`probe_listen`): a port the
 //! kubelet asks and nothing else needs, with connection slots of its own.
 
-// The client of `demo` and `inspect --from`; public only for the tests
-// (`test_support::http`), not an API.
-#[cfg(any(test, feature = "test-support"))]
-pub mod client;
-#[cfg(not(any(test, feature = "test-support")))]
-pub(crate) mod client;
 mod conns;
 mod export;
 mod guard;

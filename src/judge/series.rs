@@ -1,4 +1,5 @@
-//! From a [`Sample`] to one series' value and limit. Natural limits: `fds` → soft
+//! From a [`Sample`] to one series' value and limit ([`observe`]), and back ([`put`], for
+//! backtest's replay), both through the series' row of [`table::TABLE`]. Natural limits: `fds` → soft
 //! RLIMIT_NOFILE; `cgroup_memory` (the working set) → `memory.max`, else `memory.high`;
 //! `threads` → what `pids.max` leaves after the cgroup's other tasks (each the lowest along
 //! the cgroup's path: an ancestor's is named in the source); `rss`/`anon`/`heap` →
@@ -13,50 +14,35 @@ use crate::sample::{CgroupPids, Limit, Sample, Source};
 
 use super::SeriesStatus;
 
+pub mod table;
+#[cfg(test)]
+mod tests;
+
 /// Which collector feeds a series (its reason is the series' reason when unknown).
 pub fn collector(series: Series) -> Source {
-    match series {
-        Series::Fds => Source::Fds,
-        Series::TcpEstablished | Series::TcpCloseWait => Source::Tcp,
-        Series::Rss | Series::Anon => Source::Memory,
-        Series::Heap => Source::Heap,
-        Series::CgroupMemory => Source::CgroupMemory,
-        Series::Threads => Source::Threads,
-        Series::StuckThreads => Source::Stuck,
-        Series::TcpStalled => Source::TcpStall,
-        Series::TcpCloseWaitAged => Source::Tcp,
-        Series::CgroupSock => Source::CgroupMemory,
-    }
+    series.def().source
 }
 
 /// Whether the series is counted in bytes (for formatting).
 pub fn is_bytes(series: Series) -> bool {
-    matches!(
-        series,
-        Series::Rss | Series::Anon | Series::Heap | Series::CgroupMemory | Series::CgroupSock
-    )
+    series.def().bytes
+}
+
+/// Put `series`' value and limit (as a recording or Prometheus has them: 0 is no limit)
+/// into `sample` where the collector would: [`observe`] gives them back.
+pub fn put(sample: &mut Sample, series: Series, value: Option<f64>, limit: Option<f64>) {
+    let n = value.map(|v| v.max(0.0).round() as u64);
+    let limit = limit.map(|l| match l.round() as u64 {
+        0 => Limit::Unlimited,
+        l => Limit::Limited(l),
+    });
+    (series.def().put)(sample, n, limit);
 }
 
 /// The value and limit of `series` in `sample`; its trend is left for the caller, who holds
 /// the window.
 pub fn observe(sample: &Sample, series: Series, rule: &Rule) -> SeriesStatus {
-    let value: Option<u64> = match series {
-        Series::Fds => sample.fds.as_ref().and_then(|f| f.in_use()),
-        Series::TcpEstablished => sample.tcp.as_ref().map(|t| t.states.established),
-        Series::TcpCloseWait => sample.tcp.as_ref().map(|t| t.states.close_wait),
-        Series::Rss => sample.memory.as_ref().and_then(|m| m.rss_bytes),
-        Series::Anon => sample.memory.as_ref().and_then(|m| m.anon_bytes),
-        Series::Heap => sample.heap.as_ref().map(|h| h.estimate_bytes),
-        Series::CgroupMemory => sample
-            .cgroup_memory
-            .as_ref()
-            .and_then(|c| c.working_set_bytes),
-        Series::Threads => sample.threads.as_ref().map(|t| t.count),
-        Series::StuckThreads => sample.stuck.as_ref().map(|s| s.count),
-        Series::TcpStalled => sample.tcp_stalled.as_ref().map(|s| s.count),
-        Series::TcpCloseWaitAged => sample.close_wait_age.as_ref().map(|c| c.aged),
-        Series::CgroupSock => sample.cgroup_memory.as_ref().and_then(|c| c.sock_bytes),
-    };
+    let value: Option<u64> = (series.def().read)(sample);
     let mut obs = SeriesStatus {
         series,
         value: value.map(|v| v as f64),

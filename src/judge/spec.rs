@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::series::table::SeriesDef;
+
 /// What a target that cannot be found answers (`on_missing`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -59,7 +61,8 @@ impl Default for JudgeConfig {
     }
 }
 
-/// The series a rule can judge; the names are the rule names in the config.
+/// The series a rule can judge; the names are the rule names in the config. Everything
+/// else about each is its row of the series table (`series/table.rs`), in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Series {
@@ -78,42 +81,27 @@ pub enum Series {
 }
 
 impl Series {
-    pub const ALL: [Series; 12] = [
-        Series::Fds,
-        Series::TcpEstablished,
-        Series::TcpCloseWait,
-        Series::Rss,
-        Series::Anon,
-        Series::Heap,
-        Series::CgroupMemory,
-        Series::Threads,
-        Series::StuckThreads,
-        Series::TcpStalled,
-        Series::TcpCloseWaitAged,
-        Series::CgroupSock,
-    ];
+    /// Every series, in order: the rows of [`TABLE`](super::series::table::TABLE).
+    pub const ALL: [Series; 12] = super::series::table::ALL;
+
+    /// Its row of the series table: name, unit, collector, how to read and put it.
+    pub fn def(self) -> &'static SeriesDef {
+        &super::series::table::TABLE[self as usize]
+    }
+
+    /// The series named `name` (a rule's name in the config).
+    pub fn named(name: &str) -> Option<Series> {
+        Series::ALL.into_iter().find(|s| s.as_str() == name)
+    }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Series::Fds => "fds",
-            Series::TcpEstablished => "tcp_established",
-            Series::TcpCloseWait => "tcp_close_wait",
-            Series::Rss => "rss",
-            Series::Anon => "anon",
-            Series::Heap => "heap",
-            Series::CgroupMemory => "cgroup_memory",
-            Series::Threads => "threads",
-            Series::StuckThreads => "stuck_threads",
-            Series::TcpStalled => "tcp_stalled",
-            Series::TcpCloseWaitAged => "tcp_close_wait_aged",
-            Series::CgroupSock => "cgroup_sock",
-        }
+        self.def().name
     }
 
     /// Whether the kernel gives this series a limit (fds: RLIMIT_NOFILE, cgroup memory:
     /// memory.max, threads: pids.max); rss/anon/heap borrow the cgroup's when there is one.
     pub fn natural_limit(self) -> bool {
-        matches!(self, Series::Fds | Series::CgroupMemory | Series::Threads)
+        self.def().natural_limit
     }
 }
 

@@ -388,3 +388,37 @@ fn leak_suspected_for_every_judged_series_with_a_limit() {
     assert_eq!(suspected(&text, "rss"), None);
     assert_eq!(suspected(&text, "fds"), Some(1.0));
 }
+
+/// Each series' own metric, as the series table names it (and backtest reads it back from
+/// Prometheus), is what `/metrics` exports with the value the judge reads.
+#[test]
+fn every_series_is_exported_under_the_metric_its_table_row_names() {
+    use crate::judge::series::{observe, put};
+    use crate::judge::{Rule, Series};
+    let labels = |matcher: &'static str| {
+        let mut l = vec![("target", "app")];
+        if let Some((k, v)) = matcher.split_once('=') {
+            l.push((k, v.trim_matches('"')));
+        }
+        l
+    };
+    for (i, series) in Series::ALL.into_iter().enumerate() {
+        let def = series.def();
+        let Some((metric, matcher)) = def.metric else {
+            continue;
+        };
+        let mut s = example_snapshot();
+        let sample = app(&mut s).sample.as_mut().expect("app has a sample");
+        let value = 1000.0 + i as f64;
+        put(sample, series, Some(value), Some(1_000_000.0));
+        let observed = observe(sample, series, &Rule::default());
+        let text = render_targets(&s);
+        let got = sample_value(&text, metric, &labels(matcher));
+        assert_eq!(got, Some(value), "{series}: {metric}{{{matcher}}}");
+        assert_eq!(got, observed.value, "{series}");
+        if let Some((metric, matcher)) = def.limit_metric {
+            let got = sample_value(&text, metric, &labels(matcher));
+            assert_eq!(got, Some(1_000_000.0), "{series}: {metric}{{{matcher}}}");
+        }
+    }
+}

@@ -5,10 +5,10 @@
 //! - [`FakeProc`]: a fixture /proc tree from real kernel text;
 //! - [`metrics`]: the example snapshot behind the golden file, reading samples back from
 //!   the text format, `promtool check metrics`;
-//! - [`http`]: the raw HTTP/1.1 client (`demo` uses it too, privately).
+//! - [`http`]: leakwatch's HTTP/1.1 client, whose raw `exchange` the tests speak with.
 
 pub mod fake_proc;
 pub mod metrics;
 
-pub use crate::http::client as http;
+pub use crate::client as http;
 pub use fake_proc::{FakePid, FakeProc};

@@ -11,6 +11,8 @@
 //! have been blocked, which one look could not know.
 
 pub mod render;
+#[cfg(test)]
+mod tests;
 pub mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -70,7 +72,8 @@ pub struct Gathered {
     pub readme: ReadmeFacts,
 }
 
-/// What `README.txt` points at, besides the target and the verdict.
+/// What `README.txt` says besides the target and the verdict: when it was written, what to
+/// look at first, and what could not be read.
 #[derive(Debug, Clone, Default)]
 pub struct ReadmeFacts {
     pub written_unix_ms: u64,
@@ -220,20 +223,12 @@ fn memory_failing(judged: Option<&Judged>) -> bool {
 pub fn readme(input: &BundleInput<'_>, facts: &ReadmeFacts, truncated: &[String]) -> Vec<String> {
     let mut notes = facts.notes.clone();
     notes.extend(truncated.iter().map(|t| format!("truncated {t}")));
-    let p = render::Pointers {
-        close_wait: &facts.close_wait,
-        close_wait_total: facts.close_wait_total,
-        stuck: &facts.stuck,
-        fds: facts.fds,
-        memory_failing: facts.memory_failing,
-    };
     render::readme(
         input.name,
         input.reason,
-        facts.written_unix_ms,
         input.sample,
         input.judged,
-        &p,
+        facts,
         &notes,
     )
 }

@@ -8,12 +8,11 @@ use crate::collect::fd::FdKind;
 use crate::collect::net_tcp::{self, NetTcp};
 use crate::collect::task::{call_kind, syscall::fd_arg, syscall_name, CallKind};
 use crate::judge::{series, Judged, Rule, Series};
-use crate::sample::{
-    PeerCount, Sample, StuckWorker, SyscallState, Task, TcpSocket, TcpSource, TcpState,
-};
+use crate::report::{self, Layout};
+use crate::sample::{Sample, StuckWorker, SyscallState, Task, TcpSocket, TcpSource, TcpState};
 use crate::units;
 
-use super::HistoryRow;
+use super::{HistoryRow, ReadmeFacts};
 
 /// `fds.txt`: every fd with its link and type.
 pub fn fds(pid: i32, links: &[FdLink]) -> Vec<String> {
@@ -93,8 +92,16 @@ pub fn sockets(pid: i32, table: &NetTcp, fds_of: &HashMap<u64, Vec<i32>>) -> Vec
             .into(),
         String::new(),
     ];
-    peer_block(&mut out, "CLOSE_WAIT", &summary.top_close_wait_peers);
-    peer_block(&mut out, "ESTABLISHED", &summary.top_established_peers);
+    let by_peer = [
+        ("CLOSE_WAIT by peer", &summary.top_close_wait_peers),
+        ("ESTABLISHED by peer", &summary.top_established_peers),
+    ];
+    for (title, peers) in by_peer {
+        if !peers.is_empty() {
+            out.extend(report::peer_lines(title, peers, Layout::Bundle));
+            out.push(String::new());
+        }
+    }
     out.push(format!(
         "{:<12} {:<46} {:<46} {:>8} {:>8} {:>10}  FD",
         "STATE", "LOCAL", "PEER", "RECV-Q", "SEND-Q", "INODE"
@@ -124,34 +131,6 @@ pub fn sockets(pid: i32, table: &NetTcp, fds_of: &HashMap<u64, Vec<i32>>) -> Vec
     out
 }
 
-fn peer_block(out: &mut Vec<String>, state: &str, peers: &[PeerCount]) {
-    if peers.is_empty() {
-        return;
-    }
-    out.push(format!(
-        "{:<48} {:>8} {:>10} {:>10}",
-        format!("{state} by peer"),
-        "sockets",
-        "recv-q",
-        "send-q"
-    ));
-    for p in peers {
-        out.push(format!(
-            "  {:<46} {:>8} {:>10} {:>10}",
-            p.peer.to_string(),
-            p.sockets,
-            units::bytes(p.recv_queue_bytes),
-            units::bytes(p.send_queue_bytes)
-        ));
-    }
-    out.push(String::new());
-}
-
-/// `socket 127.0.0.1:45734 -> 127.0.0.1:41329 (close_wait)`.
-fn socket_text(s: &TcpSocket) -> String {
-    format!("{} {} -> {}", s.state.as_str(), s.local, s.remote)
-}
-
 /// `threads.txt`: stuck workers first, then every thread with its wchan and call.
 pub fn threads(
     sample: &Sample,
@@ -169,10 +148,7 @@ pub fn threads(
             "# the threads of pid {pid} could not be read: {why}"
         )];
     };
-    let stuck: Vec<&StuckWorker> = sample
-        .stuck
-        .as_ref()
-        .map_or(Vec::new(), |s| s.workers.iter().collect());
+    let stuck: &[StuckWorker] = sample.stuck.as_ref().map_or(&[], |s| &s.workers);
     let mut out = vec![
         format!(
             "# {} threads of pid {pid}; {}",
@@ -183,7 +159,11 @@ pub fn threads(
             .into(),
         String::new(),
     ];
-    out.extend(stuck_block(&stuck));
+    if !stuck.is_empty() {
+        out.push("STUCK".into());
+        out.extend(report::stuck_worker_lines(stuck, Layout::Bundle));
+        out.push(String::new());
+    }
     out.push(format!(
         "{:>7}  {:<16} {:<5} {:<24} {:<22} {:>8}  SOCKET",
         "TID", "NAME", "STATE", "WCHAN", "SYSCALL", "BLOCKED"
@@ -192,11 +172,11 @@ pub fn threads(
         let w = stuck.iter().find(|w| w.tid == t.tid);
         let (call, fd) = call_text(t);
         let socket = match w {
-            Some(w) => w.socket.as_ref().map(socket_text),
+            Some(w) => w.socket.as_ref().map(report::socket_text),
             None => fd
                 .and_then(|fd| fd_inodes.get(&fd))
                 .and_then(|i| tcp_by_inode.get(i))
-                .map(|s| socket_text(s)),
+                .map(|s| report::socket_text(s)),
         };
         out.push(format!(
             "{:>7}  {:<16} {:<5} {:<24} {:<22} {:>8}  {}",
@@ -228,30 +208,6 @@ fn stuck_line(sample: &Sample) -> String {
             format!("stuck workers unknown: {why}")
         }
     }
-}
-
-/// The `STUCK` block of `threads.txt`: one line per stuck worker (none without one).
-fn stuck_block(stuck: &[&StuckWorker]) -> Vec<String> {
-    if stuck.is_empty() {
-        return Vec::new();
-    }
-    let mut out = vec!["STUCK".to_string()];
-    for w in stuck {
-        let socket = w
-            .socket
-            .as_ref()
-            .map_or(format!("socket inode {}", w.socket_inode), socket_text);
-        out.push(format!(
-            "  tid {} {} {}(fd {}) for {}: {socket}",
-            w.tid,
-            w.name,
-            w.syscall,
-            w.fd,
-            units::duration_ms(w.blocked_for_ms)
-        ));
-    }
-    out.push(String::new());
-    out
 }
 
 /// `recvfrom(fd 33)`, `futex`, `running`, `-`; and the fd a socket call waits on.
@@ -357,23 +313,13 @@ pub fn verdict_json(
         .collect()
 }
 
-/// What `README.txt` says to look at first.
-pub struct Pointers<'a> {
-    pub close_wait: &'a [PeerCount],
-    pub close_wait_total: u64,
-    pub stuck: &'a [StuckWorker],
-    pub fds: usize,
-    pub memory_failing: bool,
-}
-
 /// `README.txt`: who, when, why, what to look at first, and what was cut or missing.
 pub fn readme(
     name: &str,
     reason: &str,
-    written_unix_ms: u64,
     sample: &Sample,
     judged: Option<&Judged>,
-    p: &Pointers<'_>,
+    facts: &ReadmeFacts,
     notes: &[String],
 ) -> Vec<String> {
     let process = sample.process.as_ref();
@@ -388,7 +334,7 @@ pub fn readme(
                 .map_or("?".into(), units::utc)
         ),
         format!("cmdline: {}", process.map_or("", |p| p.cmdline.as_str())),
-        format!("written {}: {reason}", units::utc(written_unix_ms)),
+        format!("written {}: {reason}", units::utc(facts.written_unix_ms)),
     ];
     if let Some(j) = judged.filter(|j| !j.verdict.failing.is_empty()) {
         out.push("failing:".into());
@@ -396,7 +342,7 @@ pub fn readme(
     }
     out.push(String::new());
     out.push("Look first at:".into());
-    out.extend(look_first(p));
+    out.extend(look_first(facts));
     out.push(String::new());
     out.push(
         "Files: verdict.json samples.csv fds.txt sockets.txt threads.txt stalled.txt status \
@@ -412,7 +358,7 @@ pub fn readme(
 }
 
 /// The numbered "Look first at:" lines of `README.txt`.
-fn look_first(p: &Pointers<'_>) -> Vec<String> {
+fn look_first(p: &ReadmeFacts) -> Vec<String> {
     let mut lines = Vec::new();
     let out = &mut lines;
     let mut n = 0;

@@ -1,6 +1,6 @@
 //! `leakwatch inspect --from URL`: what a running `leakwatch run` judged of the inspected
 //! process. One or two looks have no window to judge a trend; the daemon has one. Its
-//! `/status` (asked with the small client of `http::client`) gives the verdict, the leak
+//! `/status` (asked with the strict GET of `crate::client`) gives the verdict, the leak
 //! warnings, and each judged series' slope and time to exhaustion.
 //!
 //! Whatever goes wrong (no answer, not 200, not leakwatch's JSON, no target with that
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::http::client;
+use crate::client::{self, HttpError};
 use crate::judge::rules::{amount, approx_secs, rate_text};
 use crate::judge::series::is_bytes;
 use crate::judge::Series;
@@ -215,10 +215,32 @@ fn get_status(url: &DaemonUrl, token: Option<&str>) -> Result<String, String> {
     );
     let mut why = format!("{} resolves to no address", url.host);
     for addr in addrs {
-        match client::exchange(addr, raw.as_bytes(), TIMEOUT) {
-            Ok(answer) => return answered(url, token.is_some(), answer),
-            Err(e) => why = format!("{addr}: {e}"),
-        }
+        // Silence, or a read that failed or timed out, is no answer; a truncated or
+        // malformed one is refused rather than read as JSON.
+        let answer = match client::send(addr, raw.as_bytes(), TIMEOUT) {
+            Ok(raw) if raw.is_empty() => (0, String::new()),
+            Ok(raw) => match client::parse_response(&raw) {
+                Ok(r) => (r.status, String::from_utf8_lossy(&r.body).into_owned()),
+                Err(e) => {
+                    return Err(format!(
+                        "{} sent a malformed HTTP answer: {e}",
+                        url.status_url()
+                    ))
+                }
+            },
+            Err(HttpError::Unreachable { source, .. }) => {
+                why = format!("{addr}: {source}");
+                continue;
+            }
+            Err(HttpError::Malformed { why, .. }) => {
+                return Err(format!(
+                    "{} sent a malformed HTTP answer: {why}",
+                    url.status_url()
+                ))
+            }
+            Err(_) => (0, String::new()),
+        };
+        return answered(url, token.is_some(), answer);
     }
     Err(format!("cannot reach leakwatch at {}: {why}", url.text))
 }
@@ -346,10 +368,7 @@ fn target_lines(d: &FromDaemon, t: &DaemonTarget, lines: &mut Vec<String>) {
 
 /// `series    fds: 1234 of 4096, +19.5/s, limit in ~3m, leak suspected`.
 fn series_line(s: &DaemonSeries) -> String {
-    let bytes = Series::ALL
-        .iter()
-        .find(|x| x.as_str() == s.series)
-        .is_some_and(|x| is_bytes(*x));
+    let bytes = Series::named(&s.series).is_some_and(is_bytes);
     let value = s.value.map_or("unknown".to_string(), |v| amount(v, bytes));
     let mut line = match s.limit {
         Some(l) => format!(
