@@ -22,6 +22,11 @@ const MIB: u64 = 1 << 20;
 const LIMIT: u64 = 256 * MIB;
 /// Drift allowed between this test's reads and leakwatch's (page cache, kernel objects).
 const TOLERANCE: u64 = 2 * MIB;
+/// Fails instead of skipping when this test cannot make a memory or pids cgroup of its own.
+const REQUIRE_LIMITS: &str = "LEAKWATCH_REQUIRE_CGROUP_LIMITS";
+/// Fails instead of skipping on a host with no v1 memory or pids hierarchy: a pure v2 host
+/// lacks it by design, so only a v1 or hybrid host can require it.
+const REQUIRE_V1: &str = "LEAKWATCH_REQUIRE_CGROUP_V1";
 
 /// Kills the child and removes the cgroups, also when an assertion fails.
 struct Cleanup {
@@ -78,13 +83,12 @@ fn close(a: u64, b: u64) -> bool {
 #[test]
 fn v1_memory_cgroup_of_a_growing_child() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: creating cgroups needs root");
-        return;
+        return common::skip::skip(REQUIRE_LIMITS, "creating cgroups needs root");
     }
     let root = Path::new("/sys/fs/cgroup");
     let Some(own_memory) = own_v1_path("memory") else {
-        eprintln!("skipped: no cgroup v1 memory controller here (a pure v2 host)");
-        return;
+        let why = "no cgroup v1 memory controller here (a pure v2 host)";
+        return common::skip::skip(REQUIRE_V1, why);
     };
     let name = format!("leakwatch-test-{}", std::process::id());
     let mem_dir = root
@@ -96,8 +100,8 @@ fn v1_memory_cgroup_of_a_growing_child() {
         dirs: Vec::new(),
     };
     if let Err(e) = fs::create_dir(&mem_dir) {
-        eprintln!("skipped: cannot create {}: {e}", mem_dir.display());
-        return;
+        let why = format!("cannot create {}: {e}", mem_dir.display());
+        return common::skip::skip(REQUIRE_LIMITS, &why);
     }
     cleanup.dirs.push(mem_dir.clone());
     fs::write(mem_dir.join("memory.limit_in_bytes"), LIMIT.to_string()).unwrap();
@@ -249,13 +253,12 @@ fn series(status: &serde_json::Value, name: &str) -> serde_json::Value {
 #[test]
 fn v1_limits_on_an_ancestor_are_the_targets() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: creating cgroups needs root");
-        return;
+        return common::skip::skip(REQUIRE_LIMITS, "creating cgroups needs root");
     }
     let root = Path::new("/sys/fs/cgroup");
     let (Some(own_memory), Some(own_pids)) = (own_v1_path("memory"), own_v1_path("pids")) else {
-        eprintln!("skipped: no cgroup v1 memory and pids controllers here (a pure v2 host)");
-        return;
+        let why = "no cgroup v1 memory and pids controllers here (a pure v2 host)";
+        return common::skip::skip(REQUIRE_V1, why);
     };
     let pod = format!("leakwatch-test-pod-{}", std::process::id());
     let mut cleanup = Cleanup {

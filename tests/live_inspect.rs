@@ -144,7 +144,7 @@ fn missing_target_is_exit_2_with_a_message() {
 /// `leakwatch inspect --json PID` as uid 65534 holding only `caps` ("" for none).
 fn inspect_as_nobody(bin: &std::path::Path, caps: &str, pid: i32) -> Option<Sample> {
     if let Some(why) = common::cannot_drop_privileges() {
-        eprintln!("skipped: {why}");
+        common::skip::skip("LEAKWATCH_REQUIRE_ROOT", &why);
         return None;
     }
     Some(common::inspect_as_nobody(bin, caps, pid))

@@ -252,8 +252,7 @@ fn on_missing_fail_turns_a_missing_target_into_a_503() {
 #[test]
 fn an_unreadable_target_answers_200_with_the_reason() {
     if let Some(why) = common::cannot_drop_privileges() {
-        println!("skipped: {why}");
-        return;
+        return common::skip::skip("LEAKWATCH_REQUIRE_ROOT", &why);
     }
     let child = LeakyChild::spawn(&["--close-wait", "5"]);
     let dir = tempfile::tempdir().unwrap();

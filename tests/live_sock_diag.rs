@@ -122,8 +122,8 @@ fn sock_diag_rows_equal_the_text_tables() {
 #[test]
 fn a_socket_outside_the_learned_cgroups_is_found() {
     let (Some(a), Some(b)) = (Cgroup::new("a"), Cgroup::new("b")) else {
-        eprintln!("skipped: cannot create cgroup v2 directories (needs root)");
-        return;
+        let why = "cannot create cgroup v2 directories (needs root)";
+        return common::skip::skip("LEAKWATCH_REQUIRE_ROOT", why);
     };
     let mut child = LeakyChild::spawn(&child_args());
     let pid = child.pid();
@@ -175,8 +175,8 @@ fn collector_says_sock_diag_in_the_same_namespace() {
 fn another_network_namespace_is_read_from_the_text_tables() {
     let unshare = Command::new("unshare").args(["--net", "true"]).status();
     if !unshare.is_ok_and(|s| s.success()) {
-        eprintln!("skipped: cannot create a network namespace (unshare --net needs root)");
-        return;
+        let why = "cannot create a network namespace (unshare --net needs root)";
+        return common::skip::skip("LEAKWATCH_REQUIRE_NAMESPACES", why);
     }
     // The child brings up its namespace's loopback, then runs as usual.
     let script = format!("ip link set lo up 2>/dev/null || true; exec {BIN} demo-child \"$@\"");

@@ -303,8 +303,7 @@ fn cannot_drop_privileges() -> Option<String> {
 #[test]
 fn unprivileged_reader_gets_unknown_stuck_not_zero() {
     if let Some(why) = cannot_drop_privileges() {
-        eprintln!("skipped: {why}");
-        return;
+        return common::skip::skip("LEAKWATCH_REQUIRE_ROOT", &why);
     }
     let child = spawn_child();
     let pid = child.pid();

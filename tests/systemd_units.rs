@@ -353,8 +353,7 @@ fn inspect_json(mut cmd: Command, pid: i32) -> Result<serde_json::Value, String>
 #[test]
 fn leakwatch_reads_another_users_process_under_the_units_sandbox() {
     if let Some(why) = sandbox_unavailable() {
-        eprintln!("skipped: {why}");
-        return;
+        return common::skip::skip("LEAKWATCH_REQUIRE_NAMESPACES", &why);
     }
     // The target: uid 65534 (leakwatch runs as 65533), with sockets, a stuck worker, files.
     let mut nobody = setpriv_nobody("");
@@ -606,8 +605,7 @@ fn loop_restarts(unit: &str, listen: &str, run_for: Duration) -> String {
 #[test]
 fn restart_recipe_restarts_the_unit_only_when_healthz_fails() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to create a cgroup");
-        return;
+        return common::skip::skip("LEAKWATCH_REQUIRE_ROOT", "needs root to create a cgroup");
     }
     let name = format!("lwapp{}", std::process::id());
     let unit = format!("{name}.service");

@@ -137,8 +137,7 @@ fn assert_exact_or_named(case: &str, s: &Sample, pid: i32) -> Vec<&'static str> 
 #[test]
 fn every_reader_and_target_gets_exact_values_or_the_capability_named() {
     if let Some(why) = common::cannot_drop_privileges() {
-        eprintln!("skipped: {why}");
-        return;
+        return common::skip::skip("LEAKWATCH_REQUIRE_ROOT", &why);
     }
     let (_dir, bin) = common::world_executable_bin();
     let all = vec!["fds", "fd types", "tcp", "heap", "stuck"];

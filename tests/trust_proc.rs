@@ -201,8 +201,7 @@ fn under_hidepid(config: &str, subcommand: &str) -> (tempfile::TempDir, Command)
 #[test]
 fn a_live_target_hidden_by_hidepid_is_unknown_and_says_why() {
     if let Some(why) = common::cannot_drop_privileges() {
-        eprintln!("skipped: {why}");
-        return;
+        return common::skip::skip("LEAKWATCH_REQUIRE_NAMESPACES", &why);
     }
     let child = LeakyChild::spawn(&["--files", "23", "--pipes", "19"]);
     // By pid, and by a name that only the hidden process has.
@@ -241,8 +240,7 @@ fn a_live_target_hidden_by_hidepid_is_unknown_and_says_why() {
 #[test]
 fn a_hidden_target_fails_open_in_the_daemon_even_with_on_missing_fail() {
     if let Some(why) = common::cannot_drop_privileges() {
-        eprintln!("skipped: {why}");
-        return;
+        return common::skip::skip("LEAKWATCH_REQUIRE_NAMESPACES", &why);
     }
     let child = LeakyChild::spawn(&["--files", "3"]);
     let (_dir, mut cmd) = under_hidepid(

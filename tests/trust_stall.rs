@@ -154,8 +154,8 @@ fn a_huge_fd_table_is_counted_exactly_while_probes_answer() {
         .map_or(0, |(_, h)| h)
         .min(20_000);
     if hard < 4096 {
-        eprintln!("skipped: the hard fd limit ({hard}) is too small for a huge table");
-        return;
+        let why = format!("the hard fd limit ({hard}) is too small for a huge table");
+        return common::skip::skip("LEAKWATCH_REQUIRE_NOFILE", &why);
     }
     let files = hard * 3 / 4;
     let child =

@@ -1,6 +1,8 @@
-//! The one "skip unless required" check of the tests that need a tool or a privilege this
-//! machine may lack (promtool, prometheus, helm's Python, wrk, strace, systemd-analyze,
-//! dpkg as root, mount namespaces).
+//! The one "skip unless required" check of the tests that need a tool, a privilege or a
+//! host property this machine may lack (promtool, prometheus, helm's Python, wrk, strace,
+//! systemd-analyze, dpkg as root, root, namespaces, cgroups of their own, a v1 hierarchy,
+//! `::1`, a large fd limit). Every skip goes through here: docs/testing.md lists the
+//! variables.
 
 use std::io::Write;
 
