@@ -2,8 +2,13 @@
 //! descriptors, CLOSE_WAIT sockets, heap and cgroup memory, stuck worker threads) and say so
 //! before the limit is hit.
 //!
-//! Data flow: [`target`] resolves a selector to a (pid, starttime); [`collect`] reads /proc
-//! and cgroupfs into one [`sample::Sample`]; the CLI ([`cli`]) shows it.
+//! Every tick, per target ([`daemon::pipeline`]): [`target`] resolves a selector to a
+//! (pid, start time); [`collect`] reads /proc, cgroupfs and sock_diag into one
+//! [`sample::Sample`]; [`judge`] (pure) turns it into a verdict with its windows, trends
+//! and rules; the flip fires the [`actions`]; the result is published as a
+//! [`snapshot::Snapshot`] that [`http`] and [`metrics`] answer from. `check` runs the same
+//! tick once; `inspect` only resolves and collects, and [`report`] prints the sample;
+//! [`backtest`] replays history through the same judge. ARCHITECTURE.md has the map.
 
 pub mod actions;
 pub mod backtest;

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use tracing::{info, warn};
 
 use super::bundle::HistoryRow;
-use super::{bundle, exec, signal, Action, ActionResult, Outcome, Shared};
+use super::{bundle, exec, signal, Action, ActionOutcome, ActionResult, Shared};
 use crate::config::actions::{BundleConfig, ExecConfig, SignalConfig};
 use crate::config::ActionsConfig;
 use crate::judge::Judged;
@@ -63,7 +63,7 @@ impl Job {
         };
         let Some(sample) = &self.sample else {
             let why = "no running process to capture: no bundle".to_string();
-            return (result(Outcome::Skipped, why), None);
+            return (result(ActionOutcome::Skipped, why), None);
         };
         let input = bundle::BundleInput {
             name: &self.name,
@@ -84,9 +84,9 @@ impl Job {
                     w.path.display(),
                     units::bytes(w.bytes)
                 );
-                (result(Outcome::Ok, detail), Some(w.path))
+                (result(ActionOutcome::Ok, detail), Some(w.path))
             }
-            Err(e) => (result(Outcome::Failed, e), None),
+            Err(e) => (result(ActionOutcome::Failed, e), None),
         }
     }
 
@@ -95,13 +95,13 @@ impl Job {
         let name = s.signal.name();
         let (result, detail) = match self.id {
             None => (
-                Outcome::Skipped,
+                ActionOutcome::Skipped,
                 "no process was identified: no signal sent".into(),
             ),
             Some(id) => match signal::send(&self.proc_root, id, s.signal.number) {
-                Ok(()) => (Outcome::Ok, format!("{name} sent to {id}")),
-                Err(e) if e.refused => (Outcome::Skipped, e.message),
-                Err(e) => (Outcome::Failed, e.message),
+                Ok(()) => (ActionOutcome::Ok, format!("{name} sent to {id}")),
+                Err(e) if e.refused => (ActionOutcome::Skipped, e.message),
+                Err(e) => (ActionOutcome::Failed, e.message),
             },
         };
         ActionResult {
@@ -137,7 +137,11 @@ impl Job {
         }
         ActionResult {
             action: Action::Exec,
-            result: if run.ok { Outcome::Ok } else { Outcome::Failed },
+            result: if run.ok {
+                ActionOutcome::Ok
+            } else {
+                ActionOutcome::Failed
+            },
             detail: format!("{:?}: {}", e.argv[0], run.summary),
         }
     }
@@ -145,7 +149,7 @@ impl Job {
 
 fn log_result(name: &str, r: &ActionResult) {
     match r.result {
-        Outcome::Ok => info!(target_name = %name, action = r.action.as_str(), "{}", r.detail),
+        ActionOutcome::Ok => info!(target_name = %name, action = r.action.as_str(), "{}", r.detail),
         _ => warn!(
             target_name = %name,
             action = r.action.as_str(),

@@ -59,21 +59,25 @@ impl Action {
 /// How one action ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum ActionOutcome {
     Ok,
     Failed,
     /// Not attempted: a guard, no process, or a target that is gone or not the one judged.
     Skipped,
 }
 
-impl Outcome {
-    pub const ALL: [Outcome; 3] = [Outcome::Ok, Outcome::Failed, Outcome::Skipped];
+impl ActionOutcome {
+    pub const ALL: [ActionOutcome; 3] = [
+        ActionOutcome::Ok,
+        ActionOutcome::Failed,
+        ActionOutcome::Skipped,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Ok => "ok",
-            Outcome::Failed => "failed",
-            Outcome::Skipped => "skipped",
+            ActionOutcome::Ok => "ok",
+            ActionOutcome::Failed => "failed",
+            ActionOutcome::Skipped => "skipped",
         }
     }
 }
@@ -82,7 +86,7 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ActionResult {
     pub action: Action,
-    pub result: Outcome,
+    pub result: ActionOutcome,
     /// What happened: the bundle's path, `SIGUSR2 sent to pid 123`, `exit 0`, or why not.
     pub detail: String,
 }
@@ -101,7 +105,7 @@ pub struct Firing {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ActionCount {
     pub action: Action,
-    pub result: Outcome,
+    pub result: ActionOutcome,
     pub count: u64,
 }
 
@@ -130,20 +134,20 @@ struct Shared {
     running: bool,
     last: Option<Firing>,
     errors: BTreeMap<Action, String>,
-    counts: BTreeMap<(Action, Outcome), u64>,
+    counts: BTreeMap<(Action, ActionOutcome), u64>,
 }
 
 impl Shared {
     fn record(&mut self, r: ActionResult) {
         *self.counts.entry((r.action, r.result)).or_default() += 1;
         match r.result {
-            Outcome::Failed => {
+            ActionOutcome::Failed => {
                 self.errors.insert(r.action, r.detail.clone());
             }
-            Outcome::Ok => {
+            ActionOutcome::Ok => {
                 self.errors.remove(&r.action);
             }
-            Outcome::Skipped => {}
+            ActionOutcome::Skipped => {}
         }
         if let Some(last) = self.last.as_mut() {
             last.results.push(r);
@@ -234,7 +238,10 @@ impl ActionRunner {
             // The running firing keeps its place in `last`; this flip is only counted.
             info!(target_name = %t.name, "actions skipped: the previous ones are still running");
             for a in configured(cfg) {
-                *shared.counts.entry((a, Outcome::Skipped)).or_default() += 1;
+                *shared
+                    .counts
+                    .entry((a, ActionOutcome::Skipped))
+                    .or_default() += 1;
             }
             return;
         }
@@ -249,7 +256,7 @@ impl ActionRunner {
             for a in configured(cfg) {
                 shared.record(ActionResult {
                     action: a,
-                    result: Outcome::Skipped,
+                    result: ActionOutcome::Skipped,
                     detail: why.clone(),
                 });
             }
@@ -290,7 +297,7 @@ impl ActionRunner {
             for a in configured(cfg) {
                 shared.record(ActionResult {
                     action: a,
-                    result: Outcome::Failed,
+                    result: ActionOutcome::Failed,
                     detail: format!("cannot start the actions thread: {e}"),
                 });
             }
@@ -312,7 +319,7 @@ impl ActionRunner {
         }
         actions.sort();
         for a in actions {
-            for r in Outcome::ALL {
+            for r in ActionOutcome::ALL {
                 let count = shared.counts.get(&(a, r)).copied().unwrap_or(0);
                 counts.push(ActionCount {
                     action: a,

@@ -34,18 +34,18 @@ pub struct CheckArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum Exit {
     Ok,
     Unhealthy,
     Unknown,
 }
 
-impl Outcome {
+impl Exit {
     fn code(self) -> u8 {
         match self {
-            Outcome::Ok => 0,
-            Outcome::Unhealthy => 1,
-            Outcome::Unknown => 2,
+            Exit::Ok => 0,
+            Exit::Unhealthy => 1,
+            Exit::Unknown => 2,
         }
     }
 }
@@ -90,13 +90,13 @@ pub fn run(args: &CheckArgs) -> ExitCode {
 
 /// Unhealthy on any failing target; unknown when a target is missing or a judged value
 /// could not be read; else ok.
-pub fn outcome(targets: &[TargetStatus]) -> Outcome {
+pub fn outcome(targets: &[TargetStatus]) -> Exit {
     if targets.iter().any(|t| !t.verdict().healthy) {
-        Outcome::Unhealthy
+        Exit::Unhealthy
     } else if targets.iter().any(|t| !t.found || has_unknown(t)) {
-        Outcome::Unknown
+        Exit::Unknown
     } else {
-        Outcome::Ok
+        Exit::Ok
     }
 }
 
@@ -107,11 +107,11 @@ fn has_unknown(t: &TargetStatus) -> bool {
         .any(|r| r.state == crate::judge::RuleState::Unknown)
 }
 
-fn print_text(outcome: Outcome, targets: &[TargetStatus]) {
+fn print_text(outcome: Exit, targets: &[TargetStatus]) {
     let word = match outcome {
-        Outcome::Ok => "OK",
-        Outcome::Unhealthy => "UNHEALTHY",
-        Outcome::Unknown => "UNKNOWN",
+        Exit::Ok => "OK",
+        Exit::Unhealthy => "UNHEALTHY",
+        Exit::Unknown => "UNKNOWN",
     };
     println!("leakwatch check: {word}");
     for t in targets {
@@ -158,10 +158,10 @@ fn summary(t: &TargetStatus) -> String {
     }
 }
 
-fn print_json(outcome: Outcome, targets: &[TargetStatus]) {
+fn print_json(outcome: Exit, targets: &[TargetStatus]) {
     #[derive(Serialize)]
     struct Out<'a> {
-        result: Outcome,
+        result: Exit,
         exit_code: u8,
         targets: Vec<Target<'a>>,
     }

@@ -161,7 +161,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         );
         let (code, body) = client::exchange(daemon.addr, ask.as_bytes(), Duration::from_secs(2))
             .unwrap_or((0, String::new()));
-        events.observe(started.elapsed(), &snap, code, &body);
+        events.record(started.elapsed(), &snap, code, &body);
         println!("{}", line(started.elapsed(), &snap, code));
         std::thread::sleep(args.interval.saturating_sub(tick.elapsed()));
     }
@@ -222,7 +222,7 @@ impl Probes {
 }
 
 impl Events {
-    fn observe(&mut self, at: Duration, snap: &Snapshot, code: u16, body: &str) {
+    fn record(&mut self, at: Duration, snap: &Snapshot, code: u16, body: &str) {
         if code == 503 && self.unhealthy.is_none() {
             self.unhealthy = Some((at, body.trim().to_string()));
         }

@@ -222,13 +222,8 @@ impl Collector {
                     };
                     let after = u64::try_from(opts.stuck_after.as_millis()).unwrap_or(u64::MAX);
                     let tracker = self.stuck.entry(s.target).or_default();
-                    let stuck = tracker.observe(
-                        s.target,
-                        &scan.threads,
-                        s.taken_at_mono_ms,
-                        after,
-                        &lookup,
-                    );
+                    let stuck =
+                        tracker.track(s.target, &scan.threads, s.taken_at_mono_ms, after, &lookup);
                     s.stuck = Some(stuck);
                 } else {
                     // Without the fd links no worker can be tied to a socket: unknown, not 0.

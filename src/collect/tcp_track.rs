@@ -79,7 +79,7 @@ struct Clocks {
 impl TcpTracker {
     /// Update with this tick's table and report. `source` says whether `table` has
     /// `tcp_info` at all.
-    pub fn observe(
+    pub fn track(
         &mut self,
         target: TargetId,
         table: &NetTcp,

@@ -336,7 +336,7 @@ impl Collector {
             top_peers: opts.top_peers,
         };
         let tracker = self.tcp_track.entry(s.target).or_default();
-        let tracked = tracker.observe(s.target, table, source, at);
+        let tracked = tracker.track(s.target, table, source, at);
         s.close_wait_age = Some(tracked.close_wait);
         s.tcp_stalled = keep(s, Source::TcpStall, tracked.stalled);
     }

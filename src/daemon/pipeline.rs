@@ -142,7 +142,7 @@ impl Pipeline {
         let mut out = Vec::with_capacity(self.targets.len());
         for w in &mut self.targets {
             let started = Instant::now();
-            let sample = observe(w, &self.resolver, &mut self.collector, &self.config);
+            let sample = sample_target(w, &self.resolver, &mut self.collector, &self.config);
             let poll = started.elapsed().as_secs_f64();
             out.push(judge(w, sample, poll, &self.config));
         }
@@ -190,7 +190,7 @@ impl NotFound {
 }
 
 /// Resolve and collect one target; `Err` says why there is no process to sample.
-fn observe(
+fn sample_target(
     w: &mut Watched,
     resolver: &Resolver,
     collector: &mut Collector,
@@ -285,7 +285,7 @@ fn judge(
     if running.is_some() {
         w.last_judged = running;
     }
-    let change = w.flips.observe(running, judged.health());
+    let change = w.flips.found(running, judged.health());
     let input = TickInput {
         name: &w.cfg.name,
         cfg: &w.cfg.actions,
@@ -538,7 +538,7 @@ mod action_tests {
     use std::time::Duration;
 
     use super::tests_support::{pipeline_with, write_pid};
-    use crate::actions::Outcome;
+    use crate::actions::ActionOutcome;
     use crate::config::actions::ExecConfig;
     use crate::config::ActionsConfig;
     use crate::judge::{Rule, Series};
@@ -587,7 +587,7 @@ mod action_tests {
                 assert!(t.verdict().healthy, "{:?}", t.verdict());
                 assert!(t.judged.budget.exhausted);
                 assert_eq!(last.results.len(), 1, "{last:?}");
-                assert_eq!(last.results[0].result, Outcome::Skipped);
+                assert_eq!(last.results[0].result, ActionOutcome::Skipped);
                 assert!(
                     last.results[0].detail.contains("restart budget"),
                     "{last:?}"
@@ -601,9 +601,9 @@ mod action_tests {
             .actions
             .status(&w.targets[0].cfg.actions)
             .counts;
-        let count = |r: Outcome| counts.iter().find(|c| c.result == r).unwrap().count;
+        let count = |r: ActionOutcome| counts.iter().find(|c| c.result == r).unwrap().count;
         assert_eq!(
-            (count(Outcome::Ok), count(Outcome::Skipped)),
+            (count(ActionOutcome::Ok), count(ActionOutcome::Skipped)),
             (3, 1),
             "{counts:?}"
         );

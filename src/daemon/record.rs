@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use tracing::warn;
 
 use crate::backtest::recording::RecordLine;
-use crate::judge::series::observe;
+use crate::judge::series;
 use crate::judge::{Rule, Series};
 use crate::snapshot::TargetStatus;
 
@@ -100,7 +100,7 @@ fn line(t: &TargetStatus) -> Option<RecordLine> {
     };
     // Every series, not only those with rules now: the replay may judge others.
     for series in Series::ALL {
-        let s = observe(sample, series, &Rule::default());
+        let s = series::read(sample, series, &Rule::default());
         if let Some(v) = s.value {
             line.values.insert(series, v);
         }

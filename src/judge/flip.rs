@@ -65,7 +65,7 @@ impl FlipDetector {
 
     /// Take this tick's health. `running` is the process sampled running this tick (`None`
     /// when none was: the last one's health carries over).
-    pub fn observe(&mut self, running: Option<TargetId>, health: Health) -> Transition {
+    pub fn found(&mut self, running: Option<TargetId>, health: Health) -> Transition {
         let new_process = running.is_some_and(|id| self.judging != Some(id));
         if new_process {
             self.judging = running;
@@ -107,28 +107,28 @@ mod tests {
     #[test]
     fn a_flip_is_an_edge_to_worse_health_only() {
         let mut d = FlipDetector::new();
-        let t = d.observe(id(1, 10), Health::Healthy);
+        let t = d.found(id(1, 10), Health::Healthy);
         assert!(t.new_process && !t.is_flip());
-        assert!(d.observe(id(1, 10), Health::WouldFail).is_flip());
-        assert!(d.observe(id(1, 10), Health::Unhealthy).is_flip());
+        assert!(d.found(id(1, 10), Health::WouldFail).is_flip());
+        assert!(d.found(id(1, 10), Health::Unhealthy).is_flip());
         // Staying unhealthy, or getting better, is no flip.
-        assert!(!d.observe(id(1, 10), Health::Unhealthy).is_flip());
-        assert!(!d.observe(id(1, 10), Health::WouldFail).is_flip());
-        assert!(!d.observe(None, Health::Healthy).is_flip());
-        assert!(d.observe(None, Health::Unhealthy).is_flip());
+        assert!(!d.found(id(1, 10), Health::Unhealthy).is_flip());
+        assert!(!d.found(id(1, 10), Health::WouldFail).is_flip());
+        assert!(!d.found(None, Health::Healthy).is_flip());
+        assert!(d.found(None, Health::Unhealthy).is_flip());
     }
 
     #[test]
     fn a_new_process_starts_from_healthy() {
         let mut d = FlipDetector::new();
-        d.observe(id(1, 10), Health::Unhealthy);
+        d.found(id(1, 10), Health::Unhealthy);
         // The same pid, a new start time: a new process, unhealthy from the start.
-        let t = d.observe(id(1, 20), Health::Unhealthy);
+        let t = d.found(id(1, 20), Health::Unhealthy);
         assert!(t.new_process);
         assert_eq!(t.from, Health::Healthy);
         assert!(t.is_flip());
         // No process this tick: not a new one.
-        assert!(!d.observe(None, Health::Unhealthy).new_process);
+        assert!(!d.found(None, Health::Unhealthy).new_process);
     }
 
     #[test]

@@ -28,7 +28,9 @@ use crate::units;
 
 pub use budget::{Budget, RestartLog};
 pub use flip::{Answer, FlipDetector, Health, Transition};
-pub use rules::{CheckKind, CheckResult, Clearing, Outcome, RuleState, RuleStatus, RuleTracker};
+pub use rules::{
+    CheckKind, CheckOutcome, CheckResult, Clearing, RuleState, RuleStatus, RuleTracker,
+};
 pub use spec::{default_rules, effective_rules, JudgeConfig, OnMissing, Rule, Series};
 pub use trend::{Point, Trend, Window};
 
@@ -224,7 +226,7 @@ impl TargetJudge {
         let mut series_out = Vec::new();
         let mut rules_out = Vec::new();
         for (series, rule) in effective_rules(rules) {
-            let mut status = series::observe(sample, series, &rule);
+            let mut status = series::read(sample, series, &rule);
             let window = self.windows.entry(series).or_default();
             if let Some(v) = status.value {
                 window.push(Point {

@@ -50,7 +50,7 @@ pub enum CheckKind {
 /// One check's result this tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum CheckOutcome {
     Pass,
     Fail,
     /// The value (or the limit it needs) could not be read: no evidence either way.
@@ -66,7 +66,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckResult {
     pub check: CheckKind,
-    pub outcome: Outcome,
+    pub outcome: CheckOutcome,
     /// What was compared, e.g. `1001/1024 open (97.8% >= 90%)`.
     pub detail: String,
 }
@@ -133,10 +133,10 @@ impl RuleTracker {
     ) -> RuleStatus {
         let outcome = combine(&checks);
         match outcome {
-            Outcome::Fail => {
+            CheckOutcome::Fail => {
                 self.consecutive_failing = self.consecutive_failing.saturating_add(1);
                 self.consecutive_passing = 0;
-                let failed = checks.iter().filter(|c| c.outcome == Outcome::Fail);
+                let failed = checks.iter().filter(|c| c.outcome == CheckOutcome::Fail);
                 for c in failed.clone() {
                     if !self.failed_checks.contains(&c.check) {
                         self.failed_checks.push(c.check);
@@ -149,11 +149,13 @@ impl RuleTracker {
                 }
                 self.last_unknown = false;
             }
-            Outcome::Pass => {
+            CheckOutcome::Pass => {
                 self.consecutive_passing = self.consecutive_passing.saturating_add(1);
                 self.consecutive_failing = 0;
                 // Checks with nothing to judge (the series is gone) are no evidence to hold.
-                let vanished = checks.iter().all(|c| c.outcome == Outcome::NotApplicable);
+                let vanished = checks
+                    .iter()
+                    .all(|c| c.outcome == CheckOutcome::NotApplicable);
                 if self.consecutive_passing >= judge.recover_after
                     && (vanished || self.held_ms(judge, now_ms) == 0)
                 {
@@ -164,7 +166,7 @@ impl RuleTracker {
                 }
                 self.last_unknown = false;
             }
-            Outcome::Unknown => self.last_unknown = true,
+            CheckOutcome::Unknown => self.last_unknown = true,
             _ => {}
         }
         self.status(series, checks, judge, now_ms)
@@ -231,16 +233,16 @@ impl RuleTracker {
 
 /// A tick fails when any check fails; else it is unknown when any is; else held when every
 /// check is held; else it passes.
-fn combine(checks: &[CheckResult]) -> Outcome {
-    let any = |o: Outcome| checks.iter().any(|c| c.outcome == o);
-    if any(Outcome::Fail) {
-        Outcome::Fail
-    } else if any(Outcome::Unknown) {
-        Outcome::Unknown
-    } else if any(Outcome::Hold) {
-        Outcome::Hold
+fn combine(checks: &[CheckResult]) -> CheckOutcome {
+    let any = |o: CheckOutcome| checks.iter().any(|c| c.outcome == o);
+    if any(CheckOutcome::Fail) {
+        CheckOutcome::Fail
+    } else if any(CheckOutcome::Unknown) {
+        CheckOutcome::Unknown
+    } else if any(CheckOutcome::Hold) {
+        CheckOutcome::Hold
     } else {
-        Outcome::Pass
+        CheckOutcome::Pass
     }
 }
 
@@ -254,7 +256,7 @@ pub fn run_checks(
     clearing: Option<&Clearing>,
 ) -> Vec<CheckResult> {
     let mut out = Vec::new();
-    let mut push = |check, (outcome, detail): (Outcome, String)| {
+    let mut push = |check, (outcome, detail): (CheckOutcome, String)| {
         out.push(CheckResult {
             check,
             outcome,
@@ -263,11 +265,11 @@ pub fn run_checks(
     };
     let Some(value) = s.value else {
         let (outcome, detail) = match &s.unknown {
-            Some(why) => (Outcome::Unknown, format!("unknown: {why}")),
-            None if s.not_collected => (Outcome::Hold, "not read this tick".to_string()),
+            Some(why) => (CheckOutcome::Unknown, format!("unknown: {why}")),
+            None if s.not_collected => (CheckOutcome::Hold, "not read this tick".to_string()),
             // The machine does not offer it (no memory cgroup): nothing to judge. Not held:
             // a rule must not stay failing on evidence that is gone.
-            None => (Outcome::NotApplicable, "not available".to_string()),
+            None => (CheckOutcome::NotApplicable, "not available".to_string()),
         };
         for (check, on) in configured(rule) {
             if on {
@@ -278,9 +280,9 @@ pub fn run_checks(
     };
     let b = is_bytes(s.series);
     // The terms on the way out, for a check that failed and passes on the way in.
-    let leaving = |kind: CheckKind, entered: &(Outcome, String)| {
+    let leaving = |kind: CheckKind, entered: &(CheckOutcome, String)| {
         clearing
-            .filter(|c| entered.0 == Outcome::Pass && c.failed.contains(&kind))
+            .filter(|c| entered.0 == CheckOutcome::Pass && c.failed.contains(&kind))
             .map(|c| c.peak.unwrap_or(value).max(value))
     };
     if let Some(max) = rule.max {
@@ -326,7 +328,7 @@ pub fn run_checks(
     out
 }
 
-fn level_max(s: &SeriesStatus, value: f64, max: f64, b: bool) -> (Outcome, String) {
+fn level_max(s: &SeriesStatus, value: f64, max: f64, b: bool) -> (CheckOutcome, String) {
     let fail = value > max;
     let op = if fail { ">" } else { "<=" };
     (
@@ -342,7 +344,7 @@ fn level_max(s: &SeriesStatus, value: f64, max: f64, b: bool) -> (Outcome, Strin
 
 /// A level on the way out: `value` clears at or below `clear_at` (read as `at`), [`LEVEL_BAND`]
 /// of its threshold. `what` is the value as the line shows it.
-fn level_clear(value: f64, clear_at: f64, at: &str, what: &str) -> (Outcome, String) {
+fn level_clear(value: f64, clear_at: f64, at: &str, what: &str) -> (CheckOutcome, String) {
     let fail = value > clear_at;
     let verb = if fail { "clears at" } else { "cleared at" };
     (pass_fail(fail), format!("{what}, {verb} {at} or below"))
@@ -357,15 +359,15 @@ fn configured(rule: &Rule) -> [(CheckKind, bool); 4] {
     ]
 }
 
-fn pass_fail(fail: bool) -> Outcome {
+fn pass_fail(fail: bool) -> CheckOutcome {
     if fail {
-        Outcome::Fail
+        CheckOutcome::Fail
     } else {
-        Outcome::Pass
+        CheckOutcome::Pass
     }
 }
 
-fn level_ratio(s: &SeriesStatus, value: f64, ratio: f64, b: bool) -> (Outcome, String) {
+fn level_ratio(s: &SeriesStatus, value: f64, ratio: f64, b: bool) -> (CheckOutcome, String) {
     let Some(limit) = s.limit.filter(|l| *l > 0.0) else {
         return no_limit(s);
     };
@@ -387,25 +389,25 @@ fn level_ratio(s: &SeriesStatus, value: f64, ratio: f64, b: bool) -> (Outcome, S
 
 /// A check that needs a limit, without one: unknown when the series has one that could not
 /// be read (fail open, with a note), else not applicable.
-fn no_limit(s: &SeriesStatus) -> (Outcome, String) {
+fn no_limit(s: &SeriesStatus) -> (CheckOutcome, String) {
     match &s.limit_unknown {
-        Some(why) => (Outcome::Unknown, format!("limit unknown: {why}")),
-        None => (Outcome::NotApplicable, "no limit".to_string()),
+        Some(why) => (CheckOutcome::Unknown, format!("limit unknown: {why}")),
+        None => (CheckOutcome::NotApplicable, "no limit".to_string()),
     }
 }
 
 /// The trend a trend check may act on, or why it passes (no trusted growth) or stays
 /// quiet (warm-up).
-fn trusted_trend(s: &SeriesStatus, warming_up: bool) -> Result<&Trend, (Outcome, String)> {
+fn trusted_trend(s: &SeriesStatus, warming_up: bool) -> Result<&Trend, (CheckOutcome, String)> {
     if warming_up {
-        return Err((Outcome::Quiet, "warming up".to_string()));
+        return Err((CheckOutcome::Quiet, "warming up".to_string()));
     }
     let Some(t) = s.trend.as_ref() else {
-        return Err((Outcome::Pass, "no trend yet".to_string()));
+        return Err((CheckOutcome::Pass, "no trend yet".to_string()));
     };
     if !t.trusted {
         let why = t.untrusted_because.as_deref().unwrap_or("untrusted");
-        return Err((Outcome::Pass, format!("no sustained growth ({why})")));
+        return Err((CheckOutcome::Pass, format!("no sustained growth ({why})")));
     }
     Ok(t)
 }
@@ -417,7 +419,7 @@ fn exhaust(
     judge: &JudgeConfig,
     warming_up: bool,
     b: bool,
-) -> (Outcome, String) {
+) -> (CheckOutcome, String) {
     let Some(limit) = s.limit.filter(|l| *l > 0.0) else {
         return no_limit(s);
     };
@@ -429,7 +431,7 @@ fn exhaust(
     let limit_text = amount(limit, b);
     if value / limit < judge.usage_floor {
         return (
-            Outcome::Pass,
+            CheckOutcome::Pass,
             format!(
                 "{rate}, usage {} below usage_floor {}%",
                 percent(value / limit, false),
@@ -454,7 +456,7 @@ fn exhaust(
     )
 }
 
-fn growth(s: &SeriesStatus, max_rate: f64, warming_up: bool, b: bool) -> (Outcome, String) {
+fn growth(s: &SeriesStatus, max_rate: f64, warming_up: bool, b: bool) -> (CheckOutcome, String) {
     let t = match trusted_trend(s, warming_up) {
         Ok(t) => t,
         Err(quiet_or_pass) => return quiet_or_pass,
@@ -483,14 +485,14 @@ fn exhaust_clear(
     horizon_s: f64,
     judge: &JudgeConfig,
     b: bool,
-) -> Option<(Outcome, String)> {
+) -> Option<(CheckOutcome, String)> {
     let limit = s.limit.filter(|l| *l > 0.0)?;
     let slope = s.trend.as_ref()?.slope_per_s;
     let rate = rate_text(slope, b);
     let share = peak / limit;
     if share < judge.usage_floor {
         return Some((
-            Outcome::Pass,
+            CheckOutcome::Pass,
             format!(
                 "{rate}, the window's peak {} below usage_floor {}%",
                 percent(share, false),
@@ -499,7 +501,7 @@ fn exhaust_clear(
         ));
     }
     if slope <= 0.0 {
-        return Some((Outcome::Pass, format!("{rate}, not rising")));
+        return Some((CheckOutcome::Pass, format!("{rate}, not rising")));
     }
     let tte = ((limit - peak) / slope).max(0.0);
     let clear_s = horizon_s * CLEAR_MARGIN;
@@ -519,7 +521,7 @@ fn exhaust_clear(
 
 /// `max_growth` on the way out: clears when the window's slope, trusted or not, is under
 /// the rate divided by [`CLEAR_MARGIN`].
-fn growth_clear(s: &SeriesStatus, max_rate: f64, b: bool) -> Option<(Outcome, String)> {
+fn growth_clear(s: &SeriesStatus, max_rate: f64, b: bool) -> Option<(CheckOutcome, String)> {
     let slope = s.trend.as_ref()?.slope_per_s;
     let clear_at = max_rate / CLEAR_MARGIN;
     let fail = slope > clear_at;

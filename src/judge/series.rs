@@ -1,4 +1,4 @@
-//! From a [`Sample`] to one series' value and limit ([`observe`]), and back ([`put`], for
+//! From a [`Sample`] to one series' value and limit ([`read`]), and back ([`put`], for
 //! backtest's replay), both through the series' row of [`table::TABLE`]. Natural limits: `fds` → soft
 //! RLIMIT_NOFILE; `cgroup_memory` (the working set) → `memory.max`, else `memory.high`;
 //! `threads` → what `pids.max` leaves after the cgroup's other tasks (each the lowest along
@@ -29,7 +29,7 @@ pub fn is_bytes(series: Series) -> bool {
 }
 
 /// Put `series`' value and limit (as a recording or Prometheus has them: 0 is no limit)
-/// into `sample` where the collector would: [`observe`] gives them back.
+/// into `sample` where the collector would: [`read`] gives them back.
 pub fn put(sample: &mut Sample, series: Series, value: Option<f64>, limit: Option<f64>) {
     let n = value.map(|v| v.max(0.0).round() as u64);
     let limit = limit.map(|l| match l.round() as u64 {
@@ -41,7 +41,7 @@ pub fn put(sample: &mut Sample, series: Series, value: Option<f64>, limit: Optio
 
 /// The value and limit of `series` in `sample`; its trend is left for the caller, who holds
 /// the window.
-pub fn observe(sample: &Sample, series: Series, rule: &Rule) -> SeriesStatus {
+pub fn read(sample: &Sample, series: Series, rule: &Rule) -> SeriesStatus {
     let value: Option<u64> = (series.def().read)(sample);
     let mut obs = SeriesStatus {
         series,

@@ -230,7 +230,7 @@ fn check(j: &Judged, series: Series, kind: CheckKind) -> &CheckResult {
         .unwrap_or_else(|| panic!("{series} has no {kind:?} check"))
 }
 
-fn outcome(j: &Judged, series: Series, kind: CheckKind) -> Outcome {
+fn outcome(j: &Judged, series: Series, kind: CheckKind) -> CheckOutcome {
     check(j, series, kind).outcome
 }
 
@@ -242,7 +242,7 @@ fn first_unhealthy(js: &[Judged]) -> Option<usize> {
 /// Index of the first tick where `series`' `kind` check fails.
 fn first_fail(js: &[Judged], series: Series, kind: CheckKind) -> Option<usize> {
     js.iter()
-        .position(|j| outcome(j, series, kind) == Outcome::Fail)
+        .position(|j| outcome(j, series, kind) == CheckOutcome::Fail)
 }
 
 fn exhaust_within(m: u64) -> Rule {
@@ -294,7 +294,7 @@ fn flat_series_never_fails_and_has_no_exhaustion_time() {
         assert_eq!(s.seconds_to_exhaustion, None);
         assert_eq!(
             outcome(j, Series::Fds, CheckKind::ExhaustWithin),
-            Outcome::Pass
+            CheckOutcome::Pass
         );
     }
     let last = js.last().unwrap();
@@ -378,7 +378,7 @@ fn default_rules_flag_a_fast_fd_leak_half_an_hour_ahead() {
     );
     assert_eq!(
         outcome(&js[turned], Series::Fds, CheckKind::MaxRatio),
-        Outcome::Pass
+        CheckOutcome::Pass
     );
 }
 
@@ -407,7 +407,7 @@ fn gc_sawtooth_never_fails_exhaust_within() {
             );
             assert_ne!(
                 outcome(j, Series::CgroupMemory, CheckKind::ExhaustWithin),
-                Outcome::Fail
+                CheckOutcome::Fail
             );
             let t = status(j, Series::CgroupMemory).trend.clone();
             assert!(t.as_ref().is_none_or(|t| !t.trusted), "tick {i}: {t:?}");
@@ -480,7 +480,7 @@ fn single_spike_fails_neither_trend_nor_level() {
     assert_eq!(first_unhealthy(&js), None);
     assert_eq!(
         outcome(&js[100], Series::Fds, CheckKind::Max),
-        Outcome::Fail
+        CheckOutcome::Fail
     );
     assert_eq!(rule(&js[100], Series::Fds).state, RuleState::Pending);
     assert_eq!(rule(&js[101], Series::Fds).state, RuleState::Passing);
@@ -519,7 +519,7 @@ fn step_up_then_flat_is_not_a_trend() {
         for (i, j) in js.iter().enumerate() {
             assert_ne!(
                 outcome(j, Series::Fds, CheckKind::ExhaustWithin),
-                Outcome::Fail
+                CheckOutcome::Fail
             );
             let t = status(j, Series::Fds).trend.clone();
             assert!(t.as_ref().is_none_or(|t| !t.trusted), "tick {i}: {t:?}");
@@ -539,7 +539,7 @@ fn fast_growth_far_from_the_limit_is_below_usage_floor() {
     let last = js.last().unwrap();
     assert_eq!(status(last, Series::Fds).value, Some(497.0));
     let c = check(last, Series::Fds, CheckKind::ExhaustWithin);
-    assert_eq!(c.outcome, Outcome::Pass);
+    assert_eq!(c.outcome, CheckOutcome::Pass);
     assert_eq!(c.detail, "+30.0/min, usage 48.5% below usage_floor 50%");
     assert!(status(last, Series::Fds).seconds_to_exhaustion.unwrap() < 30.0 * 60.0);
 
@@ -566,7 +566,7 @@ fn counter_reset_is_no_false_fail_and_no_absurd_slope() {
     for (i, j) in js.iter().enumerate().skip(150) {
         assert_ne!(
             outcome(j, Series::Fds, CheckKind::ExhaustWithin),
-            Outcome::Fail
+            CheckOutcome::Fail
         );
         // While the drop is in the window the slope is negative: about the drop spread over
         // the window (-815 in 10 min), never over one tick (-9780/min); never above the true
@@ -605,7 +605,7 @@ fn too_few_samples_or_too_short_a_span_is_untrusted_and_says_why() {
     assert_eq!(t.untrusted_because.as_deref(), Some("20/30 samples"));
     assert_eq!(status(last, Series::Fds).seconds_to_exhaustion, None);
     let c = check(last, Series::Fds, CheckKind::ExhaustWithin);
-    assert_eq!(c.outcome, Outcome::Pass);
+    assert_eq!(c.outcome, CheckOutcome::Pass);
     assert_eq!(c.detail, "no sustained growth (20/30 samples)");
 
     // 70 samples at 1 s: enough samples, 69 s of them.
@@ -691,7 +691,7 @@ fn warm_up_quiets_trend_checks_but_not_levels() {
         let c = check(j, Series::Fds, CheckKind::ExhaustWithin);
         assert_eq!(
             (c.outcome, c.detail.as_str()),
-            (Outcome::Quiet, "warming up")
+            (CheckOutcome::Quiet, "warming up")
         );
         assert_eq!(rule(j, Series::Fds).state, RuleState::Passing);
     }
@@ -721,7 +721,7 @@ fn warm_up_counts_from_first_sight_when_the_start_time_is_unknown() {
     let js = feed.values(Series::Fds, 950..990);
     assert_eq!(
         outcome(&js[23], Series::Fds, CheckKind::ExhaustWithin),
-        Outcome::Quiet
+        CheckOutcome::Quiet
     );
     assert_eq!(
         first_fail(&js, Series::Fds, CheckKind::ExhaustWithin),
@@ -838,7 +838,7 @@ fn an_unknown_value_fails_open_with_a_note() {
     assert_eq!(rule(&j, Series::Fds).state, RuleState::Unknown);
     assert_eq!(
         check(&j, Series::Fds, CheckKind::MaxRatio).outcome,
-        Outcome::Unknown
+        CheckOutcome::Unknown
     );
     assert_eq!(
         j.verdict,
@@ -950,7 +950,7 @@ fn an_unreadable_limit_fails_open_with_a_note() {
     assert_eq!(status(&j, Series::Fds).limit, None);
     assert_eq!(
         outcome(&j, Series::Fds, CheckKind::MaxRatio),
-        Outcome::Unknown
+        CheckOutcome::Unknown
     );
     assert_eq!(rule(&j, Series::Fds).state, RuleState::Unknown);
     assert_eq!(
@@ -1013,7 +1013,7 @@ fn a_series_the_machine_does_not_offer_is_not_applicable() {
     let c = check(&j, Series::CgroupMemory, CheckKind::MaxRatio);
     assert_eq!(
         (c.outcome, c.detail.as_str()),
-        (Outcome::NotApplicable, "not available")
+        (CheckOutcome::NotApplicable, "not available")
     );
     assert_eq!(rule(&j, Series::CgroupMemory).state, RuleState::Passing);
     assert_eq!(j.verdict, Verdict::healthy(Vec::new()));
@@ -1153,7 +1153,7 @@ fn cgroup_memory_high_is_the_limit_when_max_is_unlimited() {
     let j = feed.value(Series::CgroupMemory, 950 * MIB);
     assert_eq!(
         outcome(&j, Series::CgroupMemory, CheckKind::MaxRatio),
-        Outcome::NotApplicable
+        CheckOutcome::NotApplicable
     );
     assert_eq!(j.verdict, Verdict::healthy(Vec::new()));
 }
@@ -1227,7 +1227,7 @@ fn other_tasks_in_the_cgroup_use_the_same_pids_max() {
     assert_eq!(status(&j, Series::Threads).limit, Some(1000.0));
     assert_eq!(
         outcome(&j, Series::Threads, CheckKind::MaxRatio),
-        Outcome::Pass
+        CheckOutcome::Pass
     );
 }
 
@@ -1238,7 +1238,7 @@ fn unlimited_pids_leave_threads_without_a_limit() {
     assert_eq!(status(&j, Series::Threads).limit, None);
     assert_eq!(
         outcome(&j, Series::Threads, CheckKind::MaxRatio),
-        Outcome::NotApplicable
+        CheckOutcome::NotApplicable
     );
     assert_eq!(j.verdict, Verdict::healthy(Vec::new()));
 }
@@ -1264,7 +1264,10 @@ fn heap_ticks_without_smaps_hold_the_rule() {
         })
         .collect();
     // Fails on the third read, not the third tick; held in between, with no note.
-    assert_eq!(outcome(&js[1], Series::Heap, CheckKind::Max), Outcome::Hold);
+    assert_eq!(
+        outcome(&js[1], Series::Heap, CheckKind::Max),
+        CheckOutcome::Hold
+    );
     assert_eq!(rule(&js[1], Series::Heap).state, RuleState::Pending);
     assert_eq!(rule(&js[5], Series::Heap).consecutive_failing, 2);
     assert_eq!(first_unhealthy(&js), Some(8));

@@ -393,7 +393,7 @@ fn leak_suspected_for_every_judged_series_with_a_limit() {
 /// Prometheus), is what `/metrics` exports with the value the judge reads.
 #[test]
 fn every_series_is_exported_under_the_metric_its_table_row_names() {
-    use crate::judge::series::{observe, put};
+    use crate::judge::series::{put, read};
     use crate::judge::{Rule, Series};
     let labels = |matcher: &'static str| {
         let mut l = vec![("target", "app")];
@@ -411,7 +411,7 @@ fn every_series_is_exported_under_the_metric_its_table_row_names() {
         let sample = app(&mut s).sample.as_mut().expect("app has a sample");
         let value = 1000.0 + i as f64;
         put(sample, series, Some(value), Some(1_000_000.0));
-        let observed = observe(sample, series, &Rule::default());
+        let observed = read(sample, series, &Rule::default());
         let text = render_targets(&s);
         let got = sample_value(&text, metric, &labels(matcher));
         assert_eq!(got, Some(value), "{series}: {metric}{{{matcher}}}");

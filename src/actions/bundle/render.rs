@@ -238,7 +238,7 @@ pub fn history_row(sample: &Sample) -> HistoryRow {
     let rule = Rule::default();
     let mut values = [None; CSV_SERIES.len()];
     for (i, s) in CSV_SERIES.iter().enumerate() {
-        values[i] = series::observe(sample, *s, &rule).value;
+        values[i] = series::read(sample, *s, &rule).value;
     }
     HistoryRow {
         unix_ms: sample.taken_at_unix_ms,
@@ -285,7 +285,7 @@ pub fn verdict_json(
     let levels: Vec<serde_json::Value> = CSV_SERIES
         .iter()
         .map(|s| {
-            let o = series::observe(sample, *s, &Rule::default());
+            let o = series::read(sample, *s, &Rule::default());
             serde_json::json!({"series": s, "value": o.value, "limit": o.limit, "unknown": o.unknown})
         })
         .collect();

@@ -39,7 +39,7 @@ impl StuckTracker {
 
     /// Update with this tick's threads and report the stuck workers. `now_mono_ms` is the
     /// tick's CLOCK_MONOTONIC in ms; the tracker reads no clock.
-    pub fn observe(
+    pub fn track(
         &mut self,
         target: TargetId,
         threads: &Threads,
@@ -222,7 +222,7 @@ mod tests {
 
     /// Observe `tasks` at `now` and return the stuck tids.
     fn stuck_tids(tr: &mut StuckTracker, w: &World, now: u64, tasks: Vec<Task>) -> Vec<i32> {
-        let stuck = tr.observe(T1, &threads(tasks), now, STUCK_AFTER, &w.lookup());
+        let stuck = tr.track(T1, &threads(tasks), now, STUCK_AFTER, &w.lookup());
         assert_eq!(stuck.count, stuck.workers.len() as u64);
         assert_eq!(stuck.stuck_after_ms, STUCK_AFTER);
         stuck.workers.iter().map(|s| s.tid).collect()
@@ -237,7 +237,7 @@ mod tests {
             stuck_tids(&mut tr, &w, 11_000, vec![task(7, recv(3), 2)]),
             [7]
         );
-        let stuck = tr.observe(
+        let stuck = tr.track(
             T1,
             &threads(vec![task(7, recv(3), 2)]),
             15_000,
@@ -332,7 +332,7 @@ mod tests {
         let read = |fd| call(libc::SYS_read, [fd, 0x7f00, 0x2000, 0, 0, 0]);
         let tasks = vec![task(1, read(0), 1), task(2, read(3), 1)];
         stuck_tids(&mut tr, &w, 0, tasks.clone());
-        let stuck = tr.observe(T1, &threads(tasks), 5000, STUCK_AFTER, &w.lookup());
+        let stuck = tr.track(T1, &threads(tasks), 5000, STUCK_AFTER, &w.lookup());
         assert_eq!(stuck.count, 1);
         assert_eq!(
             (stuck.workers[0].tid, stuck.workers[0].syscall.as_str()),
@@ -354,14 +354,14 @@ mod tests {
     fn a_new_target_resets() {
         let (w, mut tr) = (World::new(), StuckTracker::new());
         let t = threads(vec![task(7, recv(3), 2)]);
-        tr.observe(T1, &t, 0, STUCK_AFTER, &w.lookup());
+        tr.track(T1, &t, 0, STUCK_AFTER, &w.lookup());
         // Same pid, other start time: another process.
         let t2 = TargetId {
             starttime_ticks: 6000,
             ..T1
         };
-        assert_eq!(tr.observe(t2, &t, 2000, STUCK_AFTER, &w.lookup()).count, 0);
-        let again = tr.observe(t2, &t, 3000, STUCK_AFTER, &w.lookup());
+        assert_eq!(tr.track(t2, &t, 2000, STUCK_AFTER, &w.lookup()).count, 0);
+        let again = tr.track(t2, &t, 3000, STUCK_AFTER, &w.lookup());
         assert_eq!(again.count, 1);
         assert_eq!(again.workers[0].blocked_for_ms, 1000);
     }
@@ -399,7 +399,7 @@ mod tests {
             task(2, recv(3), 1),
         ];
         stuck_tids(&mut tr, &w, 500, tasks.clone());
-        let stuck = tr.observe(T1, &threads(tasks), 2000, STUCK_AFTER, &w.lookup());
+        let stuck = tr.track(T1, &threads(tasks), 2000, STUCK_AFTER, &w.lookup());
         let worker = |tid: i32, fd, blocked_for_ms, socket_inode, socket| StuckWorker {
             tid,
             name: format!("worker-{tid}"),
@@ -432,7 +432,7 @@ mod tests {
             ..task(7, ppoll.clone(), 1)
         };
         stuck_tids(&mut tr, &w, 0, vec![polling(Some(vec![0, 4]))]);
-        let stuck = tr.observe(
+        let stuck = tr.track(
             T1,
             &threads(vec![polling(Some(vec![0, 4]))]),
             2000,

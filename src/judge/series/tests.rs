@@ -1,7 +1,7 @@
-//! The series table: in `Series` order, and `put` and `observe` inverse of each other.
+//! The series table: in `Series` order, and `put` and `read` inverse of each other.
 
 use super::table::TABLE;
-use super::{observe, put};
+use super::{put, read};
 use crate::judge::{Rule, Series};
 use crate::sample::Sample;
 
@@ -20,7 +20,7 @@ fn the_table_is_in_series_order_and_names_each_once() {
 
 /// What the replay puts into a sample, the judge reads out of it: value and natural limit.
 #[test]
-fn put_then_observe_gives_every_series_back() {
+fn put_then_read_gives_every_series_back() {
     for series in Series::ALL {
         for (value, limit) in [
             (Some(1234.0), Some(4096.0)),
@@ -29,7 +29,7 @@ fn put_then_observe_gives_every_series_back() {
         ] {
             let mut s = Sample::default();
             put(&mut s, series, value, limit);
-            let o = observe(&s, series, &Rule::default());
+            let o = read(&s, series, &Rule::default());
             assert_eq!(o.value, value, "{series}: {o:?}");
             if series.natural_limit() {
                 assert_eq!(o.limit, limit, "{series}: {o:?}");
@@ -38,7 +38,7 @@ fn put_then_observe_gives_every_series_back() {
         // 0 is no limit, as in Prometheus' and the recordings' limits.
         let mut s = Sample::default();
         put(&mut s, series, Some(7.0), Some(0.0));
-        let o = observe(&s, series, &Rule::default());
+        let o = read(&s, series, &Rule::default());
         assert_eq!((o.value, o.limit), (Some(7.0), None), "{series}");
     }
 }
@@ -51,7 +51,7 @@ fn series_of_one_section_keep_each_other() {
         put(&mut s, series, Some(i as f64 + 1.0), None);
     }
     for (i, series) in Series::ALL.into_iter().enumerate() {
-        let o = observe(&s, series, &Rule::default());
+        let o = read(&s, series, &Rule::default());
         assert_eq!(o.value, Some(i as f64 + 1.0), "{series}");
     }
 }

@@ -138,11 +138,11 @@ fn a_leak_under_a_gc_sawtooth_is_flipped_by_its_horizon_not_its_level() {
         };
         assert_eq!(
             outcome(&j, Series::CgroupMemory, CheckKind::ExhaustWithin),
-            Outcome::Fail
+            CheckOutcome::Fail
         );
         assert_eq!(
             outcome(&j, Series::CgroupMemory, CheckKind::MaxRatio),
-            Outcome::Pass,
+            CheckOutcome::Pass,
             "{:?}",
             j.verdict
         );

@@ -213,7 +213,7 @@ fn threads_get_the_default_trend_rule_against_pids_max() {
     assert!(threads < 300, "{threads}");
     assert_eq!(
         check(&js[flip], Series::Threads, CheckKind::ExhaustWithin).outcome,
-        Outcome::Fail
+        CheckOutcome::Fail
     );
     assert!(
         js[flip].verdict.failing[0].starts_with("threads: +6.0/min, limit 400 in ~"),

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::actions::{Action, ActionCount, ActionResult, ActionsStatus, Firing, Outcome};
+use crate::actions::{Action, ActionCount, ActionOutcome, ActionResult, ActionsStatus, Firing};
 use crate::error::UnknownKind;
 use crate::judge::Series;
 use crate::judge::{Budget, Judged, RuleState, RuleStatus, SeriesStatus, Trend, Verdict};
@@ -89,7 +89,7 @@ fn app_actions() -> ActionsStatus {
             running: false,
             results: vec![ActionResult {
                 action: Action::Bundle,
-                result: Outcome::Ok,
+                result: ActionOutcome::Ok,
                 detail: "bundle written: /var/lib/leakwatch/bundles/app-20251009T102820.000Z"
                     .into(),
             }],
@@ -97,12 +97,12 @@ fn app_actions() -> ActionsStatus {
         last_error: None,
         grace_left_ms: None,
         counts: vec![
-            count(Action::Bundle, Outcome::Ok, 1),
-            count(Action::Bundle, Outcome::Failed, 0),
-            count(Action::Bundle, Outcome::Skipped, 1),
-            count(Action::Signal, Outcome::Ok, 1),
-            count(Action::Signal, Outcome::Failed, 0),
-            count(Action::Signal, Outcome::Skipped, 1),
+            count(Action::Bundle, ActionOutcome::Ok, 1),
+            count(Action::Bundle, ActionOutcome::Failed, 0),
+            count(Action::Bundle, ActionOutcome::Skipped, 1),
+            count(Action::Signal, ActionOutcome::Ok, 1),
+            count(Action::Signal, ActionOutcome::Failed, 0),
+            count(Action::Signal, ActionOutcome::Skipped, 1),
         ],
     }
 }
