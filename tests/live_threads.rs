@@ -131,7 +131,7 @@ fn observe_with(tracker: &mut StuckTracker, target: TargetId, links_only: bool) 
         links: links_only.then_some(dir.as_path()),
         tcp_by_inode: &tcp,
     };
-    tracker.observe(target, &scan.threads, mono_ms(), STUCK_AFTER_MS, &lookup)
+    tracker.track(target, &scan.threads, mono_ms(), STUCK_AFTER_MS, &lookup)
 }
 
 #[test]
