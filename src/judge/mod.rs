@@ -244,9 +244,9 @@ impl TargetJudge {
                     .trend
                     .as_ref()
                     .is_some_and(|t| t.trusted && t.slope_per_s > 0.0);
-            let peak = window.points().iter().map(|p| p.value).reduce(f64::max);
             let tracker = self.trackers.entry(series).or_default();
-            let clearing = tracker.clearing(peak);
+            let clearing =
+                tracker.clearing(|| window.points().iter().map(|p| p.value).reduce(f64::max));
             let checks = rules::run_checks(&status, &rule, cfg, warm, clearing.as_ref());
             rules_out.push(tracker.update(series, checks, cfg, now));
             series_out.push(status);

@@ -115,11 +115,12 @@ pub struct RuleTracker {
 
 impl RuleTracker {
     /// The terms this tick's checks are judged by: `None` while the rule is not failing
-    /// (the checks as configured), else the stricter terms of [`Clearing`].
-    pub fn clearing(&self, peak: Option<f64>) -> Option<Clearing> {
+    /// (the checks as configured), else the stricter terms of [`Clearing`]; `peak` (the
+    /// window's highest value) is asked only then.
+    pub fn clearing(&self, peak: impl FnOnce() -> Option<f64>) -> Option<Clearing> {
         self.failed_at_ms.map(|_| Clearing {
             failed: self.failed_checks.clone(),
-            peak,
+            peak: peak(),
         })
     }
 
