@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::cgroup::own_v1_path;
 use common::{LeakyChild, BIN};
 use leakwatch::collect::cgroup::collect_cgroup;
 use leakwatch::sample::{CgroupSource, CgroupVersion, Limit};
@@ -47,19 +48,6 @@ impl Drop for Cleanup {
             }
         }
     }
-}
-
-/// Our own cgroup path in the v1 hierarchy with `controller`, from `/proc/self/cgroup`.
-fn own_v1_path(controller: &str) -> Option<String> {
-    let text = fs::read_to_string("/proc/self/cgroup").ok()?;
-    text.lines().find_map(|line| {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        controllers
-            .split(',')
-            .any(|c| c == controller)
-            .then(|| path.to_string())
-    })
 }
 
 fn read_u64(path: &Path) -> u64 {

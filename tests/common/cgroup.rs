@@ -189,7 +189,7 @@ impl Drop for ControllerCgroup {
 }
 
 /// Our own cgroup path in the v1 hierarchy with `controller`, from `/proc/self/cgroup`.
-fn own_v1_path(controller: &str) -> Option<String> {
+pub fn own_v1_path(controller: &str) -> Option<String> {
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     text.lines().find_map(|line| {
         let mut parts = line.splitn(3, ':');
