@@ -25,6 +25,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo_child;
 pub mod error;
+pub mod fleet;
 pub mod http;
 pub mod judge;
 pub mod logging;

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::actions::ActionsStatus;
 use crate::error::UnknownKind;
+use crate::fleet::FleetStatus;
 use crate::judge::{Judged, Verdict};
 use crate::sample::{Sample, Source, TargetId};
 
@@ -32,6 +33,10 @@ pub struct Snapshot {
     /// Export the top peers as metric labels (`peer_labels = true`).
     pub peer_labels: bool,
     pub targets: Vec<TargetStatus>,
+    /// `[fleet]`: the restart slots this daemon shares with the other replicas, as the
+    /// last tick gated on them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
 }
 
 /// Where the config came from and how reloads went.

@@ -1,7 +1,8 @@
 //! The Helm chart (helm/leakwatch), rendered by Helm's own library and checked against the
 //! Kubernetes schemas by helm/tests/check_chart.py (lint; default values, classic sidecar,
-//! capabilities added, monitors on, pod IP; the README's values; another chart injecting
-//! the sidecar; wrong values refused by values.schema.json). Here the real binary takes over: every rendered
+//! capabilities added, monitors on, pod IP, fleet-safe restarts with K slots given and as a
+//! percentage; the README's values; another chart injecting the sidecar; wrong values
+//! refused by values.schema.json). Here the real binary takes over: every rendered
 //! config must pass `leakwatch config check`, and the default render, run as in its pod
 //! (the sidecar's args and the demo target's args, in a PID namespace of their own like
 //! `shareProcessNamespace`), must find the demo target and see it leak.
@@ -24,7 +25,7 @@ use common::BIN;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// What helm/tests/check_chart.py renders: the chart's variants and examples/my-app.
-const VARIANTS: [&str; 8] = [
+const VARIANTS: [&str; 10] = [
     "default",
     "classic",
     "capabilities",
@@ -32,6 +33,8 @@ const VARIANTS: [&str; 8] = [
     "diagnostics",
     "pod-ip",
     "network-policy",
+    "fleet",
+    "fleet-percent",
     "my-app",
 ];
 
@@ -179,8 +182,9 @@ fn image_entrypoint_and_chart_args_make_one_command_not_run_run() {
             }
         }
     }
-    // The sidecar in every variant, the demo target in the six with the chart's workload.
-    assert_eq!(seen.len(), 8 + 7, "{seen:#?}");
+    // The sidecar in every variant, the demo target in those with the chart's workload (all
+    // but my-app).
+    assert_eq!(seen.len(), VARIANTS.len() * 2 - 1, "{seen:#?}");
 }
 
 #[test]
@@ -221,8 +225,10 @@ fn leakwatch_config_check_accepts_every_rendered_config() {
         );
         checked += 1;
     }
+    // The fleet variants' configs have a [fleet] table (group, max_concurrent = K).
     assert_eq!(
-        checked, 9,
+        checked,
+        VARIANTS.len() + 1,
         "one config per variant, the README's and my-app's"
     );
 }

@@ -62,6 +62,7 @@ fn snapshot() -> Snapshot {
         config: ConfigInfo::default(),
         peer_labels: false,
         targets: vec![app],
+        fleet: None,
     }
 }
 

@@ -12,6 +12,16 @@ against a schema of the fields the chart writes plus checks that they select the
 its port. Each variant's rendered leakwatch config goes to OUT_DIR/VARIANT.toml and its
 manifests to OUT_DIR/VARIANT.json, for tests/helm_chart.rs to run the real binary on.
 Exits non-zero with the first failed check.
+
+    python helm/tests/check_chart.py --render VALUES_JSON
+
+renders the chart with VALUES_JSON (a JSON object of values, or the path of a file holding
+one; `{}` for the defaults) as release "demo" in namespace "shop", like the checks, and
+prints its manifests as one JSON list on stdout, nothing else: for tests that apply the
+chart's own objects (e.g. the fleet's Leases, ServiceAccount, Role and RoleBinding) to a
+real API server. The fleet's objects name their namespace; the others, like any chart's,
+take it from `kubectl apply -n shop`. Exits 1 with Helm's error on stderr when the values
+are refused, 2 when VALUES_JSON is no JSON object.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import re
 import shutil
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import helm_python as helm
@@ -76,7 +87,55 @@ VARIANTS = {
             ],
         },
     },
+    # Fleet-safe restarts: two restart slots (K Leases, a Role on exactly them, its
+    # RoleBinding to the pod's ServiceAccount, POD_NAME on the sidecar, [fleet] in the config).
+    "fleet": {"fleet": {"enabled": True, "maxConcurrent": 2}},
+    # A percentage of the Deployment's replicas: 25% of 8 -> K = 2, written to the config as
+    # that integer; a group of its own and every optional [fleet] key.
+    "fleet-percent": {
+        "workload": {"replicas": 8},
+        "fleet": {
+            "enabled": True,
+            "group": "api",
+            "maxConcurrent": "25%",
+            "leaseDuration": "20s",
+            "renewEvery": "5s",
+            "healthyFor": "40s",
+            "maxHold": "10m",
+            "maxWait": "20m",
+            "restartCost": "60s",
+            "fallbackSpread": "5m",
+        },
+    },
 }
+
+# The fleet variants' group, K (the number of slot Leases) and leaseDurationSeconds.
+FLEET = {"fleet": ("demo", 2, 15), "fleet-percent": ("api", 2, 20)}
+
+# fleet.* values -> the config's [fleet] keys, each written only when set.
+FLEET_KEYS = {
+    "leaseDuration": "lease_duration",
+    "renewEvery": "renew_every",
+    "healthyFor": "healthy_for",
+    "maxHold": "max_hold",
+    "maxWait": "max_wait",
+    "restartCost": "restart_cost",
+    "fallbackSpread": "fallback_spread",
+}
+
+# K as the chart computes it: (fleet values, workload values, K). A percentage of N
+# (fleet.replicas, else workload.replicas) is rounded up, and K is at least 1.
+FLEET_SLOTS = [
+    ({"maxConcurrent": 3}, {}, 3),
+    ({"maxConcurrent": 1, "replicas": 50}, {}, 1),
+    ({"maxConcurrent": "25%", "replicas": 8}, {}, 2),
+    ({"maxConcurrent": "25%"}, {"replicas": 8}, 2),
+    ({"maxConcurrent": "25%", "replicas": 9}, {"replicas": 2}, 3),
+    ({"maxConcurrent": "10%", "replicas": 3}, {}, 1),
+    ({"maxConcurrent": "100%", "replicas": 5}, {}, 5),
+    ({"maxConcurrent": "25%", "replicas": 400}, {}, 100),
+    ({"maxConcurrent": "1%", "replicas": 0}, {}, 1),
+]
 
 # Values the schema must refuse, and what each gets wrong.
 BAD_VALUES = [
@@ -91,6 +150,27 @@ BAD_VALUES = [
     ({"config": {"listen": "0.0.0.0:1"}}, "/config/listen"),
     ({"podMonitor": {"enabled": "yes"}}, "/podMonitor/enabled"),
     ({"diagnostics": {"path": "bundles"}}, "/diagnostics/path"),
+    ({"fleet": {"enabled": True, "group": "Api"}}, "/fleet/group"),
+    ({"fleet": {"enabled": True, "group": "a" * 41}}, "/fleet/group"),
+    ({"fleet": {"enabled": True, "group": "-api"}}, "/fleet/group"),
+    ({"fleet": {"enabled": True, "maxConcurrent": "0"}}, "/fleet/maxConcurrent"),
+    ({"fleet": {"enabled": True, "maxConcurrent": "150%"}}, "/fleet/maxConcurrent"),
+    ({"fleet": {"enabled": True, "maxConcurrent": "x"}}, "/fleet/maxConcurrent"),
+    ({"fleet": {"enabled": True, "maxConcurrent": 0}}, "/fleet/maxConcurrent"),
+    ({"fleet": {"enabled": True, "maxConcurrent": 1.5}}, "/fleet/maxConcurrent"),
+    ({"fleet": {"enabled": True, "maxConcurrent": 101}}, "/fleet/maxConcurrent"),
+    ({"fleet": {"enabled": True, "leaseDuration": "15"}}, "/fleet/leaseDuration"),
+    ({"fleet": {"enabled": "yes"}}, "/fleet/enabled"),
+    ({"config": {"fleet": {"group": "api"}}}, "/config/fleet"),
+]
+
+# Values the schema lets through but the templates refuse (with this release name), and a
+# piece of the message: the group's default, the release name, is no DNS-1123 label of at
+# most 40 characters; a percentage comes to more than 100 slots (leakwatch's limit).
+BAD_RENDERS = [
+    ({"fleet": {"enabled": True}}, "a-release-name-of-more-than-forty-characters", "set fleet.group"),
+    ({"fleet": {"enabled": True}}, "shop.api", "set fleet.group"),
+    ({"fleet": {"enabled": True, "maxConcurrent": "25%", "replicas": 404}}, RELEASE, "101 slots"),
 ]
 
 _ENDPOINT = {
@@ -168,9 +248,9 @@ def lint(path: Path, values: dict, what: str) -> None:
     check(not bad and not report["errors"], f"helm lint {what}: {report}")
 
 
-def render(path: Path, values: dict) -> list[dict]:
+def render(path: Path, values: dict, release: str = RELEASE) -> list[dict]:
     with helm.Chart.load(path) as chart:
-        files = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+        files = chart.render(values, name=release, namespace=NAMESPACE)
     docs = []
     for name, text in sorted(files.items()):
         if not name.endswith((".yaml", ".yml")):
@@ -321,13 +401,17 @@ def check_variant(name: str, values: dict, docs: list[dict]) -> None:
 
     check_diagnostics(values, pod, sidecar, target, cm["data"]["leakwatch.toml"])
 
+    check_fleet(name, values, docs, pod, sidecar)
+
     monitors = "podMonitor" in values
     policy = "networkPolicy" in values
+    slots = FLEET[name][1] if name in FLEET else 0
     present = kinds(docs)
-    expected = (
+    expected = sorted(
         ["ConfigMap", "Deployment"]
         + (["NetworkPolicy"] if policy else [])
         + (["PodMonitor", "Service", "ServiceMonitor"] if monitors else [])
+        + (["Lease"] * slots + ["Role", "RoleBinding", "ServiceAccount"] if slots else [])
     )
     check(present == expected, f"{name}: rendered {present}, expected {expected}")
     if policy:
@@ -344,6 +428,88 @@ def check_variant(name: str, values: dict, docs: list[dict]) -> None:
         sm = one(docs, "ServiceMonitor")
         check(labels_select(sm["spec"]["selector"]["matchLabels"], svc["metadata"]["labels"]), "ServiceMonitor selects the Service")
         check(sm["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"], "ServiceMonitor port name")
+
+
+FLEET_KINDS = ("Lease", "Role", "RoleBinding", "ServiceAccount")
+
+
+def check_fleet(name: str, values: dict, docs: list[dict], pod: dict, sidecar: dict) -> None:
+    """fleet.enabled: exactly K slot Leases (no holder), a Role whose only rule is get and
+    update on exactly those Lease names, a RoleBinding of it to the pod's ServiceAccount,
+    POD_NAME from the downward API on the sidecar, and [fleet] in the config with the group
+    and K as an integer; off, none of it."""
+    env = {e["name"]: e for e in sidecar.get("env", [])}
+    config = tomllib.loads(one(docs, "ConfigMap")["data"]["leakwatch.toml"])
+    if name not in FLEET:
+        present = [f"{d['kind']}/{d['metadata']['name']}" for d in docs if d["kind"] in FLEET_KINDS]
+        check(not present, f"{name}: no fleet objects with fleet off: {present}")
+        check("serviceAccountName" not in pod, f"{name}: the namespace's default ServiceAccount")
+        check("automountServiceAccountToken" not in pod, f"{name}: automount as before")
+        check("POD_NAME" not in env, f"{name}: no POD_NAME with fleet off")
+        check("fleet" not in config, f"{name}: no [fleet] with fleet off")
+        return
+    group, slots, seconds = FLEET[name]
+    names = [f"leakwatch-{group}-slot-{i}" for i in range(slots)]
+    labels = one(docs, "ConfigMap")["metadata"]["labels"]
+    leases = [d for d in docs if d["kind"] == "Lease"]
+    check([d["metadata"]["name"] for d in leases] == names, f"{name}: Leases {names}: {leases}")
+    for lease in leases:
+        meta = lease["metadata"]
+        check(meta.get("namespace") == NAMESPACE and meta["labels"] == labels, f"{name}: {meta}")
+        check(lease["spec"] == {"leaseDurationSeconds": seconds}, f"{name}: no holder: {lease['spec']}")
+
+    sa = one(docs, "ServiceAccount")
+    role = one(docs, "Role")
+    binding = one(docs, "RoleBinding")
+    for d in (sa, role, binding):
+        check(d["metadata"].get("namespace") == NAMESPACE, f"{name}: {d['kind']} in {NAMESPACE}")
+        check(d["metadata"]["labels"] == labels, f"{name}: {d['kind']}'s labels")
+    check(
+        role["rules"]
+        == [
+            {
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "resourceNames": names,
+                "verbs": ["get", "update"],
+            }
+        ],
+        f"{name}: the Role allows get and update on exactly the slot Leases: {role['rules']}",
+    )
+    check(pod.get("serviceAccountName") == sa["metadata"]["name"], f"{name}: the pod runs as {sa['metadata']['name']}")
+    check(pod.get("automountServiceAccountToken") is True, f"{name}: the token is mounted")
+    check(
+        binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]},
+        f"{name}: the RoleBinding names the Role: {binding['roleRef']}",
+    )
+    check(
+        binding["subjects"] == [{"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": NAMESPACE}],
+        f"{name}: the RoleBinding binds the pod's ServiceAccount: {binding['subjects']}",
+    )
+    check(
+        env.get("POD_NAME") == {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        f"{name}: POD_NAME from the downward API: {env.get('POD_NAME')}",
+    )
+    fleet = values["fleet"]
+    expected = {"group": group, "max_concurrent": slots} | {
+        key: fleet[value] for value, key in FLEET_KEYS.items() if fleet.get(value) is not None
+    }
+    check(config.get("fleet") == expected, f"{name}: [fleet] {config.get('fleet')}, expected {expected}")
+    check(type(config["fleet"]["max_concurrent"]) is int, f"{name}: max_concurrent is the integer K")
+
+
+def check_fleet_slots() -> int:
+    """K for integers and percentages: as many Leases, as many names in the Role, and the
+    same integer in the config."""
+    for fleet, workload, slots in FLEET_SLOTS:
+        values = {"fleet": {"enabled": True} | fleet, "workload": workload}
+        docs = render(CHART, values)
+        leases = [d["metadata"]["name"] for d in docs if d["kind"] == "Lease"]
+        check(leases == [f"leakwatch-{RELEASE}-slot-{i}" for i in range(slots)], f"{values}: {slots} Leases: {leases}")
+        check(one(docs, "Role")["rules"][0]["resourceNames"] == leases, f"{values}: the Role names the Leases")
+        config = tomllib.loads(one(docs, "ConfigMap")["data"]["leakwatch.toml"])
+        check(config["fleet"]["max_concurrent"] == slots, f"{values}: max_concurrent = {slots}: {config['fleet']}")
+    return len(FLEET_SLOTS)
 
 
 def check_network_policy(values: dict, docs: list[dict], pod_labels: dict) -> None:
@@ -410,6 +576,7 @@ def check_inject(out: Path) -> list[dict]:
     check(deployment["metadata"]["name"] == f"{RELEASE}-my-app", "only my-app's Deployment")
     pod = deployment["spec"]["template"]["spec"]
     check_pod(pod, "my-app", "native", 9717, 9718, "/healthz")
+    check("serviceAccountName" not in pod, "my-app: no ServiceAccount with fleet off")
     cm = one(docs, "ConfigMap")
     volumes = {v["name"]: v for v in pod["volumes"]}
     check(volumes["leakwatch-config"]["configMap"]["name"] == cm["metadata"]["name"], "the volume names the ConfigMap")
@@ -418,6 +585,29 @@ def check_inject(out: Path) -> list[dict]:
     check("checksum/leakwatch-config" in annotations, "the config checksum annotation")
     sidecar = sidecar_of(pod, "native")
     check_restricted(pod, sidecar)
+    return docs
+
+
+def check_inject_fleet() -> list[dict]:
+    """helm/examples/my-app with the subchart's fleet on: the subchart renders the Lease,
+    ServiceAccount, Role and RoleBinding, and my-app's pod runs as that ServiceAccount."""
+    values = {"leakwatch": {"fleet": {"enabled": True, "group": "my-app"}}}
+    with tempfile.TemporaryDirectory() as tmp:
+        parent = Path(tmp) / "my-app"
+        shutil.copytree(EXAMPLE, parent)
+        shutil.copytree(CHART, parent / "charts" / "leakwatch")
+        lint(parent, values, "examples/my-app with fleet")
+        docs = render(parent, values)
+    expected = ["ConfigMap", "Deployment", "Lease", "Role", "RoleBinding", "ServiceAccount"]
+    check(kinds(docs) == expected, f"my-app with fleet renders {kinds(docs)}")
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    sa = one(docs, "ServiceAccount")["metadata"]["name"]
+    check(pod.get("serviceAccountName") == sa and pod.get("automountServiceAccountToken") is True, f"{pod}")
+    binding = one(docs, "RoleBinding")
+    check(binding["subjects"][0]["name"] == sa, f"my-app: the RoleBinding binds {sa}")
+    check(one(docs, "Lease")["metadata"]["name"] == "leakwatch-my-app-slot-0", "my-app's slot")
+    env = {e["name"] for e in sidecar_of(pod, "native")["env"]}
+    check("POD_NAME" in env, f"my-app: POD_NAME on the sidecar: {env}")
     return docs
 
 
@@ -457,10 +647,46 @@ def check_bad_values() -> int:
                 raise CheckFailed(f"values.schema.json accepted {values}")
         report = helm.lint(CHART, values, strict=True)
         check(bool(report["errors"]), f"helm lint accepted {values}: {report}")
-    return len(BAD_VALUES)
+    for values, release, message in BAD_RENDERS:
+        try:
+            render(CHART, values, release)
+        except helm.HelmRenderError as e:
+            check(message in str(e), f"refusing {values} as release {release} says {message!r}: {e}")
+        else:
+            raise CheckFailed(f"the chart rendered {values} as release {release}")
+        render(CHART, {}, release)  # the release name itself is fine without fleet
+    return len(BAD_VALUES) + len(BAD_RENDERS)
+
+
+def render_only(arg: str) -> int:
+    """--render VALUES_JSON: the chart's manifests as one JSON list on stdout."""
+    try:
+        values = json.loads(arg)
+    except json.JSONDecodeError:
+        try:
+            values = json.loads(Path(arg).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            print(f"--render: {arg!r} is neither a JSON object nor a file holding one: {e}", file=sys.stderr)
+            return 2
+    if not isinstance(values, dict):
+        print(f"--render: the values must be a JSON object, got {arg}", file=sys.stderr)
+        return 2
+    try:
+        docs = render(CHART, values)
+    except helm.HelmError as e:
+        print(f"FAILED: {e}", file=sys.stderr)
+        return 1
+    json.dump(docs, sys.stdout, indent=1)
+    print()
+    return 0
 
 
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--render":
+        return render_only(sys.argv[2])
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
+        print(__doc__, file=sys.stderr)
+        return 2
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     with helm.Chart.load(CHART) as chart:
@@ -494,6 +720,13 @@ def main() -> int:
         (out / "my-app.toml").write_text(one(docs, "ConfigMap")["data"]["leakwatch.toml"])
         (out / "my-app.json").write_text(json.dumps(docs, indent=1))
         print("ok  examples/my-app: the sidecar injected into another chart's pod")
+        docs = check_inject_fleet()
+        for doc in docs:
+            validate(doc, "examples/my-app with fleet")
+            validated += 1
+        print("ok  examples/my-app with fleet: the subchart's Lease and RBAC, the pod's ServiceAccount")
+        slots = check_fleet_slots()
+        print(f"ok  fleet: K Leases, Role names and max_concurrent agree for {slots} integers and percentages")
         refused = check_bad_values()
         print(f"ok  values.schema.json refuses {refused} wrong values (render and lint)")
     except (CheckFailed, helm.HelmError) as e:

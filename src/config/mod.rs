@@ -5,6 +5,7 @@
 //! A bad file is a [`ConfigError`]: file, line, column, key, and what was expected.
 
 pub mod actions;
+pub mod fleet;
 pub mod raw;
 pub mod values;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 pub use actions::ActionsConfig;
 use raw::{RawConfig, RawHttp, RawJudge, RawRule, RawRules, RawTarget};
 
+use crate::fleet::FleetConfig;
 use crate::judge::{JudgeConfig, Rule, Series};
 use crate::target::Selector;
 
@@ -56,6 +58,9 @@ pub struct Config {
     /// `[target.actions]` overlays.
     pub actions: ActionsConfig,
     pub targets: Vec<TargetConfig>,
+    /// `[fleet]`: restart slots shared with the other replicas; `None`: every restart is
+    /// this daemon's own decision.
+    pub fleet: Option<FleetConfig>,
 }
 
 /// `[http]`: how the endpoints are served.
@@ -98,6 +103,7 @@ impl Default for Config {
             judge: JudgeConfig::default(),
             actions: ActionsConfig::default(),
             targets: Vec::new(),
+            fleet: None,
         }
     }
 }
@@ -259,6 +265,10 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     check_judge(&judge, interval).map_err(|(k, m)| invalid(&format!("judge.{k}"), m))?;
 
     let http = http(raw.http.unwrap_or_default(), &defaults.http)?;
+    let fleet = match raw.fleet {
+        Some(f) => Some(fleet::validate(f).map_err(|(k, m)| invalid(&format!("fleet.{k}"), m))?),
+        None => None,
+    };
     let global_actions = raw.actions.unwrap_or_default();
     let actions =
         actions::validate(&global_actions).map_err(|(k, m)| invalid(&format!("actions.{k}"), m))?;
@@ -307,6 +317,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         judge,
         actions,
         targets,
+        fleet,
     })
 }
 

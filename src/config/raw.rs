@@ -128,8 +128,37 @@ pub struct RawConfig {
     pub http: Option<RawHttp>,
     pub judge: Option<RawJudge>,
     pub actions: Option<RawActions>,
+    pub fleet: Option<RawFleet>,
     #[serde(default)]
     pub target: Vec<toml::Spanned<RawTarget>>,
+}
+
+/// `[fleet]`: restart slots shared by the replicas of a group.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    pub group: Option<String>,
+    pub max_concurrent: Option<RawSlots>,
+    pub replicas: Option<u32>,
+    pub namespace: Option<String>,
+    pub identity: Option<String>,
+    pub kubeconfig: Option<PathBuf>,
+    pub lease_duration: Option<HumanDuration>,
+    pub renew_every: Option<HumanDuration>,
+    pub healthy_for: Option<HumanDuration>,
+    pub max_hold: Option<HumanDuration>,
+    pub max_wait: Option<HumanDuration>,
+    pub restart_cost: Option<HumanDuration>,
+    pub fallback_spread: Option<HumanDuration>,
+    pub api_timeout: Option<HumanDuration>,
+}
+
+/// `max_concurrent`: a count, or a percentage of `replicas` (`"25%"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawSlots {
+    Count(i64),
+    Text(String),
 }
 
 /// `[http]`: how the endpoints are served.

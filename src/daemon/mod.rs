@@ -22,6 +22,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::clock::{mono_ms, unix_ms};
 use crate::config::Config;
+use crate::fleet::task::{Fleet, Link};
+use crate::fleet::FleetStatus;
 use crate::http::{self, AppState};
 use crate::snapshot::{ConfigInfo, Snapshot, TargetStatus};
 
@@ -165,7 +167,12 @@ pub async fn serve(
         };
         http::serve(listener, probes, state, &http_cfg, shutdown).await
     });
-    let result = TickLoop::new(parts, notifier).run(control).await;
+    let fleet = parts.config.fleet.clone().map(Fleet::spawn);
+    let link = fleet.as_ref().map(|f| f.link.clone());
+    let result = TickLoop::new(parts, notifier, link).run(control).await;
+    if let Some(f) = fleet {
+        f.stop().await;
+    }
     let _ = stop_tx.send(());
     match server.await {
         Ok(Ok(())) => {}
@@ -184,10 +191,12 @@ struct TickLoop {
     /// sequence, ticks) lives in the last published snapshot.
     ticks_skipped_total: u64,
     info: ConfigInfo,
+    /// `[fleet]`: the restart slots the pipeline asks for.
+    fleet: Option<Arc<Link>>,
 }
 
 impl TickLoop {
-    fn new(parts: Parts, notifier: Notifier) -> TickLoop {
+    fn new(parts: Parts, notifier: Notifier, fleet: Option<Arc<Link>>) -> TickLoop {
         let info = ConfigInfo {
             file: parts.config_file.clone(),
             ..ConfigInfo::default()
@@ -197,11 +206,16 @@ impl TickLoop {
             notifier,
             ticks_skipped_total: 0,
             info,
+            fleet,
         }
     }
 
+    fn pipeline(&self) -> Pipeline {
+        Pipeline::new(self.parts.config.clone()).with_fleet(self.fleet.clone())
+    }
+
     async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>) -> anyhow::Result<()> {
-        let mut idle = Some(Pipeline::new(self.parts.config.clone()));
+        let mut idle = Some(self.pipeline());
         let mut running: Option<JoinHandle<Tick>> = None;
         let mut pending: Option<Config> = None;
         let mut interval = ticker(self.parts.config.interval);
@@ -221,16 +235,16 @@ impl TickLoop {
                     running = None;
                     match done {
                         Ok((p, statuses, took)) => {
-                            idle = Some(p);
                             if let Some(statuses) = statuses {
-                                self.publish(statuses, took);
+                                self.publish(statuses, took, p.fleet_status().cloned());
                             }
+                            idle = Some(p);
                         }
                         Err(e) => {
                             // Unreachable in practice (panics are caught in `tick`); without
                             // the state there is nothing to go on with: restart afresh.
                             error!(error = %e, "the tick task failed; starting afresh");
-                            idle = Some(Pipeline::new(self.parts.config.clone()));
+                            idle = Some(self.pipeline());
                         }
                     }
                 },
@@ -271,6 +285,9 @@ impl TickLoop {
         {
             warn!(old = %self.parts.config.listen, new = %new.listen, "listen and probe_listen cannot change on reload: restart leakwatch to move them");
         }
+        if new.fleet != self.parts.config.fleet {
+            warn!("[fleet] changes only on restart: the running coordination keeps its settings");
+        }
         let (old_http, new_http) = (&self.parts.config.http, &new.http);
         if new_http.max_connections != old_http.max_connections
             || new_http.header_timeout != old_http.header_timeout
@@ -293,7 +310,7 @@ impl TickLoop {
         self.notifier.notify("READY=1");
     }
 
-    fn publish(&mut self, targets: Vec<TargetStatus>, took: Duration) {
+    fn publish(&mut self, targets: Vec<TargetStatus>, took: Duration, fleet: Option<FleetStatus>) {
         let prev = self.parts.snapshots.borrow().clone();
         let snap = Snapshot {
             version: prev.version.clone(),
@@ -308,6 +325,7 @@ impl TickLoop {
             config: self.info.clone(),
             peer_labels: self.parts.config.peer_labels,
             targets,
+            fleet,
         };
         let first = snap.ticks_total == 1;
         let status = status_line(&snap);
@@ -446,5 +464,6 @@ pub fn initial_snapshot(config: &Config, file: Option<String>) -> Snapshot {
                 actions: crate::actions::ActionsStatus::default(),
             })
             .collect(),
+        fleet: None,
     }
 }

@@ -6,6 +6,7 @@
 //! loop pings it while these ticks keep completing.)
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::{info, warn};
@@ -16,8 +17,11 @@ use crate::clock::{mono_ms, unix_ms};
 use crate::collect::{CollectOptions, Collector};
 use crate::config::{Config, TargetConfig};
 use crate::error::UnknownKind;
+use crate::fleet::task::Link;
+use crate::fleet::{Demand, FleetStatus};
 use crate::judge::{
-    Answer, FlipDetector, Health, Hold, Input, Judged, TargetJudge, Transition, Verdict,
+    Answer, FlipDetector, Health, Hold, Input, Judged, Restraint, SeriesStatus, TargetJudge,
+    Transition, Verdict,
 };
 use crate::sample::{Sample, Source, TargetId, TargetState};
 use crate::snapshot::{CollectorErrors, TargetStatus};
@@ -36,6 +40,10 @@ pub struct Pipeline {
     targets: Vec<Watched>,
     /// `record`: every tick's values appended to a file.
     recorder: Option<Recorder>,
+    /// `[fleet]`: where the restart slots are asked for (the daemon's fleet task).
+    fleet: Option<Arc<Link>>,
+    /// The fleet status the last tick gated on.
+    fleet_status: Option<FleetStatus>,
 }
 
 /// One target's state between ticks.
@@ -84,11 +92,24 @@ impl Pipeline {
             collector: Collector::new(&config.proc_root, &config.cgroup_root),
             config,
             targets,
+            fleet: None,
+            fleet_status: None,
         }
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Gate every verdict on the fleet's restart slots, asked for through `link`.
+    pub fn with_fleet(mut self, link: Option<Arc<Link>>) -> Pipeline {
+        self.fleet = link;
+        self
+    }
+
+    /// The fleet status the last tick gated on (`None` without `[fleet]`).
+    pub fn fleet_status(&self) -> Option<&FleetStatus> {
+        self.fleet_status.as_ref()
     }
 
     /// Take a new config: targets whose name and selector did not change keep their
@@ -137,14 +158,27 @@ impl Pipeline {
         changes
     }
 
-    /// One tick: every target resolved, sampled and judged.
+    /// One tick: every target resolved, sampled and judged; then, with the fleet's answer
+    /// to what they need, each verdict gated, flipped, acted on and held.
     pub fn tick(&mut self) -> Vec<TargetStatus> {
-        let mut out = Vec::with_capacity(self.targets.len());
+        let mut found = Vec::with_capacity(self.targets.len());
         for w in &mut self.targets {
             let started = Instant::now();
             let sample = sample_target(w, &self.resolver, &mut self.collector, &self.config);
             let poll = started.elapsed().as_secs_f64();
-            out.push(judge(w, sample, poll, &self.config));
+            found.push((judge_observed(w, sample), poll));
+        }
+        self.fleet_status = self.fleet.as_ref().and_then(|f| {
+            let judged = found.iter().map(|((j, s, _), _)| (j, s.as_ref()));
+            f.ask(demand(judged))
+        });
+        let mut out = Vec::with_capacity(self.targets.len());
+        for (w, (observed, poll)) in self.targets.iter_mut().zip(found) {
+            let gate = match self.fleet {
+                Some(_) => Gate::Fleet(self.fleet_status.as_ref()),
+                None => Gate::Off,
+            };
+            out.push(finish(w, observed, poll, &self.config, gate));
         }
         if let Some(r) = self.recorder.as_mut() {
             r.record(&out);
@@ -269,15 +303,56 @@ fn collect(w: &mut Watched, collector: &mut Collector, config: &Config, id: Targ
     collector.collect(id, &opts)
 }
 
-/// After resolve and collect, the rest of one target's tick: judge, detect the flip, act on
-/// it, let the judge apply the actions' hold, log what `/healthz` answers now, publish.
-fn judge(
+/// What the targets need of the fleet: a restart is due when a judge found its target
+/// unhealthy; settled when every target runs and is healthy; the least time to exhaustion
+/// of a failing series (0 for one at its limit).
+fn demand<'a>(judged: impl Iterator<Item = (&'a Judged, Option<&'a Sample>)>) -> Demand {
+    let mut d = Demand {
+        settled: true,
+        ..Demand::default()
+    };
+    for (j, sample) in judged {
+        let health = j.health();
+        let running = sample.is_some_and(|s| s.state == TargetState::Running);
+        d.restart_due |= health == Health::Unhealthy;
+        d.settled &= running && health == Health::Healthy;
+        let failing = |s: &&SeriesStatus| j.rules.iter().any(|r| r.series == s.series && r.failing);
+        for s in j.series.iter().filter(failing) {
+            let at_limit = matches!((s.value, s.limit), (Some(v), Some(l)) if v >= l);
+            let tte = if at_limit {
+                Some(0.0)
+            } else {
+                s.seconds_to_exhaustion
+            };
+            if let Some(t) = tte.filter(|t| t.is_finite()) {
+                d.tte_s = Some(d.tte_s.map_or(t, |o: f64| o.min(t)));
+            }
+        }
+    }
+    d
+}
+
+/// What stands between the judge's verdict and the flip.
+enum Gate<'a> {
+    /// No `[fleet]`: the verdict as found.
+    Off,
+    /// `[fleet]`, and its last status (`None` before the fleet task's first step).
+    Fleet(Option<&'a FleetStatus>),
+}
+
+/// After resolve, collect and judge, the rest of one target's tick: the gate, detect the
+/// flip, act on it, let the judge apply the actions' hold, log what `/healthz` answers now,
+/// publish.
+fn finish(
     w: &mut Watched,
-    observed: Result<Sample, NotFound>,
+    (mut judged, sample, missing): (Judged, Option<Sample>, Option<String>),
     poll_s: f64,
     config: &Config,
+    gate: Gate<'_>,
 ) -> TargetStatus {
-    let (mut judged, sample, missing) = judge_observed(w, observed);
+    if let Gate::Fleet(status) = gate {
+        judged.verdict = gate_verdict(std::mem::take(&mut judged.verdict), status);
+    }
     let running = sample
         .as_ref()
         .filter(|s| s.state == TargetState::Running)
@@ -321,6 +396,19 @@ fn judge(
             .collect(),
         poll_duration_seconds: Some(poll_s),
         actions: w.actions.status(&w.cfg.actions),
+    }
+}
+
+/// A verdict gated on the fleet: without a status yet (the task has not stepped), a failing
+/// verdict is deferred like one waiting for a slot.
+fn gate_verdict(found: Verdict, status: Option<&FleetStatus>) -> Verdict {
+    match status {
+        Some(s) => crate::fleet::gate(found, Some(s), unix_ms()),
+        None if !found.healthy => found.restrained(
+            Restraint::Deferred,
+            "deferred: asking for a restart slot (the fleet has not answered yet)".into(),
+        ),
+        None => found,
     }
 }
 

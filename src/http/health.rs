@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::AppState;
 use crate::clock::mono_ms;
+use crate::judge::Restraint;
 use crate::snapshot::{Snapshot, TargetStatus};
 use crate::units::duration_ms;
 
@@ -37,6 +38,10 @@ pub(super) struct TargetHealth {
     pub healthy: bool,
     pub failing: Vec<String>,
     pub notes: Vec<String>,
+    /// Why a failing verdict answers 200 for now: `deferred` (waiting for a fleet restart
+    /// slot) or `signal_grace`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restraint: Option<Restraint>,
 }
 
 /// How far the snapshot can be trusted at `now`.
@@ -114,13 +119,13 @@ fn trust(snap: &Snapshot, now_mono_ms: u64) -> Trust {
 /// One target's answer. Not live: healthy, and a stale verdict's failing lines become notes.
 fn target(t: &TargetStatus, trust: Trust) -> TargetHealth {
     let v = t.verdict();
-    let (healthy, failing, notes) = match trust {
-        Trust::Live => (v.healthy, v.failing.clone(), v.notes.clone()),
-        Trust::Starting => (true, Vec::new(), Vec::new()),
+    let (healthy, failing, notes, restraint) = match trust {
+        Trust::Live => (v.healthy, v.failing.clone(), v.notes.clone(), v.restraint),
+        Trust::Starting => (true, Vec::new(), Vec::new(), None),
         Trust::Stale(_) => {
             let mut notes = v.notes.clone();
             notes.extend(v.failing.iter().map(|f| format!("before the stall: {f}")));
-            (true, Vec::new(), notes)
+            (true, Vec::new(), notes, None)
         }
     };
     TargetHealth {
@@ -128,6 +133,7 @@ fn target(t: &TargetStatus, trust: Trust) -> TargetHealth {
         healthy,
         failing,
         notes,
+        restraint,
     }
 }
 

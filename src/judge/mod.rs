@@ -76,15 +76,53 @@ pub struct Verdict {
     /// warning for a human: it never changes the status code.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Why a verdict the judge found unhealthy answers 200 anyway: the restart waits for a
+    /// fleet slot, or a `signal_grace` runs. The first note says more; each failing line
+    /// is kept as `would fail: ...`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restraint: Option<Restraint>,
+}
+
+/// What holds back a failing verdict, in the order the pipeline applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Restraint {
+    /// `[fleet]`: the group's restart slots are all taken; this restart waits its turn.
+    Deferred,
+    /// The actions signalled the target at the flip; `/healthz` fails when the grace ends.
+    SignalGrace,
+}
+
+impl Restraint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restraint::Deferred => "deferred",
+            Restraint::SignalGrace => "signal_grace",
+        }
+    }
 }
 
 impl Verdict {
     pub fn healthy(notes: Vec<String>) -> Verdict {
         Verdict {
             healthy: true,
+            notes,
+            ..Verdict::default()
+        }
+    }
+
+    /// This unhealthy verdict held back by `why`: healthy, `first` as the first note, each
+    /// failing line kept as `would fail: ...`, warnings kept.
+    pub fn restrained(self, why: Restraint, first: String) -> Verdict {
+        let mut notes = vec![first];
+        notes.extend(self.failing.into_iter().map(|l| format!("would fail: {l}")));
+        notes.extend(self.notes);
+        Verdict {
+            healthy: true,
             failing: Vec::new(),
             notes,
-            warnings: Vec::new(),
+            warnings: self.warnings,
+            restraint: Some(why),
         }
     }
 }
@@ -141,21 +179,13 @@ pub fn hold(found: Verdict, hold: Option<Hold>) -> Verdict {
         return found;
     };
     let left = units::duration_ms(left_ms);
-    let mut notes = vec![format!(
-        "signal_grace: the target was signalled at the flip; /healthz reports the failure in \
-         ~{left}"
-    )];
-    notes.extend(
-        found
-            .failing
-            .into_iter()
-            .map(|l| format!("would fail: {l}")),
-    );
-    notes.extend(found.notes);
-    Verdict {
-        warnings: found.warnings,
-        ..Verdict::healthy(notes)
-    }
+    found.restrained(
+        Restraint::SignalGrace,
+        format!(
+            "signal_grace: the target was signalled at the flip; /healthz reports the failure \
+             in ~{left}"
+        ),
+    )
 }
 
 /// The judging state of one target: windows, rule trackers, the restart log.
@@ -281,8 +311,7 @@ impl TargetJudge {
             OnMissing::Fail => Verdict {
                 healthy: false,
                 failing: vec![format!("target: {reason} (on_missing = \"fail\")")],
-                notes: Vec::new(),
-                warnings: Vec::new(),
+                ..Verdict::default()
             },
         };
         Judged {
@@ -369,6 +398,6 @@ pub fn compose(series: &[SeriesStatus], rules: &[RuleStatus], budget: &Budget) -
         healthy: false,
         failing,
         notes,
-        warnings: Vec::new(),
+        ..Verdict::default()
     }
 }

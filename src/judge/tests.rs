@@ -1534,7 +1534,7 @@ fn failing_verdict() -> Verdict {
         healthy: false,
         failing: vec!["tcp_close_wait: 30 open (>= 20)".into()],
         notes: vec!["heap: unknown (smaps_rollup: permission denied); not judged".into()],
-        warnings: Vec::new(),
+        ..Verdict::default()
     }
 }
 

@@ -2,11 +2,13 @@
 //! Names are an interface (dashboards, alerts and the README table rely on them): change
 //! them only together with the golden file `tests/fixtures/metrics/golden.prom`.
 
-/// Gauge or counter; counters are set from totals kept in the snapshot.
+/// Gauge, counter or histogram; counters and histograms are set from totals kept in the
+/// snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Gauge,
     Counter,
+    Histogram,
 }
 
 /// One metric family.
@@ -235,6 +237,78 @@ pub const TCP_CLOSE_WAIT_OLDEST: Family = gauge(
      first saw it there), seconds; 0 when there is none.",
 );
 
+// The fleet's restart slots (`[fleet]`); every series has the `group` label.
+
+pub const FLEET_MODE: Family = gauge(
+    "leakwatch_fleet_mode",
+    &["group", "mode"],
+    "1 for how restarts are decided now: coordinated (through the group's Leases), \
+     local_fallback (the Kubernetes API is unusable: local decisions, staggered per pod), or \
+     off (no [fleet]: group is empty); 0 for the other modes.",
+);
+pub const FLEET_SLOTS: Family = gauge(
+    "leakwatch_fleet_slots",
+    &["group"],
+    "The group's restart slots (max_concurrent), count.",
+);
+pub const FLEET_SLOTS_HELD: Family = gauge(
+    "leakwatch_fleet_slots_held",
+    &["group"],
+    "Restart slots seen held at the last read of the Leases (this pod's included), count.",
+);
+pub const FLEET_SLOT_HELD: Family = gauge(
+    "leakwatch_fleet_slot_held",
+    &["group"],
+    "1 while this pod holds a restart slot (from the verdict's flip until the restarted \
+     target has been healthy for healthy_for), else 0.",
+);
+pub const FLEET_DEFERRED: Family = gauge(
+    "leakwatch_fleet_deferred",
+    &["group"],
+    "1 while a restart is due but waits for a slot (/healthz answers 200, deferred), else 0.",
+);
+pub const FLEET_DEFERRED_SECONDS: Family = gauge(
+    "leakwatch_fleet_deferred_seconds",
+    &["group"],
+    "How long the deferred restart has waited for a slot, seconds; 0 when none waits.",
+);
+pub const FLEET_ACQUIRE: Family = counter(
+    "leakwatch_fleet_acquire_total",
+    &["group", "result"],
+    "Attempts to take a restart slot, by result: acquired, busy (every slot held), conflict \
+     (another replica wrote first), error (the API failed), count.",
+);
+pub const FLEET_OVERRIDE: Family = counter(
+    "leakwatch_fleet_override_total",
+    &["group", "reason"],
+    "Restarts let through without a slot, by reason: deadline (exhaustion within \
+     restart_cost + 30s), max_wait, fallback_stagger (the API unusable, this pod's stagger \
+     passed), count.",
+);
+pub const FLEET_RELEASE: Family = counter(
+    "leakwatch_fleet_release_total",
+    &["group", "reason"],
+    "Restart slots given back, by reason: healthy (the restarted target healthy for \
+     healthy_for), max_hold, shutdown, lost (taken over after failed renewals), count.",
+);
+pub const FLEET_API_UP: Family = gauge(
+    "leakwatch_fleet_api_up",
+    &["group"],
+    "1 when the last Kubernetes API request was answered (a 409 counts), else 0.",
+);
+pub const FLEET_API_ERRORS: Family = counter(
+    "leakwatch_fleet_api_errors_total",
+    &["group", "kind"],
+    "Failed Kubernetes API requests, by kind: unreachable, timeout, unauthorized, forbidden, \
+     not_found, server, malformed, config, other, count.",
+);
+pub const FLEET_API_REQUEST: Family = Family {
+    name: "leakwatch_fleet_api_request_seconds",
+    help: "Kubernetes API requests (get and replace of a Lease), by duration, seconds.",
+    kind: Kind::Histogram,
+    labels: &["group"],
+};
+
 /// Every family, registered on each render (families without samples are left out).
 pub const ALL: &[&Family] = &[
     &BUILD_INFO,
@@ -270,4 +344,16 @@ pub const ALL: &[&Family] = &[
     &TCP_STALLED_SOCKETS,
     &TCP_STALLED_BYTES,
     &TCP_CLOSE_WAIT_OLDEST,
+    &FLEET_MODE,
+    &FLEET_SLOTS,
+    &FLEET_SLOTS_HELD,
+    &FLEET_SLOT_HELD,
+    &FLEET_DEFERRED,
+    &FLEET_DEFERRED_SECONDS,
+    &FLEET_ACQUIRE,
+    &FLEET_OVERRIDE,
+    &FLEET_RELEASE,
+    &FLEET_API_UP,
+    &FLEET_API_ERRORS,
+    &FLEET_API_REQUEST,
 ];

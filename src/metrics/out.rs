@@ -3,18 +3,21 @@
 //! logged and skip only the sample or family concerned; rendering never panics.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use prometheus::core::Collector;
-use prometheus::proto::MetricFamily;
+use prometheus::proto::{Bucket, Histogram, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{CounterVec, GaugeVec, Opts, Registry, TextEncoder};
 
 use super::families::{Family, Kind, ALL};
+use crate::fleet::status::Latency;
 
 /// The families of one render, keyed by name.
 pub struct Out {
     registry: Registry,
     gauges: HashMap<&'static str, GaugeVec>,
     counters: HashMap<&'static str, CounterVec>,
+    histograms: HashMap<&'static str, Histograms>,
 }
 
 impl Out {
@@ -24,6 +27,7 @@ impl Out {
             registry: Registry::new(),
             gauges: HashMap::new(),
             counters: HashMap::new(),
+            histograms: HashMap::new(),
         };
         for family in ALL {
             if let Err(e) = out.declare(family) {
@@ -46,8 +50,22 @@ impl Out {
                 self.registry.register(Box::new(vec.clone()))?;
                 self.counters.insert(f.name, vec);
             }
+            Kind::Histogram => {
+                let h = Histograms::new(f)?;
+                self.registry.register(Box::new(h.clone()))?;
+                self.histograms.insert(f.name, h);
+            }
         }
         Ok(())
+    }
+
+    /// One histogram from kept totals: cumulative counts per upper bound, their sum and
+    /// count.
+    pub fn put_histogram(&self, f: &Family, labels: &[&str], h: &Latency) {
+        match self.histograms.get(f.name) {
+            Some(hs) if labels.len() == f.labels.len() => hs.put(labels, h),
+            _ => tracing::warn!(metric = f.name, ?labels, "histogram not exported"),
+        }
     }
 
     /// Add another collector (leakwatch's own process metrics).
@@ -71,6 +89,9 @@ impl Out {
         let res = match f.kind {
             Kind::Gauge => self.gauge(f, labels).map(|g| g.set(value)),
             Kind::Counter => self.counter(f, labels).map(|c| c.inc_by(value)),
+            Kind::Histogram => Err(prometheus::Error::Msg(
+                "a histogram takes put_histogram".into(),
+            )),
         };
         if let Err(e) = res {
             tracing::warn!(metric = f.name, ?labels, error = %e, "sample not exported");
@@ -116,4 +137,89 @@ fn encode_family(encoder: &TextEncoder, family: &MetricFamily, text: &mut String
 
 fn undeclared(f: &Family) -> prometheus::Error {
     prometheus::Error::Msg(format!("{} was not declared", f.name))
+}
+
+/// One histogram series: its label values and its buckets.
+type LabelledLatency = (Vec<String>, Latency);
+
+/// A histogram family whose buckets come from totals kept elsewhere (the prometheus crate's
+/// own histogram only takes observations).
+#[derive(Clone)]
+struct Histograms {
+    desc: prometheus::core::Desc,
+    series: Arc<Mutex<Vec<LabelledLatency>>>,
+}
+
+impl Histograms {
+    fn new(f: &Family) -> prometheus::Result<Histograms> {
+        let labels = f.labels.iter().map(|l| l.to_string()).collect();
+        Ok(Histograms {
+            desc: prometheus::core::Desc::new(
+                f.name.into(),
+                f.help.into(),
+                labels,
+                HashMap::new(),
+            )?,
+            series: Arc::default(),
+        })
+    }
+
+    fn put(&self, labels: &[&str], h: &Latency) {
+        if let Ok(mut s) = self.series.lock() {
+            s.push((labels.iter().map(|l| l.to_string()).collect(), h.clone()));
+        }
+    }
+}
+
+impl Collector for Histograms {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let series = self.series.lock().map(|s| s.clone()).unwrap_or_default();
+        if series.is_empty() {
+            return Vec::new();
+        }
+        let mut family = MetricFamily::default();
+        family.set_name(self.desc.fq_name.clone());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(MetricType::HISTOGRAM);
+        let metrics = series
+            .into_iter()
+            .map(|(values, h)| {
+                let pairs = self
+                    .desc
+                    .variable_labels
+                    .iter()
+                    .zip(values)
+                    .map(|(name, value)| {
+                        let mut p = LabelPair::default();
+                        p.set_name(name.clone());
+                        p.set_value(value);
+                        p
+                    })
+                    .collect();
+                let mut m = Metric::from_label(pairs);
+                let mut proto = Histogram::default();
+                proto.set_sample_count(h.count);
+                proto.set_sample_sum(h.sum_s);
+                proto.set_bucket(
+                    h.buckets
+                        .iter()
+                        .map(|(le, n)| {
+                            let mut b = Bucket::default();
+                            b.set_upper_bound(*le);
+                            b.set_cumulative_count(*n);
+                            b
+                        })
+                        .collect(),
+                );
+                m.set_histogram(proto);
+                m
+            })
+            .collect();
+        family.set_metric(metrics);
+        vec![family]
+    }
 }

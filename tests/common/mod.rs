@@ -1,6 +1,7 @@
 //! Test helpers: the real leaking child, and ground truth read independently of leakwatch.
 #![allow(dead_code)]
 
+pub mod apiserver;
 pub mod cgroup;
 pub mod daemon;
 pub mod image;

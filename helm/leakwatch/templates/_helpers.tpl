@@ -131,6 +131,10 @@ of tables, each sorted; a null value leaves its key out (so a default can be uns
 {{- define "leakwatch.config" -}}
 # leakwatch config rendered by the leakwatch Helm chart from its `config` value.
 # `listen` comes from the command line (sidecar.port, sidecar.listen).
+{{- if .Values.fleet.enabled }}
+# [fleet] comes from the chart's `fleet` value: max_concurrent is K, the number of slot
+# Leases the chart created (a percentage is computed by the chart); the identity is $POD_NAME.
+{{- end }}
 {{- $cfg := deepCopy .Values.config }}
 {{- with .Values.diagnostics }}
 {{- if .enabled }}
@@ -142,8 +146,173 @@ of tables, each sorted; a null value leaves its key out (so a default can be uns
 {{- $_ := set $cfg "actions" $actions }}
 {{- end }}
 {{- end }}
+{{- if .Values.fleet.enabled }}
+{{- $_ := set $cfg "fleet" (include "leakwatch.fleet.config" . | fromJson) }}
+{{- end }}
 {{- include "leakwatch.toml.table" (dict "path" "" "table" $cfg) }}
 {{ end }}
+
+{{/* ---- Fleet-safe restarts (fleet.enabled): K restart slots as Leases ---- */}}
+
+{{/*
+The group: fleet.group, else the release name. Rendering fails unless it is a DNS-1123
+label of at most 40 characters (the Lease names are leakwatch-<group>-slot-<i>).
+*/}}
+{{- define "leakwatch.fleet.group" -}}
+{{- $group := .Values.fleet.group | default .Release.Name }}
+{{- if not (and (le (len $group) 40) (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $group)) }}
+{{- if .Values.fleet.group }}
+{{- fail (printf "fleet.group %q is not a DNS-1123 label (lowercase letters, digits and '-', a letter or digit at each end) of at most 40 characters" $group) }}
+{{- else }}
+{{- fail (printf "fleet.group defaults to the release name %q, which is not a DNS-1123 label (lowercase letters, digits and '-', a letter or digit at each end) of at most 40 characters: set fleet.group" $group) }}
+{{- end }}
+{{- end }}
+{{- $group }}
+{{- end }}
+
+{{/*
+K, the number of slots: fleet.maxConcurrent as an integer from 1 to 100, or a percentage
+"P%" of N (fleet.replicas, else workload.replicas): ceil(N x P / 100), at least 1 and at
+most 100 (leakwatch refuses more slots).
+*/}}
+{{- define "leakwatch.fleet.slots" -}}
+{{- $f := .Values.fleet }}
+{{- $m := $f.maxConcurrent }}
+{{- $bad := printf "fleet.maxConcurrent %v: expected an integer from 1 to 100 or a percentage from \"1%%\" to \"100%%\"" $m }}
+{{- if kindIs "string" $m }}
+{{- if not (regexMatch "^[0-9]{1,3}%$" $m) }}{{ fail $bad }}{{ end }}
+{{- $pct := trimSuffix "%" $m | atoi }}
+{{- if or (lt $pct 1) (gt $pct 100) }}{{ fail $bad }}{{ end }}
+{{- $n := $f.replicas }}
+{{- if kindIs "invalid" $n }}{{ $n = .Values.workload.replicas }}{{ end }}
+{{- $n = int64 $n }}
+{{- $k := max 1 (div (add (mul $n $pct) 99) 100) }}
+{{- if gt $k 100 }}
+{{- fail (printf "fleet.maxConcurrent %s of %d replicas is %d slots: at most 100 (leakwatch's limit); use a smaller percentage" $m $n $k) }}
+{{- end }}
+{{- $k }}
+{{- else if kindIs "float64" $m }}
+{{- if or (ne (floor $m) $m) (lt $m 1.0) (gt $m 100.0) }}{{ fail $bad }}{{ end }}
+{{- int64 $m }}
+{{- else if or (kindIs "int" $m) (kindIs "int64" $m) }}
+{{- if or (lt (int64 $m) 1) (gt (int64 $m) 100) }}{{ fail $bad }}{{ end }}
+{{- int64 $m }}
+{{- else }}
+{{- fail $bad }}
+{{- end }}
+{{- end }}
+
+{{/* The Leases' names, as a JSON list. */}}
+{{- define "leakwatch.fleet.leaseNames" -}}
+{{- $group := include "leakwatch.fleet.group" . }}
+{{- $names := list }}
+{{- range $i := until (include "leakwatch.fleet.slots" . | atoi) }}
+{{- $names = append $names (printf "leakwatch-%s-slot-%d" $group $i) }}
+{{- end }}
+{{- toJson $names }}
+{{- end }}
+
+{{/* The Leases' leaseDurationSeconds: fleet.leaseDuration ("15s", "1m"), else 15. */}}
+{{- define "leakwatch.fleet.leaseSeconds" -}}
+{{- with .Values.fleet.leaseDuration }}
+{{- if not (regexMatch "^[1-9][0-9]*(s|m)$" .) }}
+{{- fail (printf "fleet.leaseDuration %q: expected whole seconds or minutes, like \"15s\" or \"1m\"" .) }}
+{{- end }}
+{{- $n := regexFind "^[0-9]+" . | atoi }}
+{{- if hasSuffix "m" . }}{{ mul $n 60 }}{{ else }}{{ $n }}{{ end }}
+{{- else }}15
+{{- end }}
+{{- end }}
+
+{{/*
+The config's [fleet] table, as JSON: group, max_concurrent as the integer K (the number of
+Leases, also for a percentage), and the optional keys that are set. Not the identity
+($POD_NAME) nor the namespace (the mounted service account's).
+*/}}
+{{- define "leakwatch.fleet.config" -}}
+{{- $fleet := dict "group" (include "leakwatch.fleet.group" .) "max_concurrent" (include "leakwatch.fleet.slots" . | atoi) }}
+{{- $keys := dict "leaseDuration" "lease_duration" "renewEvery" "renew_every" "healthyFor" "healthy_for" "maxHold" "max_hold" "maxWait" "max_wait" "restartCost" "restart_cost" "fallbackSpread" "fallback_spread" }}
+{{- range $value, $key := $keys }}
+{{- with get $.Values.fleet $value }}
+{{- $_ := set $fleet $key . }}
+{{- end }}
+{{- end }}
+{{- toJson $fleet }}
+{{- end }}
+
+{{/* The ServiceAccount the pod runs as with fleet on: the Role is bound to it. */}}
+{{- define "leakwatch.fleet.serviceAccountName" -}}
+{{- include "leakwatch.fullname" . }}
+{{- end }}
+
+{{/* The Role and RoleBinding's name. */}}
+{{- define "leakwatch.fleet.roleName" -}}
+{{- printf "%s-fleet" (include "leakwatch.fullname" .) }}
+{{- end }}
+
+{{/*
+The Leases, the ServiceAccount, the Role (get and update on exactly the Leases) and its
+RoleBinding, as YAML documents; nothing with fleet off. templates/fleet.yaml renders them,
+in this chart or as a subchart.
+*/}}
+{{- define "leakwatch.fleet.objects" -}}
+{{- if .Values.fleet.enabled }}
+{{- $names := include "leakwatch.fleet.leaseNames" . | fromJsonArray }}
+{{- $seconds := include "leakwatch.fleet.leaseSeconds" . | atoi }}
+{{- range $name := $names }}
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata:
+  name: {{ $name }}
+  namespace: {{ $.Release.Namespace }}
+  labels:
+    {{- include "leakwatch.labels" $ | nindent 4 }}
+spec:
+  leaseDurationSeconds: {{ $seconds }}
+{{- end }}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "leakwatch.fleet.serviceAccountName" . }}
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "leakwatch.labels" . | nindent 4 }}
+---
+# Only get and update, only on the slot Leases: create and delete cannot be pinned to names,
+# so the chart creates the Leases and leakwatch never needs them.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ include "leakwatch.fleet.roleName" . }}
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "leakwatch.labels" . | nindent 4 }}
+rules:
+  - apiGroups: [coordination.k8s.io]
+    resources: [leases]
+    resourceNames:
+      {{- toYaml $names | nindent 6 }}
+    verbs: [get, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ include "leakwatch.fleet.roleName" . }}
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "leakwatch.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ include "leakwatch.fleet.roleName" . }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "leakwatch.fleet.serviceAccountName" . }}
+    namespace: {{ .Release.Namespace }}
+{{- end }}
+{{- end }}
 
 {{/* ---- Inject: the sidecar and what the pod needs for it ---- */}}
 
@@ -214,6 +383,13 @@ capabilities:
         fieldRef:
           fieldPath: status.podIP
     {{- end }}
+    {{- if .Values.fleet.enabled }}
+    # The sidecar's identity in the fleet's slot Leases.
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    {{- end }}
   ports:
     - name: leakwatch
       containerPort: {{ .Values.sidecar.port }}
@@ -259,6 +435,17 @@ capabilities:
 {{- define "leakwatch.containers" -}}
 {{- if eq .Values.sidecar.mode "classic" }}
 {{- include "leakwatch.sidecar" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pod spec's fields for the sidecar with fleet on (the ServiceAccount bound to the Lease
+Role, its token mounted), else nothing.
+*/}}
+{{- define "leakwatch.podServiceAccount" -}}
+{{- if .Values.fleet.enabled -}}
+serviceAccountName: {{ include "leakwatch.fleet.serviceAccountName" . }}
+automountServiceAccountToken: true
 {{- end }}
 {{- end }}
 

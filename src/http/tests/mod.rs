@@ -37,6 +37,7 @@ pub(super) fn snapshot(targets: Vec<TargetStatus>) -> Snapshot {
         config: ConfigInfo::default(),
         peer_labels: false,
         targets,
+        fleet: None,
     }
 }
 
@@ -87,7 +88,7 @@ pub(super) fn failing(name: &str, lines: &[&str]) -> TargetStatus {
         healthy: false,
         failing: lines.iter().map(|l| l.to_string()).collect(),
         notes: Vec::new(),
-        warnings: Vec::new(),
+        ..Verdict::default()
     };
     status(name, verdict)
 }

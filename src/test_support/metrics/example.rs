@@ -6,6 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::actions::{Action, ActionCount, ActionOutcome, ActionResult, ActionsStatus, Firing};
 use crate::error::UnknownKind;
+use crate::fleet::status::{ApiView, Deferred, Latency, SlotView};
+use crate::fleet::{FleetStatus, GoReason, Mode};
 use crate::judge::Series;
 use crate::judge::{Budget, Judged, RuleState, RuleStatus, SeriesStatus, Trend, Verdict};
 use crate::sample::{
@@ -39,6 +41,51 @@ pub fn example_snapshot() -> Snapshot {
         },
         peer_labels: true,
         targets: vec![app_target(), missing_target("worker")],
+        fleet: Some(example_fleet()),
+    }
+}
+
+/// A replica of group `api` waiting for one of its 2 slots, held by two others, after an
+/// API error.
+pub fn example_fleet() -> FleetStatus {
+    let mut latency = Latency::default();
+    for s in [0.004, 0.012, 0.013, 0.03, 0.7] {
+        latency.observe(s);
+    }
+    let slot = |i: u32, holder: &str| SlotView {
+        lease: crate::fleet::lease_name("api", i),
+        holder: Some(holder.into()),
+        renew_unix_ms: Some(1_760_006_168_000),
+        unchanged_s: 2.0,
+        duration_s: 15,
+    };
+    FleetStatus {
+        group: "api".into(),
+        namespace: "shop".into(),
+        identity: "api-7d9f-xk2p4".into(),
+        mode: Mode::Coordinated,
+        slots_total: 2,
+        slots: vec![slot(0, "api-7d9f-q8r2m"), slot(1, "api-7d9f-z5v7c")],
+        held: None,
+        go: None,
+        deferred: Some(Deferred {
+            since_unix_ms: 1_760_006_129_000,
+            waited_s: 41.0,
+            override_at_unix_ms: Some(1_760_007_329_000),
+            override_reason: Some(GoReason::MaxWait),
+            deadline_tte_s: 90.0,
+        }),
+        api: ApiView {
+            up: true,
+            last_error: None,
+            last_ok_unix_ms: Some(1_760_006_168_000),
+            requests_total: 9,
+            errors_total: [("unreachable".to_string(), 1)].into(),
+            latency,
+        },
+        acquire_total: [("busy".to_string(), 7), ("conflict".to_string(), 1)].into(),
+        override_total: Default::default(),
+        release_total: Default::default(),
     }
 }
 
@@ -325,7 +372,7 @@ fn app_judged() -> Judged {
             healthy: false,
             failing: vec!["fds: 1001/1024 open (97.8% >= 90%)".into()],
             notes: Vec::new(),
-            warnings: Vec::new(),
+            ..Verdict::default()
         },
     }
 }
