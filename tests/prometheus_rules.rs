@@ -92,7 +92,7 @@ fn every_alert_has_a_unit_test() {
     for name in alert_names() {
         assert!(tested.contains(name), "no unit test for {name}");
     }
-    assert_eq!(alert_names().len(), 10, "{:?}", alert_names());
+    assert_eq!(alert_names().len(), 12, "{:?}", alert_names());
 }
 
 /// The unit tests would be worthless if a wrong threshold or a missing `for:` passed them.
@@ -184,7 +184,7 @@ fn promtool_check_config_accepts_the_scrape_configs() {
     assert!(run.success, "{}", run.output);
     // It loads the rule file it names, too.
     assert!(
-        run.output.contains("SUCCESS: 10 rules found"),
+        run.output.contains("SUCCESS: 12 rules found"),
         "{}",
         run.output
     );
