@@ -409,3 +409,48 @@ fn min_span_follows_a_window_set_alone() {
     let c = parse("[[target]]\nname = \"a\"\npid = 1\nwindow = \"2m\"\n").unwrap();
     assert_eq!(c.targets[0].judge.min_span, Duration::from_secs(120));
 }
+
+#[test]
+fn fleet_takes_a_count_or_a_percentage_of_replicas() {
+    assert_eq!(parse("").unwrap().fleet, None);
+    let f = parse("[fleet]\ngroup = \"api\"\n").unwrap().fleet.unwrap();
+    assert_eq!((f.group.as_str(), f.max_concurrent), ("api", 1));
+    assert_eq!(f.lease_duration, Duration::from_secs(15));
+    let f = parse("[fleet]\ngroup = \"api\"\nmax_concurrent = \"25%\"\nreplicas = 9\n")
+        .unwrap()
+        .fleet
+        .unwrap();
+    assert_eq!(f.max_concurrent, 3);
+    let f = parse(
+        "[fleet]\ngroup = \"api\"\nmax_concurrent = 2\nidentity = \"pod-a\"\n\
+         lease_duration = \"6s\"\nrenew_every = \"2s\"\nhealthy_for = \"10s\"\n",
+    )
+    .unwrap()
+    .fleet
+    .unwrap();
+    assert_eq!(f.max_concurrent, 2);
+    assert_eq!(f.identity.as_deref(), Some("pod-a"));
+    assert_eq!(f.renew_every, Duration::from_secs(2));
+}
+
+#[test]
+fn broken_fleet_sections_say_which_key_and_why() {
+    let cases = [
+        ("[fleet]\nmax_concurrent = 1\n", "fleet.group", "missing"),
+        ("[fleet]\ngroup = \"API\"\n", "fleet.group", "a-z, 0-9"),
+        ("[fleet]\ngroup = \"api\"\nmax_concurrent = 0\n", "fleet.max_concurrent", "1 to 100"),
+        ("[fleet]\ngroup = \"api\"\nmax_concurrent = \"25%\"\n", "fleet.max_concurrent", "set `replicas`"),
+        ("[fleet]\ngroup = \"api\"\nmax_concurrent = \"150%\"\nreplicas = 4\n", "fleet.max_concurrent", "percentage"),
+        ("[fleet]\ngroup = \"api\"\nlease_duration = \"5s\"\n", "fleet.lease_duration", "twice renew_every"),
+        ("[fleet]\ngroup = \"api\"\nmax_hold = \"30s\"\n", "fleet.max_hold", "healthy_for"),
+        ("[fleet]\ngroup = \"api\"\nslots = 2\n", "fleet", "unknown field"),
+    ];
+    for (text, key, why) in cases {
+        let e = parse(text).expect_err(text);
+        let shown = e.to_string();
+        assert!(
+            e.key.as_deref().is_some_and(|k| k.starts_with(key)) && shown.contains(why),
+            "{text}: {shown}"
+        );
+    }
+}
