@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::actions::ActionsStatus;
 use crate::error::UnknownKind;
 use crate::fleet::FleetStatus;
-use crate::judge::{Judged, Verdict};
+use crate::judge::{Enforcement, Judged, Verdict};
 use crate::sample::{Sample, Source, TargetId};
 
 /// Ticks without a published snapshot after which it is stale: `/healthz` fails open and
@@ -73,6 +73,11 @@ pub struct TargetStatus {
     pub poll_duration_seconds: Option<f64>,
     /// The actions on a flip: what is configured, the last firing, counts, errors.
     pub actions: ActionsStatus,
+    /// `enforce`, or `observe`: a failing verdict answers 200 (`restraint: observe`).
+    pub mode: Enforcement,
+    /// Flips to unhealthy the judge found while the target was in observe mode: the times
+    /// /healthz would have turned 503.
+    pub would_fail_flips_total: u64,
 }
 
 impl TargetStatus {

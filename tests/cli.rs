@@ -27,6 +27,11 @@ fn config_example_passes_config_check() {
     let check = leakwatch(&["config", "check", file.to_str().unwrap()]);
     assert!(check.status.success(), "{}", text(&check.stderr));
     assert!(text(&check.stdout).contains("ok, 1 target(s)"));
+    assert!(
+        text(&check.stdout).contains("  app: cmdline_regex = \"myapp --serve\" (mode enforce)\n"),
+        "{}",
+        text(&check.stdout)
+    );
 }
 
 #[test]

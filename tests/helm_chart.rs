@@ -1,7 +1,7 @@
 //! The Helm chart (helm/leakwatch), rendered by Helm's own library and checked against the
 //! Kubernetes schemas by helm/tests/check_chart.py (lint; default values, classic sidecar,
 //! capabilities added, monitors on, pod IP, fleet-safe restarts with K slots given and as a
-//! percentage; the README's values; another chart injecting the sidecar; wrong values
+//! percentage, observe mode; the README's values; another chart injecting the sidecar; wrong values
 //! refused by values.schema.json). Here the real binary takes over: every rendered
 //! config must pass `leakwatch config check`, and the default render, run as in its pod
 //! (the sidecar's args and the demo target's args, in a PID namespace of their own like
@@ -25,7 +25,7 @@ use common::BIN;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// What helm/tests/check_chart.py renders: the chart's variants and examples/my-app.
-const VARIANTS: [&str; 10] = [
+const VARIANTS: [&str; 11] = [
     "default",
     "classic",
     "capabilities",
@@ -35,6 +35,7 @@ const VARIANTS: [&str; 10] = [
     "network-policy",
     "fleet",
     "fleet-percent",
+    "observe",
     "my-app",
 ];
 

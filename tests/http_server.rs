@@ -47,6 +47,8 @@ fn snapshot() -> Snapshot {
         collector_errors_total: Vec::new(),
         poll_duration_seconds: None,
         actions: leakwatch::actions::ActionsStatus::default(),
+        mode: leakwatch::judge::Enforcement::Enforce,
+        would_fail_flips_total: 0,
     };
     Snapshot {
         version: "test".into(),

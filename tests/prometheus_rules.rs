@@ -92,7 +92,7 @@ fn every_alert_has_a_unit_test() {
     for name in alert_names() {
         assert!(tested.contains(name), "no unit test for {name}");
     }
-    assert_eq!(alert_names().len(), 12, "{:?}", alert_names());
+    assert_eq!(alert_names().len(), 13, "{:?}", alert_names());
 }
 
 /// The unit tests would be worthless if a wrong threshold or a missing `for:` passed them.
@@ -114,6 +114,11 @@ fn a_rule_broken_on_purpose_fails_its_unit_test() {
             "a renamed metric",
             "leakwatch_target_up == 0",
             "leakwatch_target_found == 0",
+        ),
+        (
+            "a would-be restart after 1 minute, not 3",
+            "leakwatch_would_fail == 1\n        for: 3m",
+            "leakwatch_would_fail == 1\n        for: 1m",
         ),
     ];
     for (what, from, to) in broken {
@@ -184,7 +189,7 @@ fn promtool_check_config_accepts_the_scrape_configs() {
     assert!(run.success, "{}", run.output);
     // It loads the rule file it names, too.
     assert!(
-        run.output.contains("SUCCESS: 12 rules found"),
+        run.output.contains("SUCCESS: 13 rules found"),
         "{}",
         run.output
     );

@@ -13,7 +13,8 @@
 //!   process is invisible; ProcSubset=pid would lose its start time.
 //! - The restart recipe end to end: a real process in a cgroup named like a unit, leakwatch
 //!   started by leakwatch-unit with a per-instance file, and leakwatch-restart running
-//!   `systemctl restart UNIT` (a stand-in that records its arguments) only on a 503.
+//!   `systemctl restart UNIT` (a stand-in that records its arguments) only on a 503; in
+//!   observe mode (`mode = "observe"`) never, until a reload switches it to enforce.
 //!
 //! - Every system call leakwatch-unit and leakwatch make (strace, through ticks, smaps,
 //!   every endpoint, sd_notify, SIGHUP and SIGTERM) is one the units' SystemCallFilter
@@ -672,6 +673,65 @@ fn restart_recipe_restarts_the_unit_only_when_healthz_fails() {
     let (rc, out, calls) = restart_once(&name, &listen, None);
     assert_eq!((rc, calls.as_str()), (2, ""), "{out}");
     assert!(out.contains("no answer"), "{out}");
+    drop(child);
+    drop(cgroup);
+}
+
+/// Observe mode (`mode = "observe"` in the per-instance file): /healthz answers 200 for a
+/// failing verdict, so the recipe, which restarts only on a 503, restarts nothing; switched
+/// to enforce by SIGHUP, the same verdict restarts the unit.
+#[test]
+fn in_observe_mode_the_restart_recipe_restarts_nothing() {
+    if !nix::unistd::geteuid().is_root() {
+        return common::skip::skip("LEAKWATCH_REQUIRE_ROOT", "needs root to create a cgroup");
+    }
+    let name = format!("lwobs{}", std::process::id());
+    let unit = format!("{name}.service");
+    let cgroup = UnitCgroup::create(&name).expect("a cgroup named like a unit");
+    let mut child = LeakyChild::spawn(&["--nofile", "64"]);
+    cgroup.join(child.pid());
+    let etc = tempfile::tempdir().unwrap();
+    let conf = etc.path().join(format!("{name}.toml"));
+    let file = |mode: &str| {
+        format!("mode = \"{mode}\"\nlisten = \"127.0.0.1:0\"\ninterval = \"200ms\"\n[judge]\nfail_after = 2\n")
+    };
+    fs::write(&conf, file("observe")).unwrap();
+    let lw = Instance::start(&name, etc.path());
+    let listen = lw.addr.to_string();
+
+    // 60 of 64 fds: the verdict fails, and observe mode holds it at 200.
+    child.command("files 60");
+    let would_fail = format!("leakwatch_would_fail{{target=\"{name}\"}} 1");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lw.get("/metrics").1.contains(&would_fail) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, body) = lw.get(&format!("/healthz/{name}"));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("note: observe: would fail: fds: "), "{body}");
+    let (rc, out, calls) = restart_once(&name, &listen, None);
+    assert_eq!(
+        (rc, calls.as_str()),
+        (0, ""),
+        "observe: nothing restarted\n{out}"
+    );
+    let calls = loop_restarts(&name, &listen, Duration::from_secs(1));
+    assert_eq!(calls, "", "the service's loop restarts nothing either");
+
+    // `systemctl reload` (SIGHUP) with mode = "enforce": the recipe restarts the unit.
+    fs::write(&conf, file("enforce")).unwrap();
+    let pid = nix::unistd::Pid::from_raw(lw.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lw.get(&format!("/healthz/{name}")).0 != 503 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (rc, out, calls) = restart_once(&name, &listen, None);
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(calls, format!("restart {unit}\n"), "{out}");
+    let log = lw.log.lock().unwrap().join("\n");
+    assert!(log.contains("mode observe -> enforce"), "{log}");
+    drop(lw);
     drop(child);
     drop(cgroup);
 }

@@ -90,6 +90,9 @@ VARIANTS = {
     # Fleet-safe restarts: two restart slots (K Leases, a Role on exactly them, its
     # RoleBinding to the pod's ServiceAccount, POD_NAME on the sidecar, [fleet] in the config).
     "fleet": {"fleet": {"enabled": True, "maxConcurrent": 2}},
+    # Observe mode, the first step of adoption: `mode = "observe"` at the config's top level
+    # (every other variant renders the default, `mode = "enforce"`).
+    "observe": {"mode": "observe"},
     # A percentage of the Deployment's replicas: 25% of 8 -> K = 2, written to the config as
     # that integer; a group of its own and every optional [fleet] key.
     "fleet-percent": {
@@ -162,6 +165,8 @@ BAD_VALUES = [
     ({"fleet": {"enabled": True, "leaseDuration": "15"}}, "/fleet/leaseDuration"),
     ({"fleet": {"enabled": "yes"}}, "/fleet/enabled"),
     ({"config": {"fleet": {"group": "api"}}}, "/config/fleet"),
+    ({"mode": "dry-run"}, "/mode"),
+    ({"config": {"mode": "observe"}}, "/config/mode"),
 ]
 
 # Values the schema lets through but the templates refuse (with this release name), and a
@@ -401,6 +406,11 @@ def check_variant(name: str, values: dict, docs: list[dict]) -> None:
 
     check_diagnostics(values, pod, sidecar, target, cm["data"]["leakwatch.toml"])
 
+    config = tomllib.loads(cm["data"]["leakwatch.toml"])
+    mode = values.get("mode", "enforce")
+    check(config.get("mode") == mode, f"{name}: mode = {mode!r} in the config: {config.get('mode')!r}")
+    check(all("mode" not in t for t in config["target"]), f"{name}: no target sets its own mode")
+
     check_fleet(name, values, docs, pod, sidecar)
 
     monitors = "podMonitor" in values
@@ -634,6 +644,8 @@ def check_readme(values: dict, docs: list[dict]) -> None:
     regex = re.compile(_toml_string(cm["data"]["leakwatch.toml"], "cmdline_regex"))
     check(regex.search(" ".join(api["command"])) is not None, "the regex selects the api")
     check(sidecar["resources"]["limits"]["memory"] == "96Mi", "the sized limit")
+    config = tomllib.loads(cm["data"]["leakwatch.toml"])
+    check(config.get("mode") == values.get("mode", "enforce"), f"README: the mode: {config.get('mode')}")
 
 
 def check_bad_values() -> int:

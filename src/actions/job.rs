@@ -25,6 +25,8 @@ pub(super) struct Job {
     pub(super) failing: Vec<String>,
     pub(super) history: Vec<HistoryRow>,
     pub(super) id: Option<TargetId>,
+    /// The target is in observe mode: `/healthz` kept answering 200.
+    pub(super) observe: bool,
 }
 
 impl Job {
@@ -65,9 +67,15 @@ impl Job {
             let why = "no running process to capture: no bundle".to_string();
             return (result(ActionOutcome::Skipped, why), None);
         };
+        let reason = if self.observe {
+            "the verdict flipped from healthy to unhealthy (observe mode: /healthz kept \
+             answering 200)"
+        } else {
+            "the verdict flipped from healthy to unhealthy"
+        };
         let input = bundle::BundleInput {
             name: &self.name,
-            reason: "the verdict flipped from healthy to unhealthy",
+            reason,
             sample,
             judged: Some(&self.judged),
             history: &self.history,

@@ -12,6 +12,10 @@
 //! With a `signal_grace`, the tick returns a [`Hold`] for that long after the flip: the judge
 //! ([`crate::judge::hold`]) then keeps `/healthz` at 200 (with a note and the `would fail:`
 //! lines), so a dump can finish before the kubelet acts.
+//!
+//! A target in observe mode flips as the judge finds it, but only the actions listed in
+//! `[actions] observe` run (the bundle by default); the others are recorded as skipped
+//! ([`OBSERVE_SKIP`]), and no grace is held (there is no 503 to hold back).
 
 pub mod bundle;
 pub mod exec;
@@ -35,26 +39,8 @@ use bundle::HistoryRow;
 use guard::{Decision, Guard};
 use job::Job;
 
-/// The three actions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Bundle,
-    Signal,
-    Exec,
-}
-
-impl Action {
-    pub const ALL: [Action; 3] = [Action::Bundle, Action::Signal, Action::Exec];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Bundle => "bundle",
-            Action::Signal => "signal",
-            Action::Exec => "exec",
-        }
-    }
-}
+/// The three actions (the config names them in `[actions] observe`).
+pub use crate::config::actions::Action;
 
 /// How one action ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -114,6 +100,8 @@ pub struct ActionCount {
 pub struct ActionsStatus {
     /// The actions configured for the target (empty: flips only log).
     pub configured: Vec<Action>,
+    /// The actions a flip runs while the target is in observe mode (`[actions] observe`).
+    pub observe: Vec<Action>,
     pub cooldown_s: f64,
     pub max_per_hour: u32,
     pub fired_last_hour: usize,
@@ -155,6 +143,9 @@ impl Shared {
     }
 }
 
+/// The detail of an action a flip in observe mode does not run.
+pub const OBSERVE_SKIP: &str = "observe mode: not listed in [actions] observe";
+
 /// What the tick knows of one target.
 pub struct TickInput<'a> {
     pub name: &'a str,
@@ -169,6 +160,8 @@ pub struct TickInput<'a> {
     pub last_id: Option<TargetId>,
     /// What the judge found, before any hold.
     pub judged: &'a Judged,
+    /// The target is in observe mode: only `cfg.observe`'s actions run on its flip.
+    pub observe: bool,
 }
 
 /// One target's actions between ticks.
@@ -190,7 +183,7 @@ impl ActionRunner {
     /// on this tick's verdict while a `signal_grace` runs.
     pub fn tick(&mut self, t: &TickInput<'_>, change: Transition) -> Option<Hold> {
         let now = mono_ms();
-        if change.new_process || change.to == Health::Healthy {
+        if change.new_process || change.to == Health::Healthy || t.observe {
             self.grace_until_mono_ms = None;
         }
         self.keep_history(t);
@@ -227,14 +220,19 @@ impl ActionRunner {
 
     fn flip(&mut self, t: &TickInput<'_>, now: u64) {
         let cfg = t.cfg;
-        let exhausted = t.judged.budget.exhausted;
+        // Observe mode runs only what `[actions] observe` lists; the rest is skipped.
+        let run = if t.observe {
+            cfg.for_observe()
+        } else {
+            cfg.clone()
+        };
+        let runs = run.configured();
+        let held: Vec<Action> = configured(cfg)
+            .into_iter()
+            .filter(|a| !runs.contains(a))
+            .collect();
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        let busy = shared.running;
-        let decision = self
-            .guard
-            .decide(now, cfg.cooldown, cfg.max_per_hour, exhausted, busy);
-        let pid = t.sample.map(|s| s.target.pid).or(t.last_id.map(|i| i.pid));
-        if busy {
+        if shared.running {
             // The running firing keeps its place in `last`; this flip is only counted.
             info!(target_name = %t.name, "actions skipped: the previous ones are still running");
             for a in configured(cfg) {
@@ -245,15 +243,33 @@ impl ActionRunner {
             }
             return;
         }
+        let pid = t.sample.map(|s| s.target.pid).or(t.last_id.map(|i| i.pid));
         shared.last = Some(Firing {
             at_unix_ms: unix_ms(),
             pid,
             running: false,
             results: Vec::new(),
         });
+        for &a in &held {
+            shared.record(ActionResult {
+                action: a,
+                result: ActionOutcome::Skipped,
+                detail: OBSERVE_SKIP.into(),
+            });
+        }
+        if !held.is_empty() {
+            info!(target_name = %t.name, skipped = ?held, "observe mode: actions not listed in [actions] observe skipped");
+        }
+        if run.is_empty() {
+            return;
+        }
+        let exhausted = t.judged.budget.exhausted;
+        let decision = self
+            .guard
+            .decide(now, cfg.cooldown, cfg.max_per_hour, exhausted, false);
         if let Decision::Skip(why) = decision {
             info!(target_name = %t.name, reason = %why, "actions skipped");
-            for a in configured(cfg) {
+            for a in runs {
                 shared.record(ActionResult {
                     action: a,
                     result: ActionOutcome::Skipped,
@@ -267,15 +283,21 @@ impl ActionRunner {
             last.running = true;
         }
         drop(shared);
-        if let Some(s) = &cfg.signal {
+        self.start(t, run, now);
+    }
+
+    /// Run `run`'s actions (the guard let them fire) on a thread of their own.
+    fn start(&mut self, t: &TickInput<'_>, run: ActionsConfig, now: u64) {
+        if let Some(s) = run.signal.as_ref().filter(|_| !t.observe) {
             if !s.grace.is_zero() {
                 let grace_ms = u64::try_from(s.grace.as_millis()).unwrap_or(u64::MAX);
                 self.grace_until_mono_ms = Some(now.saturating_add(grace_ms));
             }
         }
+        let actions = configured(&run);
         let job = Job {
             name: t.name.to_string(),
-            cfg: cfg.clone(),
+            cfg: run,
             proc_root: t.proc_root.to_path_buf(),
             cgroup_root: t.cgroup_root.to_path_buf(),
             sample: t
@@ -286,15 +308,16 @@ impl ActionRunner {
             failing: t.judged.verdict.failing.clone(),
             history: self.history.iter().cloned().collect(),
             id: t.sample.map(|s| s.target).or(t.last_id),
+            observe: t.observe,
         };
-        info!(target_name = %t.name, actions = ?configured(cfg), "firing actions on the flip");
+        info!(target_name = %t.name, actions = ?actions, observe = t.observe, "firing actions on the flip");
         let shared = Arc::clone(&self.shared);
         let spawned = std::thread::Builder::new()
             .name("leakwatch-actions".into())
             .spawn(move || job.run(&shared));
         if let Err(e) = spawned {
             let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-            for a in configured(cfg) {
+            for a in actions {
                 shared.record(ActionResult {
                     action: a,
                     result: ActionOutcome::Failed,
@@ -330,6 +353,7 @@ impl ActionRunner {
         }
         ActionsStatus {
             configured,
+            observe: cfg.observe.clone(),
             cooldown_s: cfg.cooldown.as_secs_f64(),
             max_per_hour: cfg.max_per_hour,
             fired_last_hour: self.guard.last_hour(now),
@@ -345,15 +369,5 @@ impl ActionRunner {
 }
 
 fn configured(cfg: &ActionsConfig) -> Vec<Action> {
-    let mut v = Vec::new();
-    if cfg.bundle.is_some() {
-        v.push(Action::Bundle);
-    }
-    if cfg.signal.is_some() {
-        v.push(Action::Signal);
-    }
-    if cfg.exec.is_some() {
-        v.push(Action::Exec);
-    }
-    v
+    cfg.configured()
 }

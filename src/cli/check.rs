@@ -2,6 +2,11 @@
 //! verdict, and exit 0 healthy, 1 unhealthy, 2 unknown or error — for exec probes, cron and
 //! monitoring plugins. Levels are judged from the first sample; trends only when the
 //! duration covers the judge's `min_samples` and `min_span`.
+//!
+//! It says which mode it judged in. A target in observe mode (`mode = "observe"`) answers
+//! as its `/healthz` does: a failing verdict is healthy (exit 0) with a `WOULD FAIL` line
+//! per failing rule, since a script probing with `check` must not restart what the daemon
+//! would not.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +17,8 @@ use serde::Serialize;
 
 use super::{parse_duration, SelectorArgs};
 use crate::daemon::Pipeline;
+use crate::judge::observe::WOULD_FAIL;
+use crate::judge::Enforcement;
 use crate::snapshot::TargetStatus;
 
 #[derive(Debug, Args)]
@@ -113,7 +120,7 @@ fn print_text(outcome: Exit, targets: &[TargetStatus]) {
         Exit::Unhealthy => "UNHEALTHY",
         Exit::Unknown => "UNKNOWN",
     };
-    println!("leakwatch check: {word}");
+    println!("leakwatch check: {word} ({})", judged_in(targets));
     for t in targets {
         let who = match t.target {
             Some(id) => format!("{} (pid {})", t.name, id.pid),
@@ -124,9 +131,42 @@ fn print_text(outcome: Exit, targets: &[TargetStatus]) {
             println!("    FAIL {line}");
         }
         for note in &t.verdict().notes {
-            println!("    note {note}");
+            match note.strip_prefix(WOULD_FAIL) {
+                Some(line) => println!("    WOULD FAIL {line}"),
+                None => println!("    note {note}"),
+            }
         }
     }
+}
+
+/// `enforce mode`, `observe mode; would fail: app`, or per target when they differ
+/// (`enforce mode: app; observe mode: worker`).
+pub fn judged_in(targets: &[TargetStatus]) -> String {
+    let of = |m: Enforcement| -> Vec<&str> {
+        targets
+            .iter()
+            .filter(|t| t.mode == m)
+            .map(|t| t.name.as_str())
+            .collect()
+    };
+    let mut out = match (of(Enforcement::Enforce), of(Enforcement::Observe)) {
+        (_, o) if o.is_empty() => "enforce mode".to_string(),
+        (e, _) if e.is_empty() => "observe mode".to_string(),
+        (e, o) => format!(
+            "enforce mode: {}; observe mode: {}",
+            e.join(", "),
+            o.join(", ")
+        ),
+    };
+    let would: Vec<&str> = targets
+        .iter()
+        .filter(|t| t.verdict().would_fail())
+        .map(|t| t.name.as_str())
+        .collect();
+    if !would.is_empty() {
+        out += &format!("; would fail: {}", would.join(", "));
+    }
+    out
 }
 
 /// `fds 37/1024, threads 5` from the judged series.
@@ -170,7 +210,10 @@ fn print_json(outcome: Exit, targets: &[TargetStatus]) {
         name: &'a str,
         found: bool,
         pid: Option<i32>,
+        mode: Enforcement,
         healthy: bool,
+        /// Observe mode answers 200 for a failing verdict: its lines are in `notes`.
+        would_fail: bool,
         failing: &'a [String],
         notes: &'a [String],
         series: &'a [crate::judge::SeriesStatus],
@@ -184,7 +227,9 @@ fn print_json(outcome: Exit, targets: &[TargetStatus]) {
                 name: &t.name,
                 found: t.found,
                 pid: t.target.map(|id| id.pid),
+                mode: t.mode,
                 healthy: t.verdict().healthy,
+                would_fail: t.verdict().would_fail(),
                 failing: &t.verdict().failing,
                 notes: &t.verdict().notes,
                 series: &t.judged.series,
@@ -194,5 +239,31 @@ fn print_json(outcome: Exit, targets: &[TargetStatus]) {
     match serde_json::to_string_pretty(&out) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("error: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::metrics::example_snapshot;
+
+    #[test]
+    fn it_says_which_mode_it_judged_in_and_what_would_fail() {
+        // app enforced (and failing: 503), worker observed (missing).
+        let mut targets = example_snapshot().targets;
+        assert_eq!(
+            judged_in(&targets),
+            "enforce mode: app; observe mode: worker"
+        );
+        assert_eq!(outcome(&targets), Exit::Unhealthy);
+        targets[1].mode = Enforcement::Enforce;
+        assert_eq!(judged_in(&targets), "enforce mode");
+        // Both observed: app's failing verdict answers 200, and check exits like it.
+        for t in &mut targets {
+            t.mode = Enforcement::Observe;
+            t.judged.verdict = std::mem::take(&mut t.judged.verdict).observed();
+        }
+        assert_eq!(judged_in(&targets), "observe mode; would fail: app");
+        assert_eq!(outcome(&targets[..1]), Exit::Ok);
     }
 }

@@ -9,6 +9,10 @@
 //! kubelet sees it: from the start of the last unbroken run of 503 before EMFILE (a kubelet
 //! restarts only after `failureThreshold` failed probes in a row), and whether the verdict
 //! flapped (went back to 200 in between) and how many times.
+//!
+//! The demo judges in enforce mode; `--observe` shows observe mode, the first step of
+//! adopting leakwatch: `/healthz` stays 200 and says what would fail, and the summary says
+//! when it would have turned 503.
 
 use std::net::SocketAddr;
 use std::process::{Command, ExitCode};
@@ -22,8 +26,9 @@ use crate::config::actions::BundleConfig;
 use crate::config::{Config, TargetConfig};
 use crate::daemon;
 use crate::demo_child::ChildProcess;
+use crate::judge::observe::WOULD_FAIL;
 use crate::judge::rules::{approx_secs, rate_text};
-use crate::judge::SeriesStatus;
+use crate::judge::{Enforcement, SeriesStatus};
 use crate::judge::{JudgeConfig, Rule, Series};
 use crate::snapshot::Snapshot;
 use crate::target::Selector;
@@ -49,6 +54,20 @@ pub struct DemoArgs {
     /// `[actions.bundle]` of a real config).
     #[arg(long, value_name = "DIR")]
     pub bundle: Option<std::path::PathBuf>,
+    /// Judge in observe mode (`mode = "observe"`): /healthz stays 200 and says what would
+    /// fail, as when leakwatch is first adopted.
+    #[arg(long)]
+    pub observe: bool,
+}
+
+impl DemoArgs {
+    fn mode(&self) -> Enforcement {
+        if self.observe {
+            Enforcement::Observe
+        } else {
+            Enforcement::Enforce
+        }
+    }
 }
 
 /// The share of the fd limit that the level rule fails at.
@@ -95,7 +114,9 @@ fn demo_config(pid: i32, args: &DemoArgs) -> Config {
             ..BundleConfig::default()
         });
     }
+    target.mode = args.mode();
     Config {
+        mode: args.mode(),
         listen: args.listen,
         interval: args.interval,
         judge,
@@ -127,17 +148,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             daemon::spawn(config)?
         }
     };
-    let base = format!("http://{}", daemon.addr);
-    println!(
-        "leakwatch demo: child pid {pid} leaks {} CLOSE_WAIT sockets and one worker stuck in recv() \
-         per tick, under RLIMIT_NOFILE={}",
-        args.close_wait_per_tick, args.nofile
-    );
-    println!("leakwatch serves {base}/healthz, {base}/metrics and {base}/status (try curl now)");
-    println!("rules: fds at {:.0}% of the limit, or exhausting it within 1m (a trend needs 10 samples)\n", LEVEL * 100.0);
-    println!(
-        "  time   fds/limit       close_wait  estab  stuck  fds growth  exhausted in  /healthz"
-    );
+    intro(args, pid, daemon.addr);
 
     let started = Instant::now();
     let mut events = Events::default();
@@ -184,10 +195,43 @@ fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
+/// What runs, where leakwatch serves, the rules and the mode; then the table's header.
+fn intro(args: &DemoArgs, pid: i32, addr: SocketAddr) {
+    let base = format!("http://{addr}");
+    println!(
+        "leakwatch demo: child pid {pid} leaks {} CLOSE_WAIT sockets and one worker stuck in recv() \
+         per tick, under RLIMIT_NOFILE={}",
+        args.close_wait_per_tick, args.nofile
+    );
+    println!("leakwatch serves {base}/healthz, {base}/metrics and {base}/status (try curl now)");
+    println!(
+        "rules: fds at {:.0}% of the limit, or exhausting it within 1m (a trend needs 10 samples)",
+        LEVEL * 100.0
+    );
+    println!("{}\n", mode_line(args.mode()));
+    println!(
+        "  time   fds/limit       close_wait  estab  stuck  fds growth  exhausted in  /healthz"
+    );
+}
+
+/// The mode the demo judges in, and what it means for /healthz.
+fn mode_line(mode: Enforcement) -> &'static str {
+    match mode {
+        Enforcement::Enforce => {
+            "mode: enforce (a failing verdict answers 503; --observe shows observe mode)"
+        }
+        Enforcement::Observe => {
+            "mode: observe (/healthz stays 200 and says what would fail: the first step of adoption)"
+        }
+    }
+}
+
 /// What happened when, for the summary.
 #[derive(Default)]
 struct Events {
     unhealthy: Option<(Duration, String)>,
+    /// Observe mode: when /healthz first answered 200 for a failing verdict, and its lines.
+    would_fail: Option<(Duration, String)>,
     level: Option<(Duration, f64)>,
     emfile: Option<(Duration, String)>,
     /// The probes before EMFILE, as a kubelet sees them.
@@ -226,6 +270,19 @@ impl Events {
         if code == 503 && self.unhealthy.is_none() {
             self.unhealthy = Some((at, body.trim().to_string()));
         }
+        let held = snap
+            .targets
+            .first()
+            .map(|t| t.verdict())
+            .filter(|v| v.would_fail());
+        if let (Some(v), None) = (held, &self.would_fail) {
+            let lines: Vec<&str> = v
+                .notes
+                .iter()
+                .filter_map(|n| n.strip_prefix(WOULD_FAIL))
+                .collect();
+            self.would_fail = Some((at, lines.join("; ")));
+        }
         // What the kubelet saw before the child ran out (this tick's probe comes after the
         // leak step that hit EMFILE).
         if self.emfile.is_none() {
@@ -242,6 +299,17 @@ impl Events {
 
     fn summary(&self, args: &DemoArgs) -> ExitCode {
         println!();
+        if args.observe {
+            match &self.would_fail {
+                Some((at, lines)) => println!(
+                    "{:>4.0}s  /healthz would have turned 503 (observe mode: it answered 200): {lines}",
+                    at.as_secs_f64()
+                ),
+                None => println!("/healthz would never have turned 503"),
+            }
+            self.limits(args);
+            return self.would_lead();
+        }
         match &self.unhealthy {
             Some((at, body)) => println!("{:>4.0}s  /healthz turned 503: {body}", at.as_secs_f64()),
             None => println!("/healthz never turned 503"),
@@ -253,6 +321,12 @@ impl Events {
                 times(self.probes.interrupted())
             );
         }
+        self.limits(args);
+        self.lead()
+    }
+
+    /// When the level rule alone would fail, and when the child ran out.
+    fn limits(&self, args: &DemoArgs) {
         if let Some((at, v)) = self.level {
             println!(
                 "{:>4.0}s  fds reached {:.0}% of the limit ({v:.0}/{}): where a level rule alone would fail",
@@ -268,7 +342,24 @@ impl Events {
             ),
             None => println!("the child did not run out within {:?}", args.max),
         }
-        self.lead()
+    }
+
+    /// Observe mode: the lead leakwatch would have given, had it been enforcing.
+    fn would_lead(&self) -> ExitCode {
+        let (Some((w, _)), Some((e, _))) = (&self.would_fail, &self.emfile) else {
+            return ExitCode::from(1);
+        };
+        if w >= e {
+            println!("\nthe verdict failed only after the child ran out: no lead time");
+            return ExitCode::from(1);
+        }
+        println!(
+            "\nobserve mode: leakwatch would have restarted the child {:.0}s before it ran out \
+             of fds; /healthz answered 200 throughout, so nothing restarted it. With mode = \
+             \"enforce\" (the demo without --observe) that 503 restarts it.",
+            e.saturating_sub(*w).as_secs_f64()
+        );
+        ExitCode::SUCCESS
     }
 
     /// The lead a kubelet sees: from the start of the last unbroken 503 to EMFILE.
@@ -352,7 +443,9 @@ fn line(at: Duration, snap: &Snapshot, code: u16) -> String {
     let tte = f
         .and_then(|f| f.seconds_to_exhaustion)
         .map_or("-".to_string(), |s| format!("~{}", approx_secs(s)));
+    let would_fail = t.is_some_and(|t| t.verdict().would_fail());
     let verdict = match code {
+        200 if would_fail => "200 observe: would fail".to_string(),
         200 => "200 ok".to_string(),
         503 => "503 UNHEALTHY".to_string(),
         0 => "no answer".to_string(),

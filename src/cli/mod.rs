@@ -147,7 +147,7 @@ pub fn main() -> ExitCode {
             Ok(c) => {
                 println!("{}: ok, {} target(s)", file.display(), c.targets.len());
                 for t in &c.targets {
-                    println!("  {}: {}", t.name, t.selector);
+                    println!("  {}: {} (mode {})", t.name, t.selector, t.mode);
                 }
                 ExitCode::SUCCESS
             }

@@ -58,6 +58,7 @@ pub fn load(
         let mut t = TargetConfig::from_selector(sel);
         t.judge = config.judge.clone();
         t.actions = config.actions.clone();
+        t.mode = config.mode;
         config.targets = vec![t];
     }
     if let Some(l) = addrs.listen {

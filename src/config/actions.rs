@@ -6,9 +6,30 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::values::{HumanDuration, Quantity};
+
+/// The three actions, in the order a firing runs them (`[actions] observe` names them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Bundle,
+    Signal,
+    Exec,
+}
+
+impl Action {
+    pub const ALL: [Action; 3] = [Action::Bundle, Action::Signal, Action::Exec];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Bundle => "bundle",
+            Action::Signal => "signal",
+            Action::Exec => "exec",
+        }
+    }
+}
 
 /// `[actions]` as written.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -16,6 +37,8 @@ use super::values::{HumanDuration, Quantity};
 pub struct RawActions {
     pub cooldown: Option<HumanDuration>,
     pub max_per_hour: Option<u32>,
+    /// The actions that still run on the flip of a target in observe mode.
+    pub observe: Option<Vec<Action>>,
     pub bundle: Option<RawBundle>,
     pub signal: Option<RawSignal>,
     pub exec: Option<RawExec>,
@@ -120,6 +143,7 @@ impl RawActions {
         RawActions {
             cooldown: self.cooldown.or(base.cooldown),
             max_per_hour: self.max_per_hour.or(base.max_per_hour),
+            observe: self.observe.clone().or_else(|| base.observe.clone()),
             bundle: part(&self.bundle, &base.bundle, |m, t| RawBundle {
                 dir: m.dir.clone().or_else(|| t.dir.clone()),
                 max_bytes: m.max_bytes.or(t.max_bytes),
@@ -144,6 +168,11 @@ pub struct ActionsConfig {
     pub cooldown: Duration,
     /// Firings per target within any hour.
     pub max_per_hour: u32,
+    /// `observe`: the actions that still run on the flip of a target in observe mode, which
+    /// only collect evidence by default (the bundle). The exec hook may restart the target
+    /// (a restart recipe of your own) and the signal may kill one without a handler: each
+    /// runs in observe mode only when listed. Sorted, without repeats.
+    pub observe: Vec<Action>,
     pub bundle: Option<BundleConfig>,
     pub signal: Option<SignalConfig>,
     pub exec: Option<ExecConfig>,
@@ -154,6 +183,7 @@ impl Default for ActionsConfig {
         ActionsConfig {
             cooldown: Duration::from_secs(600),
             max_per_hour: 3,
+            observe: vec![Action::Bundle],
             bundle: None,
             signal: None,
             exec: None,
@@ -165,6 +195,32 @@ impl ActionsConfig {
     /// No action configured: flips only log.
     pub fn is_empty(&self) -> bool {
         self.bundle.is_none() && self.signal.is_none() && self.exec.is_none()
+    }
+
+    /// The actions configured, in the order a firing runs them.
+    pub fn configured(&self) -> Vec<Action> {
+        let on = [
+            self.bundle.is_some(),
+            self.signal.is_some(),
+            self.exec.is_some(),
+        ];
+        Action::ALL
+            .into_iter()
+            .zip(on)
+            .filter_map(|(a, on)| on.then_some(a))
+            .collect()
+    }
+
+    /// What a flip in observe mode runs: the configured actions `observe` lists, the others
+    /// left out.
+    pub fn for_observe(&self) -> ActionsConfig {
+        let allowed = |a: Action| self.observe.contains(&a);
+        ActionsConfig {
+            bundle: self.bundle.clone().filter(|_| allowed(Action::Bundle)),
+            signal: self.signal.clone().filter(|_| allowed(Action::Signal)),
+            exec: self.exec.clone().filter(|_| allowed(Action::Exec)),
+            ..self.clone()
+        }
     }
 }
 
@@ -226,9 +282,13 @@ pub fn validate(raw: &RawActions) -> Result<ActionsConfig, Invalid> {
             "must be at least 1 (leave out the action tables to turn actions off)".into(),
         );
     }
+    let mut observe = raw.observe.clone().unwrap_or(d.observe);
+    observe.sort();
+    observe.dedup();
     Ok(ActionsConfig {
         cooldown: raw.cooldown.map_or(d.cooldown, |c| c.0),
         max_per_hour,
+        observe,
         bundle: raw.bundle.as_ref().map(bundle).transpose()?,
         signal: raw.signal.as_ref().map(signal).transpose()?,
         exec: raw.exec.as_ref().map(exec).transpose()?,
@@ -299,6 +359,39 @@ fn exec(e: &RawExec) -> Result<ExecConfig, Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn observe_mode_runs_only_the_listed_actions() {
+        let all = ActionsConfig {
+            bundle: Some(BundleConfig::default()),
+            signal: Some(SignalConfig {
+                signal: SignalName { number: 12 },
+                grace: Duration::ZERO,
+            }),
+            exec: Some(ExecConfig {
+                argv: vec!["true".into()],
+                timeout: Duration::from_secs(1),
+            }),
+            ..ActionsConfig::default()
+        };
+        assert_eq!(all.configured(), Action::ALL);
+        // By default only the bundle: it only collects evidence.
+        assert_eq!(all.for_observe().configured(), [Action::Bundle]);
+        let listed = ActionsConfig {
+            observe: vec![Action::Signal, Action::Exec],
+            ..all.clone()
+        };
+        assert_eq!(
+            listed.for_observe().configured(),
+            [Action::Signal, Action::Exec]
+        );
+        let none = ActionsConfig {
+            observe: Vec::new(),
+            ..all
+        };
+        assert!(none.for_observe().is_empty());
+        assert_eq!(none.for_observe().cooldown, none.cooldown);
+    }
 
     #[test]
     fn signals_by_name_or_number() {

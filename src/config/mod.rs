@@ -18,7 +18,7 @@ pub use actions::ActionsConfig;
 use raw::{RawConfig, RawHttp, RawJudge, RawRule, RawRules, RawTarget};
 
 use crate::fleet::FleetConfig;
-use crate::judge::{JudgeConfig, Rule, Series};
+use crate::judge::{Enforcement, JudgeConfig, Rule, Series};
 use crate::target::Selector;
 
 /// The commented example shipped as `packaging/leakwatch.toml` and printed by
@@ -28,6 +28,9 @@ pub const EXAMPLE: &str = include_str!("../../packaging/leakwatch.toml");
 /// A validated config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// `mode`: for targets given on the command line, and the default of every
+    /// `[[target]]`'s. `observe`: a failing verdict answers 200 (`observe: would fail: ...`).
+    pub mode: Enforcement,
     pub listen: SocketAddr,
     /// A second address serving only the probes (`/healthz`, `/livez`, `/readyz`) with
     /// connection slots of its own: for the kubelet, apart from scrapes and people.
@@ -89,6 +92,7 @@ impl Default for HttpConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            mode: Enforcement::Enforce,
             listen: SocketAddr::from(([127, 0, 0, 1], 9717)),
             probe_listen: None,
             interval: Duration::from_secs(5),
@@ -118,6 +122,9 @@ pub struct TargetConfig {
     pub rules: Vec<(Series, Rule)>,
     /// What to do when the verdict flips to unhealthy.
     pub actions: ActionsConfig,
+    /// `enforce`: a failing verdict fails `/healthz`; `observe`: it answers 200, saying
+    /// what would fail, and only `[actions] observe`'s actions run on the flip.
+    pub mode: Enforcement,
 }
 
 impl TargetConfig {
@@ -129,6 +136,7 @@ impl TargetConfig {
             judge: JudgeConfig::default(),
             rules: Vec::new(),
             actions: ActionsConfig::default(),
+            mode: Enforcement::Enforce,
         }
     }
 
@@ -272,16 +280,21 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
     let global_actions = raw.actions.unwrap_or_default();
     let actions =
         actions::validate(&global_actions).map_err(|(k, m)| invalid(&format!("actions.{k}"), m))?;
+    let mode = raw.mode.unwrap_or(defaults.mode);
+    let base = Base {
+        judge: &judge,
+        actions: &global_actions,
+        mode,
+        interval,
+    };
     let mut targets: Vec<TargetConfig> = Vec::new();
     for (i, spanned) in raw.target.into_iter().enumerate() {
         let span = spanned.span();
-        let t = target(i, spanned.into_inner(), &judge, &global_actions, interval).map_err(
-            |(key, message)| Invalid {
-                span: Some(span.clone()),
-                key,
-                message,
-            },
-        )?;
+        let t = target(i, spanned.into_inner(), &base).map_err(|(key, message)| Invalid {
+            span: Some(span.clone()),
+            key,
+            message,
+        })?;
         if targets.iter().any(|o| o.name == t.name) {
             return Err(Invalid {
                 span: Some(span),
@@ -301,6 +314,7 @@ fn validate(raw: RawConfig) -> Result<Config, Invalid> {
         });
     }
     Ok(Config {
+        mode,
         listen,
         probe_listen,
         interval,
@@ -418,13 +432,15 @@ fn check_judge(j: &JudgeConfig, interval: Duration) -> Result<(), (&'static str,
     Ok(())
 }
 
-fn target(
-    i: usize,
-    t: RawTarget,
-    global: &JudgeConfig,
-    global_actions: &actions::RawActions,
+/// What every `[[target]]` overlays: the top level's judging, actions and mode.
+struct Base<'a> {
+    judge: &'a JudgeConfig,
+    actions: &'a actions::RawActions,
+    mode: Enforcement,
     interval: Duration,
-) -> Result<TargetConfig, (String, String)> {
+}
+
+fn target(i: usize, t: RawTarget, base: &Base<'_>) -> Result<TargetConfig, (String, String)> {
     let key = |k: &str| format!("target[{i}].{k}");
     let mut selectors: Vec<(&str, Selector)> = Vec::new();
     if let Some(p) = t.pid {
@@ -477,13 +493,13 @@ fn target(
         Some(n) => n,
         None => default_name(&selector),
     };
-    let judge = overlay_judge(global, &t.judge_keys());
-    check_judge(&judge, interval).map_err(|(k, m)| (key(k), m))?;
+    let judge = overlay_judge(base.judge, &t.judge_keys());
+    check_judge(&judge, base.interval).map_err(|(k, m)| (key(k), m))?;
     let rules = rules(&t.rules).map_err(|(k, m)| (key(&format!("rules.{k}")), m))?;
     let merged = t
         .actions
         .as_ref()
-        .map_or_else(|| global_actions.clone(), |mine| mine.over(global_actions));
+        .map_or_else(|| base.actions.clone(), |mine| mine.over(base.actions));
     let actions = actions::validate(&merged).map_err(|(k, m)| (key(&format!("actions.{k}")), m))?;
     Ok(TargetConfig {
         name,
@@ -491,6 +507,7 @@ fn target(
         judge,
         rules,
         actions,
+        mode: t.mode.unwrap_or(base.mode),
     })
 }
 

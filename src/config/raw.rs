@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::actions::RawActions;
 use super::values::{HumanDuration, Quantity, Rate, Ratio};
-use crate::judge::OnMissing;
+use crate::judge::{Enforcement, OnMissing};
 use crate::target::SelectorRegex;
 
 /// Declares a struct holding the `[judge]` keys plus `$extra` fields, and `judge_keys()`
@@ -72,6 +72,8 @@ with_judge_keys! {
         pub cmdline_regex: Option<SelectorRegex>,
         pub cgroup: Option<PathBuf>,
         pub systemd_unit: Option<String>,
+        /// `"enforce"` or `"observe"`; over the top-level `mode`.
+        pub mode: Option<Enforcement>,
         #[serde(default)]
         pub rules: RawRules,
         /// `[target.actions]`: overlays the global `[actions]`, key by key.
@@ -112,6 +114,8 @@ pub struct RawRule {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// `"enforce"` (the default) or `"observe"`: whether a failing verdict fails /healthz.
+    pub mode: Option<Enforcement>,
     pub listen: Option<SocketAddr>,
     pub probe_listen: Option<SocketAddr>,
     pub interval: Option<HumanDuration>,

@@ -8,6 +8,7 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 fn shipped_example_is_valid_and_means_what_it_says() {
     let c = parse(EXAMPLE).expect("packaging/leakwatch.toml must stay valid");
     assert_eq!(c.listen, "127.0.0.1:9717".parse().unwrap());
+    assert_eq!(c.mode, crate::judge::Enforcement::Enforce);
     assert_eq!(c.interval, Duration::from_secs(5));
     assert_eq!(c.targets.len(), 1);
     let t = &c.targets[0];
@@ -277,6 +278,7 @@ fn the_example_actions_parse_when_uncommented() {
     assert_eq!(a, &c.actions);
     assert_eq!(a.cooldown, Duration::from_secs(600));
     assert_eq!(a.max_per_hour, 3);
+    assert_eq!(a.observe, [crate::config::actions::Action::Bundle]);
     let b = a.bundle.as_ref().unwrap();
     assert_eq!(b.dir, std::path::Path::new("/var/lib/leakwatch/bundles"));
     assert_eq!(b.max_bytes, 50 * 1024 * 1024);
@@ -438,12 +440,36 @@ fn broken_fleet_sections_say_which_key_and_why() {
     let cases = [
         ("[fleet]\nmax_concurrent = 1\n", "fleet.group", "missing"),
         ("[fleet]\ngroup = \"API\"\n", "fleet.group", "a-z, 0-9"),
-        ("[fleet]\ngroup = \"api\"\nmax_concurrent = 0\n", "fleet.max_concurrent", "1 to 100"),
-        ("[fleet]\ngroup = \"api\"\nmax_concurrent = \"25%\"\n", "fleet.max_concurrent", "set `replicas`"),
-        ("[fleet]\ngroup = \"api\"\nmax_concurrent = \"150%\"\nreplicas = 4\n", "fleet.max_concurrent", "percentage"),
-        ("[fleet]\ngroup = \"api\"\nlease_duration = \"5s\"\n", "fleet.lease_duration", "twice renew_every"),
-        ("[fleet]\ngroup = \"api\"\nmax_hold = \"30s\"\n", "fleet.max_hold", "healthy_for"),
-        ("[fleet]\ngroup = \"api\"\nslots = 2\n", "fleet", "unknown field"),
+        (
+            "[fleet]\ngroup = \"api\"\nmax_concurrent = 0\n",
+            "fleet.max_concurrent",
+            "1 to 100",
+        ),
+        (
+            "[fleet]\ngroup = \"api\"\nmax_concurrent = \"25%\"\n",
+            "fleet.max_concurrent",
+            "set `replicas`",
+        ),
+        (
+            "[fleet]\ngroup = \"api\"\nmax_concurrent = \"150%\"\nreplicas = 4\n",
+            "fleet.max_concurrent",
+            "percentage",
+        ),
+        (
+            "[fleet]\ngroup = \"api\"\nlease_duration = \"5s\"\n",
+            "fleet.lease_duration",
+            "twice renew_every",
+        ),
+        (
+            "[fleet]\ngroup = \"api\"\nmax_hold = \"30s\"\n",
+            "fleet.max_hold",
+            "healthy_for",
+        ),
+        (
+            "[fleet]\ngroup = \"api\"\nslots = 2\n",
+            "fleet",
+            "unknown field",
+        ),
     ];
     for (text, key, why) in cases {
         let e = parse(text).expect_err(text);
@@ -452,5 +478,79 @@ fn broken_fleet_sections_say_which_key_and_why() {
             e.key.as_deref().is_some_and(|k| k.starts_with(key)) && shown.contains(why),
             "{text}: {shown}"
         );
+    }
+}
+
+#[test]
+fn mode_is_enforce_by_default_observe_at_the_top_or_per_target() {
+    use crate::config::actions::Action;
+    use crate::judge::Enforcement;
+    let c = parse("[[target]]\npid = 1\n").unwrap();
+    assert_eq!(c.mode, Enforcement::Enforce);
+    assert_eq!(c.targets[0].mode, Enforcement::Enforce);
+    assert_eq!(c.targets[0].actions.observe, [Action::Bundle]);
+
+    // The top level's mode is every target's, unless the target says otherwise.
+    let c = parse(
+        "mode = \"observe\"\n[[target]]\nname = \"a\"\npid = 1\n\
+         [[target]]\nname = \"b\"\npid = 2\nmode = \"enforce\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.mode, Enforcement::Observe);
+    let modes: Vec<Enforcement> = c.targets.iter().map(|t| t.mode).collect();
+    assert_eq!(modes, [Enforcement::Observe, Enforcement::Enforce]);
+    let c = parse("[[target]]\npid = 1\nmode = \"observe\"\n").unwrap();
+    assert_eq!(
+        (c.mode, c.targets[0].mode),
+        (Enforcement::Enforce, Enforcement::Observe)
+    );
+
+    // [actions] observe: sorted, without repeats; a target's list replaces the global one.
+    let c = parse(
+        "[actions]\nobserve = [\"exec\", \"bundle\", \"exec\"]\n\
+         [[target]]\nname = \"a\"\npid = 1\n\
+         [[target]]\nname = \"b\"\npid = 2\n[target.actions]\nobserve = []\n",
+    )
+    .unwrap();
+    assert_eq!(c.actions.observe, [Action::Bundle, Action::Exec]);
+    assert_eq!(c.targets[0].actions.observe, [Action::Bundle, Action::Exec]);
+    assert!(c.targets[1].actions.observe.is_empty());
+}
+
+#[test]
+fn a_bad_mode_or_observe_action_names_the_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "mode = \"dry-run\"\n",
+            "mode",
+            "expected `enforce` or `observe`",
+        ),
+        ("mode = true\n", "mode", "wanted string"),
+        (
+            "[[target]]\npid = 1\nmode = \"Observe\"\n",
+            "target[0].mode",
+            "unknown variant",
+        ),
+        (
+            "[actions]\nobserve = [\"restart\"]\n",
+            "actions.observe[0]",
+            "expected one of `bundle`, `signal`, `exec`",
+        ),
+        (
+            "[actions]\nobserve = \"bundle\"\n",
+            "actions.observe",
+            "expected a sequence",
+        ),
+        (
+            "[[target]]\npid = 1\n[target.actions]\nobserve = [\"bundle\", \"page\"]\n",
+            "target[0].actions.observe[1]",
+            "unknown variant",
+        ),
+    ];
+    for (text, key, phrase) in cases {
+        let e = parse(text).expect_err(text);
+        assert_eq!(e.key.as_deref(), Some(*key), "{text}: {e}");
+        assert!(e.message.contains(phrase), "{text}: {e}");
+        assert!(e.line.is_some(), "{text}: {e}");
     }
 }

@@ -408,19 +408,27 @@ fn ticker(every: Duration) -> tokio::time::Interval {
     i
 }
 
-/// `STATUS=` for systemctl status: `2 targets, all healthy` / `app: unhealthy`.
+/// `STATUS=` for systemctl status: `2 target(s), healthy` / `unhealthy: app`, and what
+/// observe mode holds at 200 (`; observe: would fail: worker`).
 fn status_line(s: &Snapshot) -> String {
-    let bad: Vec<&str> = s
-        .targets
-        .iter()
-        .filter(|t| !t.verdict().healthy)
-        .map(|t| t.name.as_str())
-        .collect();
-    if bad.is_empty() {
+    let names = |f: &dyn Fn(&TargetStatus) -> bool| -> Vec<&str> {
+        s.targets
+            .iter()
+            .filter(|t| f(t))
+            .map(|t| t.name.as_str())
+            .collect()
+    };
+    let bad = names(&|t| !t.verdict().healthy);
+    let mut line = if bad.is_empty() {
         format!("{} target(s), healthy", s.targets.len())
     } else {
         format!("unhealthy: {}", bad.join(", "))
+    };
+    let would = names(&|t| t.verdict().would_fail());
+    if !would.is_empty() {
+        line += &format!("; observe: would fail: {}", would.join(", "));
     }
+    line
 }
 
 /// What HTTP answers before the first tick.
@@ -462,8 +470,28 @@ pub fn initial_snapshot(config: &Config, file: Option<String>) -> Snapshot {
                 collector_errors_total: Vec::new(),
                 poll_duration_seconds: None,
                 actions: crate::actions::ActionsStatus::default(),
+                mode: t.mode,
+                would_fail_flips_total: 0,
             })
             .collect(),
         fleet: None,
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::status_line;
+    use crate::test_support::metrics::example_snapshot;
+
+    #[test]
+    fn the_status_line_names_what_fails_and_what_would() {
+        let mut s = example_snapshot();
+        assert_eq!(status_line(&s), "unhealthy: app");
+        let app = &mut s.targets[0];
+        app.judged.verdict = std::mem::take(&mut app.judged.verdict).observed();
+        assert_eq!(
+            status_line(&s),
+            "2 target(s), healthy; observe: would fail: app"
+        );
     }
 }

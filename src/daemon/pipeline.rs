@@ -1,6 +1,7 @@
 //! One tick for every target, as a pipeline: resolve (following restarts and pid reuse),
 //! collect, judge, detect the flip ([`FlipDetector`]), act on it ([`ActionRunner`]), apply
-//! the actions' hold ([`crate::judge::hold`]: only the judge writes `healthy`), publish.
+//! the actions' hold ([`crate::judge::hold`]: only the judge writes `healthy`) or, for a
+//! target in observe mode, the observe restraint ([`Verdict::observed`]), publish.
 //! Synchronous and blocking (it reads /proc): the daemon runs it on a blocking thread,
 //! `check` calls it directly. (systemd's watchdog, `WATCHDOG=1`, is `notify.rs`'s: the tick
 //! loop pings it while these ticks keep completing.)
@@ -18,9 +19,9 @@ use crate::collect::{CollectOptions, Collector};
 use crate::config::{Config, TargetConfig};
 use crate::error::UnknownKind;
 use crate::fleet::task::Link;
-use crate::fleet::{Demand, FleetStatus};
+use crate::fleet::{demand_of, FleetStatus};
 use crate::judge::{
-    Answer, FlipDetector, Health, Hold, Input, Judged, Restraint, SeriesStatus, TargetJudge,
+    Answer, Enforcement, FlipDetector, Health, Hold, Input, Judged, Restraint, TargetJudge,
     Transition, Verdict,
 };
 use crate::sample::{Sample, Source, TargetId, TargetState};
@@ -63,6 +64,8 @@ struct Watched {
     actions: ActionRunner,
     /// The process last sampled running: the signal action refuses it once it is gone.
     last_judged: Option<TargetId>,
+    /// Flips to unhealthy found in observe mode (`leakwatch_would_fail_flips_total`).
+    would_fail_flips: u64,
 }
 
 impl Watched {
@@ -79,6 +82,7 @@ impl Watched {
             flips: FlipDetector::new(),
             actions: ActionRunner::new(),
             last_judged: None,
+            would_fail_flips: 0,
         }
     }
 }
@@ -133,6 +137,7 @@ impl Pipeline {
             let w = match kept {
                 Some(i) => {
                     let mut w = old.swap_remove(i);
+                    changes.extend(switch_mode(&mut w, cfg.mode));
                     if w.cfg != *cfg {
                         changes.push(format!("{}: judging changed, windows kept", cfg.name));
                     }
@@ -169,14 +174,20 @@ impl Pipeline {
             found.push((judge_observed(w, sample), poll));
         }
         self.fleet_status = self.fleet.as_ref().and_then(|f| {
-            let judged = found.iter().map(|((j, s, _), _)| (j, s.as_ref()));
-            f.ask(demand(judged))
+            // Observe targets never ask for a restart slot.
+            let judged = found
+                .iter()
+                .zip(&self.targets)
+                .filter(|(_, w)| w.cfg.mode == Enforcement::Enforce)
+                .map(|(((j, s, _), _), _)| (j, s.as_ref()));
+            f.ask(demand_of(judged))
         });
         let mut out = Vec::with_capacity(self.targets.len());
         for (w, (observed, poll)) in self.targets.iter_mut().zip(found) {
-            let gate = match self.fleet {
-                Some(_) => Gate::Fleet(self.fleet_status.as_ref()),
-                None => Gate::Off,
+            let gate = match (&self.fleet, w.cfg.mode) {
+                (_, Enforcement::Observe) => Gate::Observe,
+                (Some(_), Enforcement::Enforce) => Gate::Fleet(self.fleet_status.as_ref()),
+                (None, Enforcement::Enforce) => Gate::Off,
             };
             out.push(finish(w, observed, poll, &self.config, gate));
         }
@@ -303,41 +314,15 @@ fn collect(w: &mut Watched, collector: &mut Collector, config: &Config, id: Targ
     collector.collect(id, &opts)
 }
 
-/// What the targets need of the fleet: a restart is due when a judge found its target
-/// unhealthy; settled when every target runs and is healthy; the least time to exhaustion
-/// of a failing series (0 for one at its limit).
-fn demand<'a>(judged: impl Iterator<Item = (&'a Judged, Option<&'a Sample>)>) -> Demand {
-    let mut d = Demand {
-        settled: true,
-        ..Demand::default()
-    };
-    for (j, sample) in judged {
-        let health = j.health();
-        let running = sample.is_some_and(|s| s.state == TargetState::Running);
-        d.restart_due |= health == Health::Unhealthy;
-        d.settled &= running && health == Health::Healthy;
-        let failing = |s: &&SeriesStatus| j.rules.iter().any(|r| r.series == s.series && r.failing);
-        for s in j.series.iter().filter(failing) {
-            let at_limit = matches!((s.value, s.limit), (Some(v), Some(l)) if v >= l);
-            let tte = if at_limit {
-                Some(0.0)
-            } else {
-                s.seconds_to_exhaustion
-            };
-            if let Some(t) = tte.filter(|t| t.is_finite()) {
-                d.tte_s = Some(d.tte_s.map_or(t, |o: f64| o.min(t)));
-            }
-        }
-    }
-    d
-}
-
-/// What stands between the judge's verdict and the flip.
+/// What stands between the judge's verdict and `/healthz`.
 enum Gate<'a> {
     /// No `[fleet]`: the verdict as found.
     Off,
     /// `[fleet]`, and its last status (`None` before the fleet task's first step).
     Fleet(Option<&'a FleetStatus>),
+    /// Observe mode: the flip and the actions see the verdict as found (only the evidence
+    /// actions run); `/healthz` answers it restrained to 200, `restraint: observe`.
+    Observe,
 }
 
 /// After resolve, collect and judge, the rest of one target's tick: the gate, detect the
@@ -350,6 +335,7 @@ fn finish(
     config: &Config,
     gate: Gate<'_>,
 ) -> TargetStatus {
+    let observe = matches!(gate, Gate::Observe);
     if let Gate::Fleet(status) = gate {
         judged.verdict = gate_verdict(std::mem::take(&mut judged.verdict), status);
     }
@@ -370,10 +356,16 @@ fn finish(
         sample: sample.as_ref(),
         last_id: w.last_judged,
         judged: &judged,
+        observe,
     };
     let hold = w.actions.tick(&input, change);
     let failing = judged.verdict.failing.join("; ");
-    judged.verdict = crate::judge::hold(std::mem::take(&mut judged.verdict), hold);
+    let found = std::mem::take(&mut judged.verdict);
+    judged.verdict = if observe {
+        observe_gate(w, change, found)
+    } else {
+        crate::judge::hold(found, hold)
+    };
     log_answer(w, change, hold, &failing, &judged.verdict);
     TargetStatus {
         name: w.cfg.name.clone(),
@@ -396,7 +388,46 @@ fn finish(
             .collect(),
         poll_duration_seconds: Some(poll_s),
         actions: w.actions.status(&w.cfg.actions),
+        mode: w.cfg.mode,
+        would_fail_flips_total: w.would_fail_flips,
     }
+}
+
+/// The observe gate: an observe target's failing verdict answers 200 (`restraint:
+/// observe`, each line as `observe: would fail: ...`), and asks for no restart (none is
+/// charged to the budget). The judge's flip to unhealthy is counted and logged: when
+/// `/healthz` would have turned 503.
+fn observe_gate(w: &mut Watched, change: Transition, found: Verdict) -> Verdict {
+    if change.is_flip() && change.to == Health::Unhealthy {
+        w.would_fail_flips += 1;
+        warn!(
+            target_name = %w.cfg.name,
+            failing = %found.failing.join("; "),
+            "observe mode: would fail; /healthz keeps answering 200"
+        );
+    }
+    if !found.healthy {
+        w.judge.forgo_restart();
+    }
+    found.observed()
+}
+
+/// Take a reload's `mode` for a kept target; what changed, for the log. Switched to
+/// enforce, a target already failing flips again at its next tick (its actions fire, all
+/// of them now).
+fn switch_mode(w: &mut Watched, mode: Enforcement) -> Option<String> {
+    let was = std::mem::replace(&mut w.cfg.mode, mode);
+    if was == mode {
+        return None;
+    }
+    let effect = match mode {
+        Enforcement::Enforce => {
+            w.flips.rearm();
+            "a failing verdict fails /healthz"
+        }
+        Enforcement::Observe => "/healthz answers 200 and says what would fail",
+    };
+    Some(format!("{}: mode {was} -> {mode}: {effect}", w.cfg.name))
 }
 
 /// A verdict gated on the fleet: without a status yet (the task has not stepped), a failing
@@ -486,6 +517,9 @@ fn log_answer(
     match w.flips.answered(published) {
         Some(Answer::NowFailing) => {
             warn!(target_name = %name, failing = %published.failing.join("; "), "unhealthy: /healthz now answers 503");
+        }
+        Some(Answer::HealthyAgain) if published.would_fail() => {
+            info!(target_name = %name, "observe mode: /healthz answers 200 again, saying what would fail");
         }
         Some(Answer::HealthyAgain) => info!(target_name = %name, "healthy again"),
         None => {}
@@ -816,5 +850,223 @@ mod log_tests {
         assert!(log.contains("unhealthy: /healthz now answers 503"), "{log}");
         let _ = child.kill();
         let _ = child.wait();
+    }
+}
+
+#[cfg(test)]
+mod observe_tests {
+    //! Observe mode through the tick, on a fixture /proc tree: the verdict answers 200 with
+    //! `observe: would fail:` lines, the judge's flip is counted and fires the evidence
+    //! actions only, no restart slot is asked for, and a reload to enforce fails it.
+
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::tests_support::{pipeline_with, write_pid};
+    use super::Pipeline;
+    use crate::actions::{Action, ActionOutcome, ActionResult, OBSERVE_SKIP};
+    use crate::config::actions::{BundleConfig, ExecConfig};
+    use crate::config::{ActionsConfig, TargetConfig};
+    use crate::judge::{Enforcement, Restraint, Rule, Series};
+    use crate::snapshot::TargetStatus;
+
+    /// pid 4242 holds 3 fds: over `max = 1` on every tick.
+    fn failing_fds(t: &mut TargetConfig) {
+        t.rules = vec![(
+            Series::Fds,
+            Rule {
+                max: Some(1.0),
+                ..Rule::default()
+            },
+        )];
+        t.judge.fail_after = 1;
+    }
+
+    /// A failing target in observe mode with a bundle and an exec hook on its flips.
+    fn observed(root: &Path, bundles: &Path) -> Pipeline {
+        pipeline_with(root, |t| {
+            failing_fds(t);
+            t.mode = Enforcement::Observe;
+            t.actions = ActionsConfig {
+                cooldown: Duration::ZERO,
+                max_per_hour: 100,
+                bundle: Some(BundleConfig {
+                    dir: bundles.to_path_buf(),
+                    ..BundleConfig::default()
+                }),
+                exec: Some(ExecConfig {
+                    argv: vec!["true".into()],
+                    timeout: Duration::from_secs(10),
+                }),
+                ..ActionsConfig::default()
+            };
+        })
+    }
+
+    /// The results of the last firing once it is done.
+    fn fired(p: &Pipeline) -> Vec<ActionResult> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let w = &p.targets[0];
+            if let Some(last) = w.actions.status(&w.cfg.actions).last {
+                if !last.running {
+                    return last.results;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the actions did not finish");
+    }
+
+    fn result(results: &[ActionResult], a: Action) -> &ActionResult {
+        results
+            .iter()
+            .find(|r| r.action == a)
+            .unwrap_or_else(|| panic!("no {a:?} in {results:?}"))
+    }
+
+    fn tick(p: &mut Pipeline) -> TargetStatus {
+        std::thread::sleep(Duration::from_millis(3));
+        p.tick().remove(0)
+    }
+
+    #[test]
+    fn an_observe_target_answers_200_runs_only_the_bundle_and_fails_once_enforced() {
+        let root = tempfile::tempdir().unwrap();
+        let bundles = tempfile::tempdir().unwrap();
+        write_pid(root.path(), 'S', 1000);
+        let mut p = observed(root.path(), bundles.path());
+
+        let t = tick(&mut p);
+        let v = t.verdict();
+        assert!(v.healthy, "{v:?}");
+        assert!(v.failing.is_empty(), "{v:?}");
+        assert_eq!(v.restraint, Some(Restraint::Observe));
+        assert!(
+            v.notes[0].starts_with("observe: would fail: fds: 3"),
+            "{:?}",
+            v.notes
+        );
+        assert_eq!(t.mode, Enforcement::Observe);
+        assert_eq!(t.would_fail_flips_total, 1, "the judge's flip is counted");
+        // The flip fired: the bundle ran, the exec hook (which may restart) did not.
+        let results = fired(&p);
+        let bundle = result(&results, Action::Bundle);
+        assert_eq!(bundle.result, ActionOutcome::Ok, "{bundle:?}");
+        let exec = result(&results, Action::Exec);
+        assert_eq!(exec.result, ActionOutcome::Skipped);
+        assert_eq!(exec.detail, OBSERVE_SKIP);
+        assert!(exec.detail.starts_with("observe mode"));
+
+        // Still failing: no new flip.
+        let t = tick(&mut p);
+        assert!(t.verdict().healthy);
+        assert_eq!(t.would_fail_flips_total, 1);
+
+        // SIGHUP with mode = "enforce": the same target, windows kept, fails now.
+        let mut config = p.config().clone();
+        config.targets[0].mode = Enforcement::Enforce;
+        let changes = p.reload(config);
+        assert_eq!(
+            changes,
+            ["pid-4242: mode observe -> enforce: a failing verdict fails /healthz"]
+        );
+        let t = tick(&mut p);
+        let v = t.verdict();
+        assert!(!v.healthy, "{v:?}");
+        assert_eq!(v.restraint, None);
+        assert!(v.failing[0].starts_with("fds: 3"), "{v:?}");
+        assert_eq!(t.mode, Enforcement::Enforce);
+        assert_eq!(
+            t.would_fail_flips_total, 1,
+            "an enforced flip is no would-be"
+        );
+        // Switched while failing, it flips again: every action runs now.
+        let results = fired(&p);
+        assert_eq!(result(&results, Action::Exec).result, ActionOutcome::Ok);
+        assert_eq!(result(&results, Action::Bundle).result, ActionOutcome::Ok);
+
+        // And back to observe: 200 again.
+        let mut config = p.config().clone();
+        config.targets[0].mode = Enforcement::Observe;
+        let changes = p.reload(config);
+        assert_eq!(
+            changes,
+            ["pid-4242: mode enforce -> observe: /healthz answers 200 and says what would fail"]
+        );
+        assert!(tick(&mut p).verdict().would_fail());
+    }
+
+    #[test]
+    fn listed_in_actions_observe_the_exec_hook_runs_too() {
+        let root = tempfile::tempdir().unwrap();
+        let bundles = tempfile::tempdir().unwrap();
+        write_pid(root.path(), 'S', 1000);
+        let mut p = observed(root.path(), bundles.path());
+        let mut config = p.config().clone();
+        config.targets[0].actions.observe = vec![Action::Exec];
+        p.reload(config);
+        assert!(tick(&mut p).verdict().healthy);
+        let results = fired(&p);
+        assert_eq!(result(&results, Action::Exec).result, ActionOutcome::Ok);
+        let bundle = result(&results, Action::Bundle);
+        assert_eq!(
+            (bundle.result, bundle.detail.as_str()),
+            (ActionOutcome::Skipped, OBSERVE_SKIP)
+        );
+    }
+
+    /// With `[fleet]` (no API here: the local fallback), a failing observe target asks for
+    /// no restart and is not deferred; enforced, it asks.
+    #[test]
+    fn an_observe_target_never_asks_the_fleet_for_a_slot() {
+        let root = tempfile::tempdir().unwrap();
+        write_pid(root.path(), 'S', 1000);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _in_runtime = rt.enter();
+        let mut cfg = crate::fleet::FleetConfig::new("observe-test", 1);
+        cfg.kubeconfig = Some(root.path().join("no-kubeconfig"));
+        cfg.identity = Some("observe-test-0".into());
+        let fleet = crate::fleet::task::Fleet::spawn(cfg);
+        let mut p = pipeline_with(root.path(), |t| {
+            failing_fds(t);
+            t.mode = Enforcement::Observe;
+        })
+        .with_fleet(Some(Arc::clone(&fleet.link)));
+        let asked = |p: &mut Pipeline| -> (TargetStatus, bool) {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let t = tick(p);
+                if let Some(s) = p.fleet_status() {
+                    return (t, s.deferred.is_some() || s.go.is_some());
+                }
+                assert!(Instant::now() < deadline, "the fleet never answered");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        let (t, wants) = asked(&mut p);
+        assert_eq!(t.verdict().restraint, Some(Restraint::Observe));
+        assert!(!wants, "{:?}", p.fleet_status());
+        // Still not after the fleet stepped on this tick's demand.
+        std::thread::sleep(Duration::from_millis(300));
+        let (t, wants) = asked(&mut p);
+        assert_eq!(t.verdict().restraint, Some(Restraint::Observe));
+        assert!(!wants, "{:?}", p.fleet_status());
+
+        let mut config = p.config().clone();
+        config.targets[0].mode = Enforcement::Enforce;
+        p.reload(config);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (t, wants) = asked(&mut p);
+            if wants {
+                assert_ne!(t.verdict().restraint, Some(Restraint::Observe));
+                break;
+            }
+            assert!(Instant::now() < deadline, "{:?}", p.fleet_status());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(fleet);
     }
 }

@@ -62,6 +62,9 @@ mod tests;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::judge::{Health, Judged, SeriesStatus};
+use crate::sample::{Sample, TargetState};
+
 pub use gate::gate;
 pub use slots::{Demand, Now, Slots};
 pub use status::{FleetStatus, GoReason, Mode};
@@ -187,4 +190,34 @@ pub fn stable_hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// What the targets need of the fleet: a restart is due when a judge found its target
+/// unhealthy; settled when every target runs and is healthy; the least time to exhaustion
+/// of a failing series (0 for one at its limit). The daemon asks with this every tick;
+/// `backtest --fleet` builds each replica's demand with it too.
+pub fn demand_of<'a>(judged: impl Iterator<Item = (&'a Judged, Option<&'a Sample>)>) -> Demand {
+    let mut d = Demand {
+        settled: true,
+        ..Demand::default()
+    };
+    for (j, sample) in judged {
+        let health = j.health();
+        let running = sample.is_some_and(|s| s.state == TargetState::Running);
+        d.restart_due |= health == Health::Unhealthy;
+        d.settled &= running && health == Health::Healthy;
+        let failing = |s: &&SeriesStatus| j.rules.iter().any(|r| r.series == s.series && r.failing);
+        for s in j.series.iter().filter(failing) {
+            let at_limit = matches!((s.value, s.limit), (Some(v), Some(l)) if v >= l);
+            let tte = if at_limit {
+                Some(0.0)
+            } else {
+                s.seconds_to_exhaustion
+            };
+            if let Some(t) = tte.filter(|t| t.is_finite()) {
+                d.tte_s = Some(d.tte_s.map_or(t, |o: f64| o.min(t)));
+            }
+        }
+    }
+    d
 }

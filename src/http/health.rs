@@ -39,7 +39,7 @@ pub(super) struct TargetHealth {
     pub failing: Vec<String>,
     pub notes: Vec<String>,
     /// Why a failing verdict answers 200 for now: `deferred` (waiting for a fleet restart
-    /// slot) or `signal_grace`.
+    /// slot), `signal_grace`, or `observe` (the target is in observe mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restraint: Option<Restraint>,
 }

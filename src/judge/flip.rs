@@ -80,6 +80,13 @@ impl FlipDetector {
         }
     }
 
+    /// Forget the last health of the process judged, as if it had been healthy: the next
+    /// unhealthy tick is a flip again. A target switched from observe to enforce mode while
+    /// failing fires its actions (all of them now) at that next tick.
+    pub fn rearm(&mut self) {
+        self.health = Health::Healthy;
+    }
+
     /// Take the verdict `/healthz` answers this tick (after any hold).
     pub fn answered(&mut self, published: &Verdict) -> Option<Answer> {
         let failing = !published.healthy;
@@ -129,6 +136,17 @@ mod tests {
         assert!(t.is_flip());
         // No process this tick: not a new one.
         assert!(!d.found(None, Health::Unhealthy).new_process);
+    }
+
+    #[test]
+    fn rearmed_the_next_unhealthy_tick_is_a_flip_again() {
+        let mut d = FlipDetector::new();
+        assert!(d.found(id(1, 10), Health::Unhealthy).is_flip());
+        assert!(!d.found(id(1, 10), Health::Unhealthy).is_flip());
+        d.rearm();
+        let t = d.found(id(1, 10), Health::Unhealthy);
+        assert!(t.is_flip() && !t.new_process, "{t:?}");
+        assert!(!d.found(id(1, 10), Health::Unhealthy).is_flip());
     }
 
     #[test]

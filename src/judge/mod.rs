@@ -11,6 +11,7 @@
 
 pub mod budget;
 pub mod flip;
+pub mod observe;
 pub mod rules;
 pub mod series;
 pub mod spec;
@@ -28,6 +29,7 @@ use crate::units;
 
 pub use budget::{Budget, RestartLog};
 pub use flip::{Answer, FlipDetector, Health, Transition};
+pub use observe::Enforcement;
 pub use rules::{
     CheckKind, CheckOutcome, CheckResult, Clearing, RuleState, RuleStatus, RuleTracker,
 };
@@ -77,8 +79,9 @@ pub struct Verdict {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     /// Why a verdict the judge found unhealthy answers 200 anyway: the restart waits for a
-    /// fleet slot, or a `signal_grace` runs. The first note says more; each failing line
-    /// is kept as `would fail: ...`.
+    /// fleet slot, or a `signal_grace` runs (the first note says more; each failing line
+    /// is kept as `would fail: ...`), or the target is in observe mode (each failing line
+    /// is kept as `observe: would fail: ...`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restraint: Option<Restraint>,
 }
@@ -91,6 +94,9 @@ pub enum Restraint {
     Deferred,
     /// The actions signalled the target at the flip; `/healthz` fails when the grace ends.
     SignalGrace,
+    /// `mode = "observe"`: the target is judged as always, but `/healthz` never fails
+    /// ([`observe`]).
+    Observe,
 }
 
 impl Restraint {
@@ -98,6 +104,7 @@ impl Restraint {
         match self {
             Restraint::Deferred => "deferred",
             Restraint::SignalGrace => "signal_grace",
+            Restraint::Observe => "observe",
         }
     }
 }
@@ -223,6 +230,12 @@ impl TargetJudge {
         self.windows.clear();
         self.trackers.clear();
         self.first_seen_mono_ms = Some(now_mono_ms);
+        self.last_unhealthy = false;
+    }
+
+    /// leakwatch asked for no restart this tick although the verdict failed (observe mode
+    /// answered 200): a restart that follows is not charged to the budget.
+    pub fn forgo_restart(&mut self) {
         self.last_unhealthy = false;
     }
 

@@ -807,6 +807,22 @@ fn restarts_after_a_healthy_verdict_are_not_charged() {
 }
 
 #[test]
+fn restarts_observe_mode_did_not_ask_for_are_not_charged() {
+    let mut feed = Feed::new(budget_target(3));
+    for _ in 0..5 {
+        // Unhealthy, but observe mode answered 200: whatever restarted it, leakwatch did not.
+        assert!(!close_wait_over_max(&mut feed).verdict.healthy);
+        feed.judge.forgo_restart();
+        feed.restart();
+    }
+    let j = close_wait_over_max(&mut feed);
+    assert_eq!(feed.judge.restarts_total(), 5);
+    assert_eq!(j.budget.caused_last_hour, 0);
+    assert!(!j.budget.exhausted);
+    assert!(!j.verdict.healthy);
+}
+
+#[test]
 fn restart_budget_zero_means_no_budget() {
     let mut feed = Feed::new(budget_target(0));
     for _ in 0..10 {

@@ -99,6 +99,24 @@ pub const RESTART_BUDGET_EXHAUSTED: Family = gauge(
     "1 when restart_budget restarts followed an unhealthy verdict within the last hour and \
      leakwatch fails open, else 0.",
 );
+pub const MODE: Family = gauge(
+    "leakwatch_mode",
+    &["target", "mode"],
+    "1 for the target's mode, 0 for the other: enforce (a failing verdict answers 503) or \
+     observe (it answers 200 and says what would fail).",
+);
+pub const WOULD_FAIL: Family = gauge(
+    "leakwatch_would_fail",
+    &["target"],
+    "1 while the target is in observe mode and its verdict fails: /healthz answers 200 where \
+     it would answer 503 (and a liveness probe would restart the target), else 0.",
+);
+pub const WOULD_FAIL_FLIPS: Family = counter(
+    "leakwatch_would_fail_flips_total",
+    &["target"],
+    "Flips to unhealthy the judge found while the target was in observe mode: the times \
+     /healthz would have turned 503, count.",
+);
 pub const RULE_FAILING: Family = gauge(
     "leakwatch_rule_failing",
     &["target", "rule"],
@@ -321,6 +339,9 @@ pub const ALL: &[&Family] = &[
     &TARGET_RESTARTS,
     &HEALTHY,
     &RESTART_BUDGET_EXHAUSTED,
+    &MODE,
+    &WOULD_FAIL,
+    &WOULD_FAIL_FLIPS,
     &RULE_FAILING,
     &GROWTH,
     &TIME_TO_EXHAUSTION,

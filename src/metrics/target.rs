@@ -1,7 +1,7 @@
 //! One target's series: its verdict and judged series always, the sample's values only
 //! while a process is found. A value the sample does not know is left out, never 0.
 
-use crate::judge::Judged;
+use crate::judge::{Enforcement, Judged};
 use crate::sample::{CgroupMemory, Limit, PeerCount, PressureLine, Sample, TcpState};
 use crate::snapshot::TargetStatus;
 
@@ -33,6 +33,7 @@ pub fn export(out: &Out, t: &TargetStatus, peer_labels: bool) {
         out.put(&ACTIONS, &labels, c.count as f64);
     }
     judged(out, name, &t.judged);
+    mode(out, name, t);
     // A sample left over from a process that is gone is not the target's current state.
     if let (true, Some(sample)) = (t.found, &t.sample) {
         fds(out, name, sample);
@@ -88,6 +89,17 @@ fn judged(out: &Out, name: &str, j: &Judged) {
             out.put(&LEAK_SUSPECTED, &labels, flag(s.leak_suspected));
         }
     }
+}
+
+/// The target's mode, whether observe mode holds a failing verdict at 200, and the flips
+/// it held.
+fn mode(out: &Out, name: &str, t: &TargetStatus) {
+    for m in Enforcement::ALL {
+        out.put(&MODE, &[name, m.as_str()], flag(t.mode == m));
+    }
+    let would_fail = t.mode == Enforcement::Observe && t.verdict().would_fail();
+    out.put(&WOULD_FAIL, &[name], flag(would_fail));
+    out.put(&WOULD_FAIL_FLIPS, &[name], t.would_fail_flips_total as f64);
 }
 
 fn fds(out: &Out, name: &str, s: &Sample) {

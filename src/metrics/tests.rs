@@ -422,3 +422,45 @@ fn every_series_is_exported_under_the_metric_its_table_row_names() {
         }
     }
 }
+
+/// Observe mode: the mode as a 1/0 pair, `would_fail` 1 while a failing verdict answers
+/// 200 for it, and the flips it held; an enforce target's failing verdict is no would-fail.
+#[test]
+fn observe_mode_exports_the_mode_and_what_would_fail() {
+    use crate::judge::Enforcement;
+    let value = |text: &str, name, labels: &[(&str, &str)]| sample_value(text, name, labels);
+    let mut s = example_snapshot();
+    let text = render_targets(&s);
+    let app_ = [("target", "app")];
+    // app is enforced and failing: 503, which is no would-fail.
+    assert_eq!(value(&text, "leakwatch_healthy", &app_), Some(0.0));
+    assert_eq!(value(&text, "leakwatch_would_fail", &app_), Some(0.0));
+    let mode = |text: &str, m| value(text, "leakwatch_mode", &[("target", "app"), ("mode", m)]);
+    assert_eq!(
+        (mode(&text, "enforce"), mode(&text, "observe")),
+        (Some(1.0), Some(0.0))
+    );
+
+    let t = app(&mut s);
+    t.mode = Enforcement::Observe;
+    t.would_fail_flips_total = 3;
+    t.judged.verdict = std::mem::take(&mut t.judged.verdict).observed();
+    let text = render_targets(&s);
+    assert_eq!(value(&text, "leakwatch_healthy", &app_), Some(1.0));
+    assert_eq!(value(&text, "leakwatch_would_fail", &app_), Some(1.0));
+    assert_eq!(
+        value(&text, "leakwatch_would_fail_flips_total", &app_),
+        Some(3.0)
+    );
+    assert_eq!(
+        (mode(&text, "enforce"), mode(&text, "observe")),
+        (Some(0.0), Some(1.0))
+    );
+    // worker: observe mode, missing (healthy): nothing would fail.
+    let worker = [("target", "worker")];
+    assert_eq!(value(&text, "leakwatch_would_fail", &worker), Some(0.0));
+    assert_eq!(
+        value(&text, "leakwatch_would_fail_flips_total", &worker),
+        Some(2.0)
+    );
+}

@@ -130,12 +130,15 @@ of tables, each sorted; a null value leaves its key out (so a default can be uns
 
 {{- define "leakwatch.config" -}}
 # leakwatch config rendered by the leakwatch Helm chart from its `config` value.
-# `listen` comes from the command line (sidecar.port, sidecar.listen).
+# `listen` comes from the command line (sidecar.port, sidecar.listen); `mode` from the
+# chart's `mode` value.
 {{- if .Values.fleet.enabled }}
 # [fleet] comes from the chart's `fleet` value: max_concurrent is K, the number of slot
 # Leases the chart created (a percentage is computed by the chart); the identity is $POD_NAME.
 {{- end }}
 {{- $cfg := deepCopy .Values.config }}
+{{- /* mode: enforce or observe (the first step of adoption), the config's top-level key. */}}
+{{- $_ := set $cfg "mode" (.Values.mode | default "enforce") }}
 {{- with .Values.diagnostics }}
 {{- if .enabled }}
 {{- /* diagnostics.enabled adds [actions.bundle] unless config.actions.bundle is set. */}}

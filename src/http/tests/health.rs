@@ -79,6 +79,39 @@ async fn json_when_asked_with_the_same_status() {
     assert_eq!(v["targets"][1]["notes"], Value::Array(Vec::new()));
 }
 
+/// Observe mode: the failing verdict answers 200, each line as `observe: would fail: ...`,
+/// on `/healthz` and `/healthz/NAME`; the JSON names the restraint.
+#[tokio::test]
+async fn an_observed_failure_is_200_saying_what_would_fail() {
+    let mut app = failing("app", &[FDS, CLOSE_WAIT]);
+    app.mode = crate::judge::Enforcement::Observe;
+    app.judged.verdict = std::mem::take(&mut app.judged.verdict).observed();
+    let snap = snapshot(vec![app, healthy("db")]);
+    let want = format!("observe: would fail: {FDS}\nnote: observe: would fail: {CLOSE_WAIT}\n");
+    let a = get(state(snap.clone(), None), "/healthz/app").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body, format!("ok\nnote: {want}"));
+    let a = get(state(snap.clone(), None), "/healthz").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.body,
+        format!("ok\nnote: app: observe: would fail: {FDS}\nnote: app: observe: would fail: {CLOSE_WAIT}\n")
+    );
+    let mut r = req("GET", "/healthz/app");
+    r.headers_mut()
+        .insert("accept", "application/json".parse().expect("value"));
+    let a = send(state(snap, None), r).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let v: Value = serde_json::from_str(&a.body).expect("json");
+    assert_eq!(v["targets"][0]["healthy"], true);
+    assert_eq!(v["targets"][0]["restraint"], "observe");
+    assert_eq!(v["targets"][0]["failing"], Value::Array(Vec::new()));
+    assert_eq!(
+        v["targets"][0]["notes"][0],
+        format!("observe: would fail: {FDS}")
+    );
+}
+
 #[tokio::test]
 async fn one_target_by_name_without_prefix() {
     let snap = snapshot(vec![failing("app", &[FDS]), healthy("db")]);

@@ -76,6 +76,8 @@ fn status(name: &str, verdict: Verdict) -> TargetStatus {
         collector_errors_total: Vec::new(),
         poll_duration_seconds: Some(0.001),
         actions: crate::actions::ActionsStatus::default(),
+        mode: crate::judge::Enforcement::Enforce,
+        would_fail_flips_total: 0,
     }
 }
 

@@ -8,8 +8,8 @@ use crate::actions::{Action, ActionCount, ActionOutcome, ActionResult, ActionsSt
 use crate::error::UnknownKind;
 use crate::fleet::status::{ApiView, Deferred, Latency, SlotView};
 use crate::fleet::{FleetStatus, GoReason, Mode};
-use crate::judge::Series;
 use crate::judge::{Budget, Judged, RuleState, RuleStatus, SeriesStatus, Trend, Verdict};
+use crate::judge::{Enforcement, Series};
 use crate::sample::{
     CgroupMemory, CgroupSource, CgroupVersion, CloseWaitAge, FdLimit, FdTypes, Fds, Heap, Limit,
     Memory, MemoryEvents, Peer, PeerCount, Pressure, PressureLine, Sample, SocketsMethod, Source,
@@ -21,8 +21,12 @@ const MIB: u64 = 1024 * 1024;
 
 /// A fixed snapshot with every kind of value: target `app` found, with every field filled
 /// (the fds rule failing on 1001/1024 open fds, a trusted cgroup-memory trend with a time
-/// to exhaustion), and target `worker` missing. Peer labels are on.
+/// to exhaustion), and target `worker` missing, in observe mode, after two flips it would
+/// have failed. Peer labels are on.
 pub fn example_snapshot() -> Snapshot {
+    let mut worker = missing_target("worker");
+    worker.mode = Enforcement::Observe;
+    worker.would_fail_flips_total = 2;
     Snapshot {
         version: "0.1.0".into(),
         seq: 1234,
@@ -40,7 +44,7 @@ pub fn example_snapshot() -> Snapshot {
             last_reload_error: Some("line 3: unknown key `intervall`".into()),
         },
         peer_labels: true,
-        targets: vec![app_target(), missing_target("worker")],
+        targets: vec![app_target(), worker],
         fleet: Some(example_fleet()),
     }
 }
@@ -115,6 +119,8 @@ fn app_target() -> TargetStatus {
         ],
         poll_duration_seconds: Some(0.0042),
         actions: app_actions(),
+        mode: Enforcement::Enforce,
+        would_fail_flips_total: 0,
     }
 }
 
@@ -127,6 +133,7 @@ fn app_actions() -> ActionsStatus {
     };
     ActionsStatus {
         configured: vec![Action::Bundle, Action::Signal],
+        observe: vec![Action::Bundle],
         cooldown_s: 600.0,
         max_per_hour: 3,
         fired_last_hour: 1,
@@ -177,6 +184,8 @@ pub fn missing_target(name: &str) -> TargetStatus {
         collector_errors_total: Vec::new(),
         poll_duration_seconds: None,
         actions: crate::actions::ActionsStatus::default(),
+        mode: Enforcement::Enforce,
+        would_fail_flips_total: 0,
     }
 }
 
