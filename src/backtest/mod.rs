@@ -10,9 +10,13 @@
 //! 200 cut short before it (a verdict that flapped). Each series' first suspicion of a
 //! leak in a process ([`Suspicion`]) gets its own lead.
 //!
+//! With `--fleet K`, [`fleet`] replays the targets as the replicas of one fleet sharing K
+//! restart slots, through the same slot state machine as `run` with `[fleet]`, for sizing K.
+//!
 //! Pure: no I/O and no clock. [`prometheus`] reads the history from a Prometheus server,
 //! [`mapping`] turns its series into [`TargetHistory`]s, [`render`] writes the report.
 
+pub mod fleet;
 pub mod lead;
 pub mod mapping;
 pub mod prometheus;

@@ -101,6 +101,31 @@ pub fn read(files: &[&Path]) -> Result<(Vec<RecordLine>, Vec<String>), Recording
     Ok((lines, warnings))
 }
 
+/// The recordings of one fleet, one list per replica: `FILE.1` given with `FILE` is its
+/// older part (rotated), the same replica; every other file is a replica of its own. In
+/// the order given.
+pub fn replicas<'a>(files: &[&'a Path]) -> Vec<Vec<&'a Path>> {
+    let mut out: Vec<Vec<&'a Path>> = Vec::new();
+    for &f in files {
+        if let Some(group) = out
+            .iter_mut()
+            .find(|g| g.iter().any(|&o| same_recording(o, f)))
+        {
+            group.push(f);
+        } else {
+            out.push(vec![f]);
+        }
+    }
+    out
+}
+
+/// `a` and `b` are `FILE.1` and `FILE` (either way round).
+fn same_recording(a: &Path, b: &Path) -> bool {
+    let rotated =
+        |x: &Path, y: &Path| x.as_os_str().to_string_lossy() == format!("{}.1", y.display());
+    rotated(a, b) || rotated(b, a)
+}
+
 /// A target's history being built: the last process identity and the restarts so far.
 type Building = (TargetHistory, Option<(i32, u64)>, f64);
 
@@ -165,6 +190,20 @@ mod tests {
         );
         let r = crate::backtest::replay(&h[0], &crate::backtest::Setup::default());
         assert_eq!(r.restarts, vec![3000]);
+    }
+
+    #[test]
+    fn each_recording_of_a_fleet_is_a_replica_with_its_rotated_part() {
+        let p = |s: &'static str| Path::new(s);
+        let files = [p("a.jsonl.1"), p("b.jsonl"), p("a.jsonl"), p("c.jsonl.1")];
+        assert_eq!(
+            replicas(&files),
+            vec![
+                vec![p("a.jsonl.1"), p("a.jsonl")],
+                vec![p("b.jsonl")],
+                vec![p("c.jsonl.1")]
+            ]
+        );
     }
 
     #[test]

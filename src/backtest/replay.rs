@@ -115,40 +115,73 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Replay one target's history through the judge.
-pub fn replay(history: &TargetHistory, setup: &Setup) -> TargetReport {
+/// One judged tick of a [`walk`].
+pub(super) struct Walked<'a> {
+    /// The tick's index.
+    pub i: usize,
+    pub t: u64,
+    /// A new process starts at `t` (never on the first tick).
+    pub restarted: bool,
+    pub sample: &'a Sample,
+    pub judged: &'a Judged,
+}
+
+/// Judge `history` tick by tick as `run` judges a live target, `each` tick in turn; the
+/// ticks' times.
+pub(super) fn walk(
+    history: &TargetHistory,
+    setup: &Setup,
+    mut each: impl FnMut(Walked<'_>),
+) -> Vec<u64> {
     let times = timeline(history);
     let rules = rules_for(history, setup);
     let mut reader = Reader::new(history);
     let mut judge = TargetJudge::new();
+    for (i, &t) in times.iter().enumerate() {
+        let (sample, restarted) = reader.sample(t);
+        if i == 0 || restarted {
+            judge.new_target(t);
+        }
+        let judged = judge.judge(Input::Sample(&sample), &setup.judge, &rules);
+        each(Walked {
+            i,
+            t,
+            restarted: i > 0 && restarted,
+            sample: &sample,
+            judged: &judged,
+        });
+    }
+    times
+}
+
+/// Replay one target's history through the judge.
+pub fn replay(history: &TargetHistory, setup: &Setup) -> TargetReport {
     let mut flips = FlipDetector::new();
     let mut report = TargetReport {
         labels: history.labels.clone(),
-        samples: times.len(),
+        samples: 0,
         flips: Vec::new(),
         restarts: Vec::new(),
         exhaustions: Vec::new(),
         events: Vec::new(),
         suspicions: Vec::new(),
-        ticks: Vec::with_capacity(times.len()),
+        ticks: Vec::new(),
     };
     // The series exhausted and suspected in this process.
     let (mut exhausted, mut suspected): (Vec<Series>, Vec<Series>) = (Vec::new(), Vec::new());
-    for (i, &t) in times.iter().enumerate() {
-        let (sample, restarted) = reader.sample(t);
-        if i == 0 || restarted {
-            judge.new_target(t);
+    let times = walk(history, setup, |w| {
+        let (t, judged) = (w.t, w.judged);
+        if w.i == 0 || w.restarted {
             exhausted.clear();
             suspected.clear();
-            if i > 0 {
+            if w.restarted {
                 report.restarts.push(t);
             }
         }
-        let judged = judge.judge(Input::Sample(&sample), &setup.judge, &rules);
-        note_exhaustions(t, &judged, &mut exhausted, &mut report.exhaustions);
-        note_suspicions(t, &judged, &mut suspected, &mut report.suspicions);
+        note_exhaustions(t, judged, &mut exhausted, &mut report.exhaustions);
+        note_suspicions(t, judged, &mut suspected, &mut report.suspicions);
         match flips.answered(&judged.verdict) {
-            Some(Answer::NowFailing) => report.flips.push(flip(t, &judged)),
+            Some(Answer::NowFailing) => report.flips.push(flip(t, judged)),
             Some(Answer::HealthyAgain) => {
                 if let Some(f) = report.flips.last_mut() {
                     f.until_ms = f.until_ms.or(Some(t));
@@ -156,8 +189,9 @@ pub fn replay(history: &TargetHistory, setup: &Setup) -> TargetReport {
             }
             None => {}
         }
-        report.ticks.push(tick(t, &judged));
-    }
+        report.ticks.push(tick(t, judged));
+    });
+    report.samples = times.len();
     conclude(&mut report, setup, times.last().copied().unwrap_or(0));
     report
 }
@@ -213,7 +247,12 @@ fn sample_at(t: u64, started_unix_ms: Option<u64>) -> Sample {
 }
 
 /// A series newly at its limit (once per process).
-fn note_exhaustions(t: u64, j: &Judged, seen: &mut Vec<Series>, out: &mut Vec<Exhaustion>) {
+pub(super) fn note_exhaustions(
+    t: u64,
+    j: &Judged,
+    seen: &mut Vec<Series>,
+    out: &mut Vec<Exhaustion>,
+) {
     for s in &j.series {
         let (Some(value), Some(limit)) = (s.value, s.limit) else {
             continue;

@@ -1,7 +1,8 @@
 //! `leakwatch backtest`: read a service's history from Prometheus (or a recording of
 //! `leakwatch run --record`), replay it through the judge with the config's rules, and say when `/healthz` would have turned 503. Exit 0
 //! with the report, 2 when the history cannot be read (server unreachable, nothing
-//! matched, an answer of the wrong shape) or the arguments are bad.
+//! matched, an answer of the wrong shape) or the arguments are bad. With `--fleet K`, the
+//! targets are also replayed as one fleet sharing K restart slots, for sizing K.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,11 +11,13 @@ use std::time::Duration;
 use clap::Args;
 
 use super::parse_duration;
+use crate::backtest::fleet::{self, FleetReport, FleetSetup};
 use crate::backtest::mapping::{self, Overrides};
 use crate::backtest::prometheus::Range;
 use crate::backtest::{recording, render, replay, svg, Setup, TargetHistory, TargetReport};
 use crate::client::Server;
 use crate::config::Config;
+use crate::fleet::FleetConfig;
 
 #[derive(Debug, Args)]
 pub struct BacktestArgs {
@@ -54,6 +57,17 @@ pub struct BacktestArgs {
     /// and where /healthz would have answered 503.
     #[arg(long, value_name = "DIR")]
     pub svg: Option<PathBuf>,
+    /// Also replay the targets as the N replicas of one fleet sharing K restart slots
+    /// (timings from the config's [fleet]): deferrals, overrides, lead kept, the most
+    /// restarting at once, and whether ceil(N/K) restarts fit in the lead. With recordings,
+    /// each file (FILE.1 with FILE) is one replica.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    pub fleet: Option<u32>,
+    /// With --fleet: how long the simulated kubelet takes from a replica's go to its new
+    /// process healthy (failed probes, grace, startup); default 30s, failureThreshold 3 ×
+    /// periodSeconds 10.
+    #[arg(long, value_name = "DURATION", requires = "fleet", value_parser = parse_duration)]
+    pub fleet_restart_cost: Option<Duration>,
 }
 
 /// Write each target's SVG into `dir`; the paths written.
@@ -112,10 +126,13 @@ fn split_offset(s: &str) -> (&str, i64) {
     }
 }
 
-/// The judging and the default step from the config, if any.
-fn setup(args: &BacktestArgs) -> Result<(Setup, Duration), String> {
+/// What the config gives: the judging, the default step, and its `[fleet]`.
+type FromConfig = (Setup, Duration, Option<FleetConfig>);
+
+/// The judging, the default step and `[fleet]` from the config, if any.
+fn setup(args: &BacktestArgs) -> Result<FromConfig, String> {
     let Some(file) = &args.config else {
-        return Ok((Setup::default(), Config::default().interval));
+        return Ok((Setup::default(), Config::default().interval, None));
     };
     let config = Config::load(file).map_err(|e| e.to_string())?;
     let target = match (&args.target, config.targets.as_slice()) {
@@ -146,7 +163,7 @@ fn setup(args: &BacktestArgs) -> Result<(Setup, Duration), String> {
             rules: Vec::new(),
         },
     };
-    Ok((setup, config.interval))
+    Ok((setup, config.interval, config.fleet.clone()))
 }
 
 /// The histories from Prometheus, and notes on what was read.
@@ -179,20 +196,41 @@ fn from_prometheus(
     Ok((targets, notes))
 }
 
-/// The histories of recordings, cut to --start/--end when given.
+/// The histories of recordings, cut to --start/--end when given. With --fleet each
+/// recording (FILE.1 with FILE) is one replica's: the same target in two of them is two
+/// replicas, told apart by a `recording` label.
 fn from_recordings(args: &BacktestArgs) -> Result<(Vec<TargetHistory>, Vec<String>), String> {
     let files: Vec<&std::path::Path> = args.recording.iter().map(PathBuf::as_path).collect();
-    let (mut lines, notes) = recording::read(&files).map_err(|e| e.to_string())?;
-    lines.retain(|l| args.start.is_none_or(|s| l.t >= s) && args.end.is_none_or(|e| l.t <= e));
-    if lines.is_empty() {
+    let groups = match args.fleet {
+        Some(_) => recording::replicas(&files),
+        None => vec![files],
+    };
+    let (mut histories, mut notes) = (Vec::new(), Vec::new());
+    for group in &groups {
+        let (mut lines, n) = recording::read(group).map_err(|e| e.to_string())?;
+        notes.extend(n);
+        lines.retain(|l| args.start.is_none_or(|s| l.t >= s) && args.end.is_none_or(|e| l.t <= e));
+        let mut found = recording::histories(&lines);
+        if let Some(file) = group.last().filter(|_| groups.len() > 1) {
+            for h in &mut found {
+                h.labels
+                    .insert("recording".into(), file.display().to_string());
+            }
+        }
+        histories.extend(found);
+    }
+    if histories.is_empty() {
         return Err("the recording holds nothing between --start and --end".into());
     }
-    Ok((recording::histories(&lines), notes))
+    Ok((histories, notes))
 }
 
+/// The reports, the fleet's when asked for, and notes on what was read.
+type Backtest = (Vec<TargetReport>, Option<FleetReport>, Vec<String>);
+
 /// Read and replay; `Err` is the message for exit 2.
-fn backtest(args: &BacktestArgs) -> Result<(Vec<TargetReport>, Vec<String>), String> {
-    let (setup, interval) = setup(args)?;
+fn backtest(args: &BacktestArgs) -> Result<Backtest, String> {
+    let (setup, interval, fleet_cfg) = setup(args)?;
     let step = args.step.unwrap_or(interval);
     if step.is_zero() {
         return Err("--step must be more than 0".into());
@@ -212,7 +250,19 @@ fn backtest(args: &BacktestArgs) -> Result<(Vec<TargetReport>, Vec<String>), Str
         ));
     }
     let reports = targets.iter().map(|t| replay(t, &setup)).collect();
-    Ok((reports, notes))
+    let fleet = args.fleet.map(|k| {
+        let mut cfg = fleet_cfg.unwrap_or_else(|| FleetConfig::new("backtest", k));
+        cfg.max_concurrent = k;
+        let fleet = FleetSetup {
+            cfg,
+            restart_cost: args
+                .fleet_restart_cost
+                .unwrap_or(fleet::DEFAULT_RESTART_COST),
+            tick: step.min(fleet::MAX_TICK),
+        };
+        fleet::simulate(&targets, &setup, &fleet)
+    });
+    Ok((reports, fleet, notes))
 }
 
 pub fn run(args: &BacktestArgs) -> ExitCode {
@@ -220,7 +270,7 @@ pub fn run(args: &BacktestArgs) -> ExitCode {
         Some(dir) => write_svgs(dir, reports),
         None => Ok(Vec::new()),
     };
-    let (reports, mut notes) = match backtest(args) {
+    let (reports, fleet, mut notes) = match backtest(args) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -235,7 +285,11 @@ pub fn run(args: &BacktestArgs) -> ExitCode {
         }
     }
     if args.json {
-        println!("{}", render::report_json(&reports));
+        let mut json = render::report_json(&reports);
+        if let (Some(f), Some(o)) = (&fleet, json.as_object_mut()) {
+            o.insert("fleet".into(), fleet::render::fleet_json(f));
+        }
+        println!("{json}");
         for n in &notes {
             eprintln!("note: {n}");
         }
@@ -263,6 +317,10 @@ pub fn run(args: &BacktestArgs) -> ExitCode {
     for r in &reports {
         println!();
         print!("{}", render::target_text(r));
+    }
+    if let Some(f) = &fleet {
+        println!();
+        print!("{}", fleet::render::fleet_text(f));
     }
     ExitCode::SUCCESS
 }
