@@ -6,11 +6,13 @@
 #
 # Phases (each timed): Debian's containerd and runc when missing; the kubelet, built from
 # source once per version (build-kubelet.sh, cached under $LEAKWATCH_E2E_CACHE, default
-# /var/cache/leakwatch-e2e); the images, packed here (tests/e2e/image/pack_image.py; the
-# leakwatch binary from `cargo build --release`); the scenarios (e2e.py), run inside a
-# private mount and network namespace. Afterwards it checks that no process of the node is
-# left, that the host's mounts, the sysctls the kubelet sets and the cgroup hierarchies are
-# as they were, and removes its state.
+# /var/cache/leakwatch-e2e); etcd and kube-apiserver for the fleet scenario, likewise
+# (tests/e2e/apiserver/build.sh; the scenario also needs openssl and kubectl); the images,
+# packed here (tests/e2e/image/pack_image.py; the leakwatch binary from `cargo build
+# --release`); the scenarios (e2e.py), run inside a private mount and network namespace.
+# Afterwards it checks that no process of the node is left, that the host's mounts, the
+# sysctls the kubelet sets and the cgroup hierarchies are as they were, and removes its
+# state.
 #
 # Environment: KUBE_VERSION (default in build-kubelet.sh), LEAKWATCH_HELM_PYTHON (a Python
 # with helm-python-sdk, as .ci/run sets; default target/ci-venv/bin/python),
@@ -53,6 +55,10 @@ fi
 
 phase "kubelet build (cached)"
 kubelet=$(bash "$here/build-kubelet.sh" | tail -n 1)
+
+# etcd and kube-apiserver for the fleet-restarts scenario (the restart-slot Leases).
+phase "API server build (cached)"
+apiserver=$(bash tests/e2e/apiserver/build.sh | tail -n 1)
 
 phase "images"
 python=${LEAKWATCH_HELM_PYTHON:-$PWD/target/ci-venv/bin/python}
@@ -129,7 +135,7 @@ args=()
 for a in "$@"; do args+=("$a"); done
 set +e
 unshare --mount --net --propagation private -- \
-    "$python" "$here/e2e.py" --state "$state" --kubelet "$kubelet" \
+    "$python" "$here/e2e.py" --state "$state" --kubelet "$kubelet" --apiserver "$apiserver" \
     --image "$state/leakwatch.tar" --image "$state/pause.tar" "${args[@]}" &
 e2e_pid=$!
 node_pid=$e2e_pid
