@@ -5,7 +5,7 @@
 //! (bundle, signal, exec) fire when the restart does, not while it waits. Pure.
 
 use super::status::{FleetStatus, GoReason, Mode};
-use crate::judge::{rules, Restraint, Verdict};
+use crate::judge::{Restraint, Verdict};
 use crate::units::duration_ms;
 
 /// `found` as the fleet allows it at `now_unix_ms`; `status` is `None` without `[fleet]`.
@@ -66,7 +66,7 @@ pub fn deferred_line(s: &FleetStatus, now_unix_ms: u64) -> String {
         }
         line += &format!(
             ", or when exhaustion is {} away",
-            rules::approx_secs(d.deadline_tte_s)
+            duration_ms(secs_ms(d.deadline_tte_s))
         );
     }
     line

@@ -196,6 +196,12 @@ pub fn stable_hash(s: &str) -> u64 {
 /// unhealthy; settled when every target runs and is healthy; the least time to exhaustion
 /// of a failing series (0 for one at its limit). The daemon asks with this every tick;
 /// `backtest --fleet` builds each replica's demand with it too.
+///
+/// The time to exhaustion is the judge's where its trend is trusted, else the projection at
+/// the window's slope before it is trusted (3 points are enough): it decides only when a
+/// waiting replica goes anyway, so the doubt goes to restarting. A trusted trend takes the
+/// judge's `min_span` (the whole window by default) after every restart, and a young
+/// target waiting for a slot must still go before its limit.
 pub fn demand_of<'a>(judged: impl Iterator<Item = (&'a Judged, Option<&'a Sample>)>) -> Demand {
     let mut d = Demand {
         settled: true,
@@ -208,16 +214,23 @@ pub fn demand_of<'a>(judged: impl Iterator<Item = (&'a Judged, Option<&'a Sample
         d.settled &= running && health == Health::Healthy;
         let failing = |s: &&SeriesStatus| j.rules.iter().any(|r| r.series == s.series && r.failing);
         for s in j.series.iter().filter(failing) {
-            let at_limit = matches!((s.value, s.limit), (Some(v), Some(l)) if v >= l);
-            let tte = if at_limit {
-                Some(0.0)
-            } else {
-                s.seconds_to_exhaustion
-            };
-            if let Some(t) = tte.filter(|t| t.is_finite()) {
+            if let Some(t) = time_to_exhaustion(s) {
                 d.tte_s = Some(d.tte_s.map_or(t, |o: f64| o.min(t)));
             }
         }
     }
     d
+}
+
+/// 0 at the limit; the judge's trusted projection; else the window's rising slope's.
+fn time_to_exhaustion(s: &SeriesStatus) -> Option<f64> {
+    let (value, limit) = (s.value?, s.limit?);
+    if value >= limit {
+        return Some(0.0);
+    }
+    let t = s.seconds_to_exhaustion.or_else(|| {
+        let slope = s.trend.as_ref()?.slope_per_s;
+        (slope > 0.0).then(|| (limit - value) / slope)
+    })?;
+    t.is_finite().then_some(t)
 }

@@ -214,14 +214,14 @@ fn log_events(slots: &mut Slots) {
     for e in slots.take_events() {
         match e {
             Event::Acquired { lease, waited_ms } => {
-                info!(lease = %lease, waited = %duration_ms(waited_ms), "fleet: restart slot acquired: /healthz may fail now");
+                info!(lease = %lease, waited = %secs(waited_ms), "fleet: restart slot acquired: /healthz may fail now");
             }
             Event::Released {
                 lease,
                 reason,
                 held_ms,
             } => {
-                info!(lease = %lease, reason, held = %duration_ms(held_ms), "fleet: restart slot released");
+                info!(lease = %lease, reason, held = %secs(held_ms), "fleet: restart slot released");
             }
             Event::Lost { lease, by } => {
                 warn!(lease = %lease, by = %by, "fleet: restart slot taken by another replica (renewals failed for a lease duration); the restart goes on");
@@ -232,7 +232,7 @@ fn log_events(slots: &mut Slots) {
                 tte_s,
             } => {
                 let tte = tte_s.map_or("unknown".into(), |t| format!("{t:.0}s"));
-                warn!(reason = reason.as_str(), waited = %duration_ms(waited_ms), time_to_exhaustion = %tte, "fleet: restarting without a slot");
+                warn!(reason = reason.as_str(), waited = %secs(waited_ms), time_to_exhaustion = %tte, "fleet: restarting without a slot");
             }
             Event::Fallback { error } => {
                 warn!(error = %error, "fleet: the Kubernetes API is unusable: local fallback, staggered per pod (no probe fails for this)");
@@ -240,4 +240,9 @@ fn log_events(slots: &mut Slots) {
             Event::Recovered => info!("fleet: the Kubernetes API answers again: coordinated"),
         }
     }
+}
+
+/// A duration for the log, in whole seconds (`17s`, `1m05s`).
+fn secs(ms: u64) -> String {
+    duration_ms(ms / 1000 * 1000)
 }

@@ -545,3 +545,65 @@ fn group_names_and_percentages() {
     assert_eq!(slots_for(100.0, 50), 50);
     assert_eq!(stable_hash("a"), 0xaf63_dc4c_8601_ec8c);
 }
+
+/// A failing series of `value` against `limit`, its window's slope `slope` (trusted or
+/// not), and the judge's own projection where trusted.
+fn failing_series(value: f64, limit: f64, slope: f64, trusted: bool) -> crate::judge::Judged {
+    use crate::judge::{Budget, Judged, RuleState, RuleStatus, Series, SeriesStatus, Trend};
+    let trend = Trend {
+        slope_per_s: slope,
+        samples: 5,
+        span_s: 4.0,
+        rising_share: 1.0,
+        mann_kendall_z: 1.0,
+        trusted,
+        untrusted_because: (!trusted).then(|| "span 4s < 10m".into()),
+    };
+    let series = SeriesStatus {
+        series: Series::Fds,
+        value: Some(value),
+        limit: Some(limit),
+        limit_source: None,
+        unknown: None,
+        not_collected: false,
+        limit_unknown: None,
+        seconds_to_exhaustion: trusted.then(|| (limit - value) / slope),
+        trend: Some(trend),
+        leak_suspected: false,
+    };
+    let rule = RuleStatus {
+        series: Series::Fds,
+        state: RuleState::Failing,
+        failing: true,
+        consecutive_failing: 1,
+        consecutive_passing: 0,
+        checks: Vec::new(),
+        message: Some("fds: 80/256 open".into()),
+    };
+    Judged {
+        series: vec![series],
+        rules: vec![rule],
+        budget: Budget::default(),
+        verdict: Verdict {
+            healthy: false,
+            failing: vec!["fds: 80/256 open".into()],
+            ..Verdict::default()
+        },
+    }
+}
+
+#[test]
+fn the_deadline_reads_the_slope_before_the_judge_trusts_it() {
+    // A young target: 5 samples, the trend not trusted yet, 1 fd/s from 200 of 256.
+    let young = failing_series(200.0, 256.0, 1.0, false);
+    let d = demand_of([(&young, None)].into_iter());
+    assert!(d.restart_due);
+    assert_eq!(d.tte_s, Some(56.0));
+    let trusted = failing_series(200.0, 256.0, 2.0, true);
+    assert_eq!(demand_of([(&trusted, None)].into_iter()).tte_s, Some(28.0));
+    // At the limit: 0; falling: unknown.
+    let full = failing_series(256.0, 256.0, 0.0, false);
+    assert_eq!(demand_of([(&full, None)].into_iter()).tte_s, Some(0.0));
+    let falling = failing_series(200.0, 256.0, -1.0, false);
+    assert_eq!(demand_of([(&falling, None)].into_iter()).tte_s, None);
+}
