@@ -25,7 +25,7 @@ use common::BIN;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// What helm/tests/check_chart.py renders: the chart's variants and examples/my-app.
-const VARIANTS: [&str; 11] = [
+const VARIANTS: [&str; 12] = [
     "default",
     "classic",
     "capabilities",
@@ -36,6 +36,7 @@ const VARIANTS: [&str; 11] = [
     "fleet",
     "fleet-percent",
     "observe",
+    "dashboard",
     "my-app",
 ];
 

@@ -82,7 +82,7 @@ const UNITS: [&str; 3] = [
     "leakwatch@.service",
     "leakwatch-restart@.service",
 ];
-const FILES: [&str; 14] = [
+const FILES: [&str; 15] = [
     "/usr/bin/leakwatch",
     "/usr/share/man/man1/leakwatch.1.gz",
     "/usr/share/man/man1/leakwatch-run.1.gz",
@@ -97,6 +97,7 @@ const FILES: [&str; 14] = [
     "/etc/leakwatch/leakwatch.toml",
     "/usr/share/doc/leakwatch/examples/signal-actions.conf",
     "/usr/share/doc/leakwatch/README.md",
+    "/usr/share/leakwatch/grafana/leakwatch.json",
 ];
 
 #[test]
@@ -226,6 +227,7 @@ fn deb_installs_verifies_and_purges() {
         "/etc/leakwatch",
         "/usr/libexec/leakwatch",
         "/usr/share/doc/leakwatch",
+        "/usr/share/leakwatch",
         "/var/lib/leakwatch",
     ] {
         assert!(!Path::new(d).exists(), "{d} left after purge");

@@ -1,0 +1,461 @@
+#!/usr/bin/env python3
+"""Generates leakwatch's Grafana dashboard with the Grafana Foundation SDK (PyPI
+`grafana-foundation-sdk`, pinned in .ci/run; installed in target/ci-venv).
+
+    python3 packaging/grafana/generate.py          # writes both copies
+    python3 packaging/grafana/generate.py --check  # exits 1 when a copy differs
+
+The source of truth is this script; it writes `packaging/grafana/leakwatch.json` (shipped
+in the .deb) and the identical `helm/leakwatch/dashboards/leakwatch.json` (the chart's
+ConfigMap reads it with .Files.Get: a chart cannot read outside its directory).
+tests/grafana_dashboard.rs checks both copies equal this output, validates the JSON
+against Grafana's dashboard schema (packaging/grafana/validate) and runs every query
+against a real Prometheus scraping a real leakwatch.
+"""
+
+import json
+import pathlib
+import sys
+
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import prometheus as pb
+from grafana_foundation_sdk.builders import stat
+from grafana_foundation_sdk.builders import statetimeline
+from grafana_foundation_sdk.builders import timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as dm
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+OUTPUTS = [
+    ROOT / "packaging/grafana/leakwatch.json",
+    ROOT / "helm/leakwatch/dashboards/leakwatch.json",
+]
+
+DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
+# leakwatch's own series (no target label) and the per-target ones. `namespace` and `pod`
+# exist only when Prometheus scraped through Kubernetes discovery: `=~".*"` (the "All"
+# value) also matches a missing label, so the dashboard works without them.
+DAEMON = 'job=~"$job", namespace=~"$namespace", pod=~"$pod"'
+TARGET = DAEMON + ', target=~"$target"'
+LEGEND = "{{target}} {{pod}} {{instance}}"
+
+
+def q(expr, legend, ref="A"):
+    return pb.Dataquery().expr(expr).legend_format(legend).ref_id(ref).datasource(DS).range()
+
+
+def targets(panel, queries):
+    for i, (expr, legend) in enumerate(queries):
+        panel = panel.with_target(q(expr, legend, chr(ord("A") + i)))
+    return panel
+
+
+def ts(title, description, unit, queries, w=12, h=8, fill=10, stack=False):
+    p = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .unit(unit)
+        .span(w)
+        .height(h)
+        .fill_opacity(fill)
+        .legend(cb.VizLegendOptions().show_legend(True).display_mode(common.LegendDisplayMode.LIST).placement(common.LegendPlacement.BOTTOM))
+    )
+    if stack:
+        p = p.stacking(cb.StackingConfig().mode(common.StackingMode.NORMAL))
+    return targets(p, queries)
+
+
+def stat_panel(title, description, unit, queries, w=6, h=4):
+    p = (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .unit(unit)
+        .span(w)
+        .height(h)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .color_mode(common.BigValueColorMode.VALUE)
+        .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+    return targets(p, queries)
+
+
+def value_map(entries):
+    return [
+        dm.ValueMap(options={
+            str(v): dm.ValueMappingResult(text=text, color=color, index=i)
+            for i, (v, text, color) in enumerate(entries)
+        })
+    ]
+
+
+def timeline(title, description, queries, mapping, w=24, h=6):
+    p = (
+        statetimeline.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .span(w)
+        .height(h)
+        .show_value(common.VisibilityMode.NEVER)
+        .merge_values(True)
+        .row_height(0.8)
+        .mappings(value_map(mapping))
+        .color_scheme(db.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+    )
+    return targets(p, queries)
+
+
+def query_var(name, label, query, description):
+    return (
+        db.QueryVariable(name)
+        .label(label)
+        .description(description)
+        .datasource(DS)
+        .query(query)
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(dm.VariableOption(selected=True, text="All", value="$__all"))
+    )
+
+
+def annotation(name, color, expr):
+    return (
+        db.AnnotationQuery()
+        .name(name)
+        .datasource(DS)
+        .enable(True)
+        .icon_color(color)
+        .expr(expr)
+    )
+
+
+def build():
+    d = (
+        db.Dashboard("leakwatch")
+        .uid("leakwatch")
+        .description(
+            "leakwatch: the verdict per target, each judged series against its limit, TCP, "
+            "memory, stuck workers, fleet restart slots and leakwatch's own cost. "
+            "Generated by packaging/grafana/generate.py."
+        )
+        .tags(["leakwatch"])
+        .editable()
+        .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+        .time("now-6h", "now")
+        .refresh("30s")
+        .timezone("browser")
+        .with_variable(
+            db.DatasourceVariable("datasource").label("Data source").type("prometheus")
+        )
+        .with_variable(query_var(
+            "job", "Job", "label_values(leakwatch_build_info, job)",
+            "Prometheus jobs scraping leakwatch"))
+        .with_variable(query_var(
+            "namespace", "Namespace",
+            'label_values(leakwatch_build_info{job=~"$job"}, namespace)',
+            "Kubernetes namespace (empty outside Kubernetes: All matches a missing label)"))
+        .with_variable(query_var(
+            "pod", "Pod",
+            'label_values(leakwatch_build_info{job=~"$job", namespace=~"$namespace"}, pod)',
+            "Kubernetes pod (empty outside Kubernetes: All matches a missing label)"))
+        .with_variable(query_var(
+            "target", "Target", f"label_values(leakwatch_target_up{{{DAEMON}}}, target)",
+            "leakwatch targets ([[target]] name)"))
+        .annotation(annotation(
+            "Target restarts", "orange",
+            f"changes(leakwatch_target_restarts_total{{{TARGET}}}[$__interval]) > 0"))
+        .annotation(annotation(
+            "Verdict flips", "red",
+            f"changes(leakwatch_healthy{{{TARGET}}}[$__interval]) > 0"))
+        .annotation(annotation(
+            "Observe would-fail flips", "yellow",
+            f"changes(leakwatch_would_fail_flips_total{{{TARGET}}}[$__interval]) > 0"))
+    )
+
+    # ---- Verdict -------------------------------------------------------------------------
+    d = d.with_row(db.Row("Verdict"))
+    d = d.with_panel(timeline(
+        "Verdict",
+        "Per target: healthy (200), observe mode would fail (200, but 503 in enforce "
+        "mode), unhealthy (503), target down. Restarts and flips are the annotations.",
+        [(
+            f"(1 - leakwatch_healthy{{{TARGET}}}) * 2 + leakwatch_would_fail{{{TARGET}}}"
+            f" + 3 * (1 - leakwatch_target_up{{{TARGET}}})",
+            LEGEND,
+        )],
+        [(0, "healthy", "green"), (1, "observe: would fail", "orange"),
+         (2, "unhealthy", "red"), (3, "down", "purple"), (4, "down", "purple"),
+         (5, "down", "purple")],
+    ))
+    d = d.with_panel(ts(
+        "Failing rules",
+        "Rules counting against the verdict (1 while failing), per target and rule.",
+        "none",
+        [(f"leakwatch_rule_failing{{{TARGET}}}", "{{target}} {{rule}} {{pod}}")],
+        w=12, h=6,
+    ))
+    d = d.with_panel(stat_panel(
+        "Restarts (range)",
+        "New processes seen for the target in the time range (restarts, pid reuse).",
+        "none",
+        [(f"increase(leakwatch_target_restarts_total{{{TARGET}}}[$__range])", LEGEND)],
+        w=4, h=6,
+    ))
+    d = d.with_panel(stat_panel(
+        "Would-fail flips (range)",
+        "Observe mode: the times /healthz would have turned 503 in the time range.",
+        "none",
+        [(f"increase(leakwatch_would_fail_flips_total{{{TARGET}}}[$__range])", LEGEND)],
+        w=4, h=6,
+    ))
+    d = d.with_panel(stat_panel(
+        "Mode",
+        "enforce or observe, per target; restart budget exhausted: 1 while leakwatch fails "
+        "open after restart_budget restarts within the hour.",
+        "none",
+        [
+            (f"leakwatch_mode{{{TARGET}}} == 1", "{{target}}: {{mode}}"),
+            (f"leakwatch_restart_budget_exhausted{{{TARGET}}}",
+             "{{target}}: restart budget exhausted (1)"),
+        ],
+        w=4, h=6,
+    ))
+
+    # ---- Judged series -------------------------------------------------------------------
+    d = d.with_row(db.Row("Judged series"))
+    d = d.with_panel(ts(
+        "Usage against limit",
+        "Each judged series as a share of its limit: fds / RLIMIT_NOFILE, cgroup working "
+        "set / memory.max (only where the cgroup has a limit).",
+        "percentunit",
+        [
+            (f"leakwatch_open_fds{{{TARGET}}} / leakwatch_max_fds{{{TARGET}}}",
+             "{{target}} fds {{pod}}"),
+            (f'leakwatch_cgroup_memory_bytes{{{TARGET}, kind="working_set"}}'
+             f' / ignoring(kind) leakwatch_cgroup_memory_bytes{{{TARGET}, kind="max"}}',
+             "{{target}} cgroup memory {{pod}}"),
+        ],
+    ))
+    d = d.with_panel(ts(
+        "Projected time to exhaustion",
+        "When each trusted, rising series reaches its limit at its current slope.",
+        "s",
+        [(f"leakwatch_seconds_to_exhaustion{{{TARGET}}}", "{{target}} {{series}} {{pod}}")],
+        fill=0,
+    ))
+    d = d.with_panel(ts(
+        "Growth per second",
+        "The Theil-Sen slope of each judged series, units per second.",
+        "none",
+        [(f"leakwatch_growth_per_second{{{TARGET}}}", "{{target}} {{series}} {{pod}}")],
+        fill=0,
+    ))
+    d = d.with_panel(ts(
+        "Open fds against the limit",
+        "fds in use by type, and the soft RLIMIT_NOFILE.",
+        "none",
+        [
+            (f"leakwatch_open_fds_by_type{{{TARGET}}}", "{{target}} {{type}} {{pod}}"),
+            (f"leakwatch_max_fds{{{TARGET}}}", "{{target}} limit {{pod}}"),
+        ],
+    ))
+    d = d.with_panel(timeline(
+        "Leak suspected",
+        "1 while a series grows steadily towards its limit (a warning: /healthz does not "
+        "change for it).",
+        [(f"leakwatch_leak_suspected{{{TARGET}}}", "{{target}} {{series}} {{pod}}")],
+        [(0, "steady", "green"), (1, "leak suspected", "orange")],
+        w=24, h=5,
+    ))
+
+    # ---- TCP -----------------------------------------------------------------------------
+    d = d.with_row(db.Row("TCP"))
+    d = d.with_panel(ts(
+        "TCP sockets by state",
+        "The target's TCP sockets (IPv4 and IPv6) per state; states with none are hidden.",
+        "none",
+        [(f"sum by (job, instance, pod, target, state) (leakwatch_tcp_sockets{{{TARGET}}}) > 0",
+          "{{target}} {{state}} {{pod}}")],
+        w=8, stack=True,
+    ))
+    d = d.with_panel(ts(
+        "Oldest CLOSE_WAIT",
+        "Age of the oldest CLOSE_WAIT socket (the peer closed, the target never did); 0 "
+        "with none.",
+        "s",
+        [(f"leakwatch_tcp_close_wait_oldest_seconds{{{TARGET}}}", LEGEND)],
+        w=8, fill=0,
+    ))
+    d = d.with_panel(ts(
+        "Stalled sockets",
+        "Sockets with data queued that the peer acknowledged nothing of for stall_after, "
+        "and the bytes they pin (sock_diag only).",
+        "none",
+        [
+            (f"leakwatch_tcp_stalled_sockets{{{TARGET}}}", "{{target}} sockets {{pod}}"),
+            (f"leakwatch_tcp_stalled_bytes{{{TARGET}}}", "{{target}} bytes {{kind}} {{pod}}"),
+        ],
+        w=8, fill=0,
+    ))
+
+    # ---- Memory --------------------------------------------------------------------------
+    d = d.with_row(db.Row("Memory"))
+    d = d.with_panel(ts(
+        "Process memory",
+        "RSS, anonymous memory and the malloc heap estimate of the target.",
+        "bytes",
+        [(f'leakwatch_memory_bytes{{{TARGET}, kind=~"rss|anon|heap"}}',
+          "{{target}} {{kind}} {{pod}}")],
+        fill=0,
+    ))
+    d = d.with_panel(ts(
+        "cgroup working set against its limit",
+        "The target's cgroup: working set (what the OOM killer weighs) and memory.max "
+        "(absent without a limit).",
+        "bytes",
+        [(f'leakwatch_cgroup_memory_bytes{{{TARGET}, kind=~"working_set|max"}}',
+          "{{target}} {{kind}} {{pod}}")],
+        fill=0,
+    ))
+
+    # ---- Threads -------------------------------------------------------------------------
+    d = d.with_row(db.Row("Workers"))
+    d = d.with_panel(ts(
+        "Stuck workers",
+        "Threads stuck in one socket call for stuck_after, against all threads.",
+        "none",
+        [
+            (f"leakwatch_stuck_threads{{{TARGET}}}", "{{target}} stuck {{pod}}"),
+            (f"leakwatch_threads{{{TARGET}}}", "{{target}} threads {{pod}}"),
+        ],
+        w=24, fill=0,
+    ))
+
+    # ---- Fleet ---------------------------------------------------------------------------
+    d = d.with_row(db.Row("Fleet restart slots"))
+    d = d.with_panel(timeline(
+        "Fleet mode",
+        "[fleet]: coordinated (slots through Kubernetes Leases), local_fallback (the API "
+        "unusable: staggered local decisions) or off.",
+        [(f"leakwatch_fleet_mode{{{DAEMON}}} == 1", "{{group}}: {{mode}} {{pod}}")],
+        [(1, "in this mode", "blue")],
+        w=12, h=6,
+    ))
+    d = d.with_panel(ts(
+        "Slots held",
+        "K (the group's slots), the slots seen held at the last read, and whether this "
+        "pod holds one.",
+        "none",
+        [
+            (f"leakwatch_fleet_slots{{{DAEMON}}}", "{{group}} K {{pod}}"),
+            (f"leakwatch_fleet_slots_held{{{DAEMON}}}", "{{group}} held {{pod}}"),
+            (f"leakwatch_fleet_slot_held{{{DAEMON}}}", "{{group}} held by this pod {{pod}}"),
+        ],
+        w=12, h=6, fill=0,
+    ))
+    d = d.with_panel(ts(
+        "Deferred restarts",
+        "How long a restart has waited for a slot (0 while none waits).",
+        "s",
+        [(f"leakwatch_fleet_deferred_seconds{{{DAEMON}}}", "{{group}} {{pod}}")],
+        w=8, h=6, fill=0,
+    ))
+    d = d.with_panel(ts(
+        "Overrides",
+        "Restarts let through without a slot, by reason (deadline, max_wait, "
+        "fallback_stagger).",
+        "none",
+        [(f"increase(leakwatch_fleet_override_total{{{DAEMON}}}[$__rate_interval])",
+          "{{group}} {{reason}} {{pod}}")],
+        w=8, h=6, stack=True,
+    ))
+    d = d.with_panel(ts(
+        "Kubernetes API",
+        "Whether the last Lease request answered, and failures per second by kind.",
+        "none",
+        [
+            (f"leakwatch_fleet_api_up{{{DAEMON}}}", "{{group}} up {{pod}}"),
+            (f"rate(leakwatch_fleet_api_errors_total{{{DAEMON}}}[$__rate_interval])",
+             "{{group}} {{kind}}/s {{pod}}"),
+        ],
+        w=8, h=6, fill=0,
+    ))
+
+    # ---- leakwatch itself ----------------------------------------------------------------
+    d = d.with_row(db.Row("leakwatch itself"))
+    d = d.with_panel(ts(
+        "Tick time",
+        "The last tick over all targets, and each target's last collection.",
+        "s",
+        [
+            (f"leakwatch_tick_duration_seconds{{{DAEMON}}}", "tick {{pod}} {{instance}}"),
+            (f"leakwatch_poll_duration_seconds{{{TARGET}}}", "{{target}} {{pod}}"),
+        ],
+        w=6, fill=0,
+    ))
+    d = d.with_panel(ts(
+        "Ticks and skipped ticks",
+        "Ticks per second and ticks skipped because one took longer than interval.",
+        "none",
+        [
+            (f"rate(leakwatch_ticks_total{{{DAEMON}}}[$__rate_interval])",
+             "ticks/s {{pod}} {{instance}}"),
+            (f"increase(leakwatch_ticks_skipped_total{{{DAEMON}}}[$__rate_interval])",
+             "skipped {{pod}} {{instance}}"),
+        ],
+        w=6, fill=0,
+    ))
+    d = d.with_panel(ts(
+        "leakwatch RSS",
+        "leakwatch's own resident memory (the standard process metrics).",
+        "bytes",
+        [(f"process_resident_memory_bytes{{{DAEMON}}}", "RSS {{pod}} {{instance}}")],
+        w=6, fill=0,
+    ))
+    d = d.with_panel(ts(
+        "Collector errors",
+        "Reads that failed per second, by collector and reason (e.g. tcp, "
+        "permission_denied): those values are not judged.",
+        "none",
+        [(f"sum by (job, instance, pod, target, collector, reason) "
+          f"(rate(leakwatch_collector_errors_total{{{TARGET}}}[$__rate_interval]))",
+          "{{target}} {{collector}} {{reason}} {{pod}}")],
+        w=6, fill=0,
+    ))
+    return d.build()
+
+
+def render():
+    return json.dumps(build(), cls=JSONEncoder, sort_keys=True, indent=2) + "\n"
+
+
+def main(argv):
+    text = render()
+    if argv[1:] == ["--check"]:
+        stale = [str(p.relative_to(ROOT)) for p in OUTPUTS
+                 if not p.exists() or p.read_text() != text]
+        if stale:
+            print("out of date (run packaging/grafana/generate.py): " + ", ".join(stale),
+                  file=sys.stderr)
+            return 1
+        return 0
+    if argv[1:]:
+        print(__doc__, file=sys.stderr)
+        return 2
+    for p in OUTPUTS:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
