@@ -109,14 +109,7 @@ fn fds(s: &Sample) -> Vec<String> {
             t.anon_inode,
             t.file,
             t.other,
-            if f.by_type_age_ms >= 1000 {
-                format!(
-                    " (as of {} ago)",
-                    crate::units::duration_ms(f.by_type_age_ms)
-                )
-            } else {
-                String::new()
-            }
+            as_of(f.by_type_age_ms)
         ),
         None => format!("types {}", unknown(s, Source::Fds)),
     };
@@ -267,16 +260,27 @@ fn memory(s: &Sample) -> Vec<String> {
     }
     match &s.heap {
         Some(h) => lines.push(format!(
-            "heap estimate {}: [heap] {} + {} in {} anonymous mappings ({} stacks left out)",
+            "heap estimate {}: [heap] {} + {} in {} anonymous mappings ({} stacks left out){}",
             bytes(h.estimate_bytes),
             bytes(h.brk_rss_bytes),
             bytes(h.anon_rss_bytes),
             h.anon_mappings,
-            h.stack_mappings
+            h.stack_mappings,
+            as_of(h.age_ms)
         )),
         None => lines.push(format!("heap estimate {}", unknown(s, Source::Heap))),
     }
     lines
+}
+
+/// " (as of 12s ago)" for a value kept from an earlier read (at its own cadence); nothing
+/// for one read this tick.
+fn as_of(age_ms: u64) -> String {
+    if age_ms >= 1000 {
+        format!(" (as of {} ago)", crate::units::duration_ms(age_ms))
+    } else {
+        String::new()
+    }
 }
 
 fn limit_of(used: Option<u64>, max: Option<Limit>) -> String {

@@ -376,3 +376,65 @@ fn collection_runs_at_a_lower_priority_than_the_http_thread() {
         "a collector thread 10 nicer than the HTTP thread ({http}): {tasks:?}"
     );
 }
+
+/// A value read at its own cadence (the heap from smaps every `smaps_every`, the fds by
+/// type every `fd_types_every`) is in every scrape, not only in those after a tick that
+/// read it: between reads `/metrics` has the last value read, and its age. Scrapes 0.5 s
+/// apart over ~8 one-second ticks, smaps read every 3 s.
+#[test]
+fn a_value_read_at_its_own_cadence_is_in_every_scrape() {
+    use leakwatch::test_support::metrics::sample_value;
+    let child = LeakyChild::spawn(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(
+        dir.path(),
+        "cadence.toml",
+        &format!(
+            "interval = \"1s\"\nsmaps_every = \"3s\"\nfd_types_every = \"3s\"\n\
+             [[target]]\nname = \"app\"\npid = {}\n",
+            child.pid()
+        ),
+    );
+    let d = Daemon::start(&["-c", cfg.to_str().unwrap()]);
+    assert!(d.wait_ticks(1, Duration::from_secs(10)));
+    let app = ("target", "app");
+    let every_scrape = [
+        ("leakwatch_memory_bytes", ("kind", "heap")),
+        ("leakwatch_sample_age_seconds", ("source", "heap")),
+        ("leakwatch_open_fds_by_type", ("type", "file")),
+        ("leakwatch_sample_age_seconds", ("source", "fd_types")),
+    ];
+    let mut heap_ages = Vec::new();
+    let first = d.status()["ticks_total"].as_u64().unwrap_or(0);
+    let mut last_tick = first;
+    let started = Instant::now();
+    while last_tick < first + 8 && started.elapsed() < Duration::from_secs(60) {
+        let (code, text) = d.get("/metrics");
+        assert_eq!(code, 200, "{text}");
+        for (name, label) in every_scrape {
+            assert!(
+                sample_value(&text, name, &[app, label]).is_some(),
+                "{name}{{{}=\"{}\"}} missing from a scrape:\n{text}",
+                label.0,
+                label.1
+            );
+        }
+        let age = sample_value(
+            &text,
+            "leakwatch_sample_age_seconds",
+            &[app, ("source", "heap")],
+        );
+        heap_ages.extend(age);
+        let status = d.status();
+        last_tick = status["ticks_total"].as_u64().unwrap_or(0);
+        let heap = &status["targets"][0]["sample"]["heap"];
+        assert!(heap["age_ms"].as_u64().is_some(), "/status: {heap}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(last_tick >= first + 8, "only {} ticks", last_tick - first);
+    // Ticks that read smaps (age 0) and ticks between reads (the last read, 1 s or 2 s old);
+    // never older than the cadence and a late tick.
+    assert!(heap_ages.contains(&0.0), "{heap_ages:?}");
+    assert!(heap_ages.iter().any(|&a| a >= 0.9), "{heap_ages:?}");
+    assert!(heap_ages.iter().all(|&a| a < 3.0 + 2.0), "{heap_ages:?}");
+}

@@ -80,6 +80,16 @@ pub struct Collector {
     /// One per target: the last breakdown of its fds, and whether its cgroup's sockets
     /// were found to be its own.
     fd_memo: HashMap<TargetId, FdMemo>,
+    /// One per target: the last heap estimate read from its smaps, for the ticks between
+    /// reads. Keyed by the process (pid and start time): a new process starts with none.
+    heap_memo: HashMap<TargetId, HeapRead>,
+}
+
+/// The heap estimate of one smaps read, and when it was taken (CLOCK_MONOTONIC ms).
+#[derive(Debug)]
+struct HeapRead {
+    heap: crate::sample::Heap,
+    at_ms: u64,
 }
 
 impl Collector {
@@ -103,6 +113,7 @@ impl Collector {
                 .unwrap_or(100),
             tcp: sockets::TcpReader::default(),
             fd_memo: HashMap::new(),
+            heap_memo: HashMap::new(),
         }
     }
 
@@ -156,6 +167,7 @@ impl Collector {
             self.stuck.remove(&target);
             self.tcp_track.remove(&target);
             self.fd_memo.remove(&target);
+            self.heap_memo.remove(&target);
             s.state = TargetState::Zombie;
             let u = Unknown::new(
                 UnknownKind::Zombie,
@@ -181,6 +193,7 @@ impl Collector {
                 self.stuck.remove(&target);
                 self.tcp_track.remove(&target);
                 self.fd_memo.remove(&target);
+                self.heap_memo.remove(&target);
                 self.tcp.forget(&target);
             }
         }
@@ -190,7 +203,8 @@ impl Collector {
     fn collect_sections(&mut self, s: &mut Sample, pid_dir: &Path, opts: &CollectOptions) {
         s.fd_limit = timed(s, Source::Limits, || limits::read_nofile(pid_dir));
         let sockets = self.fds_and_sockets(s, pid_dir, opts);
-        memory(s, pid_dir, opts);
+        memory(s, pid_dir);
+        self.heap(s, pid_dir, opts);
         let started = Instant::now();
         let cg = cgroup::collect_cgroup(&self.proc_root, &self.cgroup_root, s.target.pid);
         s.duration_us.insert(Source::CgroupMemory, micros(started));
@@ -241,8 +255,8 @@ impl Collector {
     }
 }
 
-/// `status` (memory and uid), `smaps_rollup`, and the heap at its own cadence.
-fn memory(s: &mut Sample, pid_dir: &Path, opts: &CollectOptions) {
+/// `status` (memory and uid) and `smaps_rollup`, read every tick.
+fn memory(s: &mut Sample, pid_dir: &Path) {
     if let Some(st) = timed(s, Source::Memory, || status::read_status(pid_dir)) {
         s.memory = Some(st.memory);
         if let Some(p) = s.process.as_mut() {
@@ -250,14 +264,45 @@ fn memory(s: &mut Sample, pid_dir: &Path, opts: &CollectOptions) {
         }
     }
     s.smaps_rollup = timed(s, Source::SmapsRollup, || smaps::read_smaps_rollup(pid_dir));
-    if opts.smaps {
-        s.heap = timed(s, Source::Heap, || smaps::read_heap(pid_dir));
-    } else {
-        let why = Unknown::new(
-            UnknownKind::NotCollected,
-            "smaps is read at a slower cadence",
-        );
-        s.unknown.insert(Source::Heap, why);
+}
+
+impl Collector {
+    /// The heap estimate from `smaps`, at its own cadence. Between reads the sample keeps
+    /// the last estimate read of this process, with its age (`Heap::age_ms`), and says
+    /// `not_collected` for the heap: /metrics and /status show the value, the judge takes
+    /// no new point from it. A read that fails leaves the heap unknown, and so do the ticks
+    /// after it until the next read: an older value is not carried past an error.
+    fn heap(&mut self, s: &mut Sample, pid_dir: &Path, opts: &CollectOptions) {
+        if opts.smaps {
+            s.heap = timed(s, Source::Heap, || smaps::read_heap(pid_dir));
+            match &s.heap {
+                Some(heap) => {
+                    let read = HeapRead {
+                        heap: heap.clone(),
+                        at_ms: s.taken_at_mono_ms,
+                    };
+                    self.heap_memo.insert(s.target, read);
+                }
+                None => {
+                    self.heap_memo.remove(&s.target);
+                }
+            }
+            return;
+        }
+        let last = self.heap_memo.get(&s.target);
+        s.heap = last.map(|r| crate::sample::Heap {
+            age_ms: s.taken_at_mono_ms.saturating_sub(r.at_ms),
+            ..r.heap.clone()
+        });
+        let why = match &s.heap {
+            Some(h) => format!(
+                "smaps is read at a slower cadence: the heap shown is the last read, {} ago",
+                crate::units::duration_ms(h.age_ms)
+            ),
+            None => "smaps is read at a slower cadence".to_string(),
+        };
+        s.unknown
+            .insert(Source::Heap, Unknown::new(UnknownKind::NotCollected, why));
     }
 }
 
@@ -298,6 +343,7 @@ impl Collector {
         self.stuck.remove(&s.target);
         self.tcp_track.remove(&s.target);
         self.fd_memo.remove(&s.target);
+        self.heap_memo.remove(&s.target);
         self.tcp.forget(&s.target);
         mark_gone(s, why)
     }

@@ -177,6 +177,7 @@ Rss:                  12 kB
                 anon_rss_bytes: (100 + 1024) * 1024,
                 anon_mappings: 2,
                 stack_mappings: 1,
+                age_ms: 0,
             }
         );
     }

@@ -1302,6 +1302,43 @@ fn heap_ticks_without_smaps_hold_the_rule() {
     assert_eq!(t.untrusted_because.as_deref(), Some("6/15 samples"));
 }
 
+/// Between smaps reads the sample keeps the last heap estimate, with its age, for /metrics
+/// and /status (`Heap::age_ms`, still `not_collected` for the heap): the judge takes no
+/// point from it. Judged tick by tick, a feed that carries the last read (or, to make any
+/// use of it show, a different value) is the feed that leaves the heap out between reads.
+#[test]
+fn a_heap_kept_between_smaps_reads_is_judged_as_not_collected() {
+    let run = |carried: Option<u64>| -> Vec<Judged> {
+        let mut feed = Feed::new(target(vec![(Series::Heap, max((100 * MIB) as f64))]));
+        (0..24)
+            .map(|i| {
+                feed.tick(|f, s| {
+                    if i % 4 == 0 {
+                        f.set(s, Series::Heap, (150 + i) * MIB);
+                        return;
+                    }
+                    s.unknown.insert(
+                        Source::Heap,
+                        Unknown::new(UnknownKind::NotCollected, "smaps is read every 60s"),
+                    );
+                    s.heap = carried.map(|v| Heap {
+                        estimate_bytes: v,
+                        age_ms: (i % 4) * 5000,
+                        ..Heap::default()
+                    });
+                })
+            })
+            .collect()
+    };
+    let plain = run(None);
+    assert_eq!(run(Some(150 * MIB)), plain, "the last read, carried");
+    assert_eq!(run(Some(GIB)), plain, "any value carried is not read");
+    let heap = status(&plain[23], Series::Heap);
+    assert!(heap.not_collected && heap.value.is_none(), "{heap:?}");
+    assert_eq!(heap.trend.as_ref().map(|t| t.samples), Some(6));
+    assert_eq!(first_unhealthy(&plain), Some(8));
+}
+
 // 17. Long windows, huge values
 
 #[test]

@@ -193,6 +193,14 @@ pub const MEMORY: Family = gauge(
     "The target process's memory, bytes: rss, anon, file, shmem and swap from \
      /proc/PID/status; heap is the malloc estimate from /proc/PID/smaps.",
 );
+pub const SAMPLE_AGE: Family = gauge(
+    "leakwatch_sample_age_seconds",
+    &["target", "source"],
+    "How old a value read at its own cadence is, seconds: heap (memory_bytes{kind=\"heap\"}, \
+     from smaps every smaps_every) and fd_types (open_fds_by_type, every fd_types_every). \
+     Between reads the value is the last one read of the same process; 0 on a tick that \
+     read it. Absent with the value.",
+);
 pub const CGROUP_MEMORY: Family = gauge(
     "leakwatch_cgroup_memory_bytes",
     &["target", "kind"],
@@ -355,6 +363,7 @@ pub const ALL: &[&Family] = &[
     &TCP_SOCKETS,
     &TCP_PEER_SOCKETS,
     &MEMORY,
+    &SAMPLE_AGE,
     &CGROUP_MEMORY,
     &CGROUP_MEMORY_EVENTS,
     &CGROUP_MEMORY_PRESSURE,

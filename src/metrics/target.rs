@@ -119,6 +119,19 @@ fn fds(out: &Out, name: &str, s: &Sample) {
     for (kind, n) in rows {
         out.put(&OPEN_FDS_BY_TYPE, &[name, kind], n as f64);
     }
+    age(
+        out,
+        name,
+        "fd_types",
+        s.fds.as_ref().map(|f| f.by_type_age_ms),
+    );
+}
+
+/// The age of a value read at its own cadence, kept between its reads (`source`: which).
+fn age(out: &Out, name: &str, source: &str, age_ms: Option<u64>) {
+    if let Some(ms) = age_ms {
+        out.put(&SAMPLE_AGE, &[name, source], ms as f64 / 1000.0);
+    }
 }
 
 fn tcp(out: &Out, name: &str, s: &Sample, peer_labels: bool) {
@@ -161,6 +174,7 @@ fn memory(out: &Out, name: &str, s: &Sample) {
     for (kind, v) in rows {
         out.put_u64(&MEMORY, &[name, kind], v);
     }
+    age(out, name, "heap", s.heap.as_ref().map(|h| h.age_ms));
 }
 
 fn cgroup_memory(out: &Out, name: &str, cg: &CgroupMemory) {

@@ -464,3 +464,59 @@ fn observe_mode_exports_the_mode_and_what_would_fail() {
         Some(2.0)
     );
 }
+
+/// A value read at its own cadence is exported on every tick: between its reads, the last
+/// one read with its age (`sample_age_seconds`); a value that could not be read is absent,
+/// and so is its age.
+#[test]
+fn a_value_kept_between_its_reads_is_exported_with_its_age() {
+    use crate::error::{Unknown, UnknownKind};
+    use crate::sample::Source;
+    let app = ("target", "app");
+    let heap = [app, ("kind", "heap")];
+    let age = |text: &str, source: &str| {
+        sample_value(
+            text,
+            "leakwatch_sample_age_seconds",
+            &[app, ("source", source)],
+        )
+    };
+    let mut s = example_snapshot();
+    let sample = app_sample(&mut s);
+    sample.unknown.insert(
+        Source::Heap,
+        Unknown::new(
+            UnknownKind::NotCollected,
+            "smaps is read at a slower cadence",
+        ),
+    );
+    if let Some(h) = sample.heap.as_mut() {
+        h.age_ms = 12_500;
+    }
+    let text = render_targets(&s);
+    assert_eq!(
+        sample_value(&text, "leakwatch_memory_bytes", &heap),
+        Some(352_321_536.0)
+    );
+    assert_eq!(age(&text, "heap"), Some(12.5));
+    assert_eq!(age(&text, "fd_types"), Some(20.0));
+
+    // An error: unknown, not the last value, and no age.
+    let sample = app_sample(&mut s);
+    sample.heap = None;
+    sample.unknown.insert(
+        Source::Heap,
+        Unknown::new(UnknownKind::PermissionDenied, "smaps: permission denied"),
+    );
+    if let Some(f) = sample.fds.as_mut() {
+        f.by_type = None;
+    }
+    let text = render_targets(&s);
+    assert!(!has(&text, "leakwatch_memory_bytes", &heap));
+    assert_eq!(age(&text, "heap"), None);
+    assert_eq!(age(&text, "fd_types"), None);
+}
+
+fn app_sample(s: &mut Snapshot) -> &mut crate::sample::Sample {
+    app(s).sample.as_mut().expect("app has a sample")
+}

@@ -50,4 +50,10 @@ pub struct Heap {
     pub anon_mappings: u64,
     /// Anonymous rw mappings left out as thread stacks (a guard page right below them).
     pub stack_mappings: u64,
+    /// How old this estimate is, ms: 0 when smaps was read this tick; more on the ticks
+    /// between its reads (every `smaps_every`), which keep the last one read of the same
+    /// process (and say `not_collected` for [`Source::Heap`](super::Source::Heap) in
+    /// `Sample::unknown`: the judge takes no new point from them).
+    #[serde(default)]
+    pub age_ms: u64,
 }

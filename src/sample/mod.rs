@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Unknown;
+use crate::error::{Unknown, UnknownKind};
 
 mod cgroup;
 mod fds;
@@ -129,6 +129,17 @@ pub struct Sample {
     pub unknown: BTreeMap<Source, Unknown>,
     /// How long each collector took this tick, microseconds.
     pub duration_us: BTreeMap<Source, u64>,
+}
+
+impl Sample {
+    /// Whether `source` was read this tick: not a tick between the reads of a source read at
+    /// its own cadence (`UnknownKind::NotCollected`), whose value, when the sample keeps one,
+    /// is the last read, with its age.
+    pub fn read_this_tick(&self, source: Source) -> bool {
+        self.unknown
+            .get(&source)
+            .is_none_or(|u| u.kind != UnknownKind::NotCollected)
+    }
 }
 
 /// From `/proc/PID/stat` and `cmdline`.

@@ -18,6 +18,10 @@ pub const STAT_KERNEL_6_18: &str = include_str!("../../tests/fixtures/proc/stat_
 pub const STATUS_KERNEL_6_18: &str = include_str!("../../tests/fixtures/proc/status_kernel_6_18");
 /// `/proc/PID/limits` of the same `sleep` (RLIMIT_NOFILE 1024).
 pub const LIMITS_KERNEL_6_18: &str = include_str!("../../tests/fixtures/proc/limits_kernel_6_18");
+/// `/proc/PID/smaps` of `leakwatch demo-child` (threads, malloc arenas, 3 MiB allocated):
+/// a heap estimate of 80 KiB of `[heap]` and 3136 KiB in anonymous mappings.
+pub const SMAPS_KERNEL_6_18: &str =
+    include_str!("../../tests/fixtures/proc/smaps_rust_threads_kernel_6_18");
 /// The start time (clock ticks after boot) in [`STAT_KERNEL_6_18`].
 pub const STARTTIME_KERNEL_6_18: u64 = 33157;
 /// The fixture root's own `stat`: the boot time that dates a process's start.
@@ -92,6 +96,25 @@ impl FakePid {
     /// `limits`: [`LIMITS_KERNEL_6_18`] (RLIMIT_NOFILE 1024).
     pub fn limits(self) -> FakePid {
         self.file("limits", LIMITS_KERNEL_6_18)
+    }
+
+    /// `smaps`: [`SMAPS_KERNEL_6_18`] with the Rss of its `[heap]` mapping set to
+    /// `heap_kib`: a heap estimate of `(heap_kib + 3136) KiB`.
+    pub fn smaps(self, heap_kib: u64) -> FakePid {
+        let mut in_heap = false;
+        let text: String = SMAPS_KERNEL_6_18
+            .lines()
+            .map(|line| {
+                if line.ends_with("[heap]") {
+                    in_heap = true;
+                } else if in_heap && line.starts_with("Rss:") {
+                    in_heap = false;
+                    return format!("Rss:            {heap_kib:>8} kB\n");
+                }
+                format!("{line}\n")
+            })
+            .collect();
+        self.file("smaps", text)
     }
 
     /// `cmdline`: the arguments, each ended by a NUL as the kernel writes them.

@@ -116,7 +116,14 @@ pub const TABLE: [SeriesDef; 12] = [
         bytes: true,
         source: Source::Heap,
         natural_limit: false,
-        read: |s| s.heap.as_ref().map(|h| h.estimate_bytes),
+        // Between smaps reads the sample keeps the last estimate (with its age) for
+        // /metrics and /status: not a new point of the window.
+        read: |s| {
+            s.heap
+                .as_ref()
+                .filter(|_| s.read_this_tick(Source::Heap))
+                .map(|h| h.estimate_bytes)
+        },
         put: |s, n, _| {
             s.heap = n.map(|n| Heap {
                 estimate_bytes: n,

@@ -208,7 +208,8 @@ pub fn app_sample() -> Sample {
                 file: 18,
                 other: 0,
             }),
-            by_type_age_ms: 0,
+            // The target alone in its cgroup: the breakdown from the last walk.
+            by_type_age_ms: 20_000,
             vanished: 0,
         }),
         fd_limit: Some(FdLimit {
@@ -231,6 +232,7 @@ pub fn app_sample() -> Sample {
             anon_rss_bytes: 328 * MIB,
             anon_mappings: 17,
             stack_mappings: 64,
+            age_ms: 0,
         }),
         cgroup_memory: Some(app_cgroup()),
         threads: Some(Threads {
