@@ -121,8 +121,14 @@ impl Verdict {
     /// This unhealthy verdict held back by `why`: healthy, `first` as the first note, each
     /// failing line kept as `would fail: ...`, warnings kept.
     pub fn restrained(self, why: Restraint, first: String) -> Verdict {
-        let mut notes = vec![first];
-        notes.extend(self.failing.into_iter().map(|l| format!("would fail: {l}")));
+        self.held_back(why, Some(first), "would fail: ")
+    }
+
+    /// Healthy with `restraint: why`: `first` (if any), then each failing line as
+    /// `{prefix}LINE`, then the judge's notes; warnings kept.
+    fn held_back(self, why: Restraint, first: Option<String>, prefix: &str) -> Verdict {
+        let mut notes: Vec<String> = first.into_iter().collect();
+        notes.extend(self.failing.into_iter().map(|l| format!("{prefix}{l}")));
         notes.extend(self.notes);
         Verdict {
             healthy: true,

@@ -53,19 +53,7 @@ impl Verdict {
         if self.healthy {
             return self;
         }
-        let mut notes: Vec<String> = self
-            .failing
-            .into_iter()
-            .map(|l| format!("{WOULD_FAIL}{l}"))
-            .collect();
-        notes.extend(self.notes);
-        Verdict {
-            healthy: true,
-            failing: Vec::new(),
-            notes,
-            warnings: self.warnings,
-            restraint: Some(Restraint::Observe),
-        }
+        self.held_back(Restraint::Observe, None, WOULD_FAIL)
     }
 
     /// Observe mode holds this verdict at 200 (`leakwatch_would_fail`).
