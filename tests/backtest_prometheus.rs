@@ -423,3 +423,72 @@ fn backtest_of_a_flapping_verdict_gives_the_kubelet_lead_from_the_last_unbroken_
     );
     assert!(text.contains("suspected  fds: leak suspected: +"), "{text}");
 }
+
+/// The heap estimate as leakwatch exports it: read every 4th scrape (a staircase), carried
+/// between its reads with `leakwatch_sample_age_seconds{source="heap"}` above 0. Backtest
+/// judges only the points of a read, as the live judge does: a carried value is not a new
+/// point of the window.
+#[test]
+fn backtest_judges_the_heap_only_where_it_was_read() {
+    let (Some(prometheus), Some(promtool)) = (tool("prometheus"), tool("promtool")) else {
+        return;
+    };
+    let t0 = history_start();
+    let steps = HOUR_S / STEP_S;
+    let labels = "job=\"api\",instance=\"cadence:9717\",target=\"app\"";
+    let mut om = String::new();
+    let _ = writeln!(om, "# TYPE leakwatch_memory_bytes gauge");
+    for i in 0..=steps {
+        let read = i / 4 * 4;
+        let heap = (64 << 20) + read * 4096;
+        let _ = writeln!(
+            om,
+            "leakwatch_memory_bytes{{{labels},kind=\"heap\"}} {heap} {}",
+            t0 + i * STEP_S
+        );
+    }
+    let _ = writeln!(om, "# TYPE leakwatch_sample_age_seconds gauge");
+    for i in 0..=steps {
+        let age = (i % 4) * STEP_S;
+        let _ = writeln!(
+            om,
+            "leakwatch_sample_age_seconds{{{labels},source=\"heap\"}} {age} {}",
+            t0 + i * STEP_S
+        );
+    }
+    om.push_str("# EOF\n");
+    let server = start_prometheus(&prometheus, &promtool, &om);
+    let (start, end) = (t0.to_string(), (t0 + HOUR_S).to_string());
+    let url = server.url();
+    let args = [
+        "--prometheus",
+        &url,
+        "--match",
+        "{job=\"api\"}",
+        "--start",
+        &start,
+        "--end",
+        &end,
+        "--step",
+        "15s",
+    ];
+    let out = backtest(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("unless ignoring(kind, source) (leakwatch_sample_age_seconds{source=\"heap\",job=\"api\"} > 0): 1 series"),
+        "{text}"
+    );
+    let json_args: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+    let report: Value = serde_json::from_slice(&backtest(&json_args).stdout).unwrap();
+    // One point per read: every 4th step of the hour.
+    assert_eq!(
+        target(&report, "cadence:9717")["samples"],
+        steps / 4 + 1,
+        "{report}"
+    );
+}

@@ -134,6 +134,18 @@ pub fn selected(metric: &str, fixed: &str, matchers: &str) -> String {
     format!("{metric}{{{}}}", parts.join(","))
 }
 
+/// `query` without the points of ticks that did not read the value: leakwatch exports the
+/// heap estimate between its smaps reads too, with `leakwatch_sample_age_seconds` above 0,
+/// and the live judge adds a point to its window only on a tick that read it. Where the
+/// age is not exported (an older leakwatch, another exporter) every point stays.
+fn read_this_tick(series: Series, query: String, matchers: &str) -> String {
+    if series != Series::Heap {
+        return query;
+    }
+    let age = selected("leakwatch_sample_age_seconds", "source=\"heap\"", matchers);
+    format!("{query} unless ignoring(kind, source) ({age} > 0)")
+}
+
 /// What was read, per role, before grouping.
 #[derive(Debug, Clone, Default)]
 pub struct Fetched {
@@ -186,7 +198,7 @@ fn fetch_series(
         Some(q) => vec![q.clone()],
         None => candidates
             .iter()
-            .map(|c| selected(c.value.0, c.value.1, matchers))
+            .map(|c| read_this_tick(series, selected(c.value.0, c.value.1, matchers), matchers))
             .collect(),
     };
     let Some((chosen, values)) = reader.first(&value_queries)? else {
