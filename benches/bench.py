@@ -18,7 +18,11 @@ Two more sections (issue 15), on the `--tick-size` target (the largest by defaul
 - `memory`: `leakwatch run`'s own cgroup memory (kernel objects included: the dentries and
   inodes a readlink walk of the target's fds charges to it) while the target it watches
   grows through `--memory-sizes` fds.
-`--only idle,table,tick,memory` picks sections (all by default).
+And `flood` (issue 4 of the HTTP series): a fresh `/healthz` on the main listener (no
+probe listener: the systemd and plain-process case) while `wrk -t2 -c1000` floods
+`/metrics`, leakwatch polling a demo child every second: the probes' p50/p99/max with and
+without the flood, wrk's rate, and leakwatch's CPU meanwhile.
+`--only idle,table,tick,memory,flood` picks sections (all by default).
 """
 import argparse
 import json
@@ -289,6 +293,76 @@ def healthz_latency(args, pid, seconds):
         d.wait()
         os.unlink(config)
         os.unlink(paced)
+
+
+def fresh_get(port, path="/healthz", timeout=10):
+    """GET `path` on a new connection: (status, milliseconds); status 0 on failure."""
+    import socket
+    t = time.monotonic()
+    data = b""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            while chunk := s.recv(65536):
+                data += chunk
+    except OSError:
+        pass
+    code = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else 0
+    return code, (time.monotonic() - t) * 1e3
+
+
+def spread_ms(samples):
+    """p50, p99 (nearest rank) and max of (status, ms) samples, and the statuses seen."""
+    t = sorted(ms for _, ms in samples)
+    rank = lambda q: t[min(len(t) - 1, max(0, -(-len(t) * q // 100) - 1))]
+    return {"n": len(t), "p50_ms": rank(50), "p99_ms": rank(99), "max_ms": t[-1],
+            "statuses": sorted({c for c, _ in samples})}
+
+
+def probe_under_flood(args, seconds, probes=20):
+    """A fresh /healthz every 0.6 s on the main listener, alone and while `wrk -t2 -c1000`
+    floods /metrics, leakwatch polling a demo child (200 files, 50 connections, 20
+    CLOSE_WAIT, 2 blocked threads) every second."""
+    if not shutil.which("wrk"):
+        return None
+    child = subprocess.Popen(
+        [args.leakwatch, "demo-child", "--files", "200", "--established", "50",
+         "--close-wait", "20", "--recv-threads", "2", "--leak-every", "1h",
+         "--max-seconds", str(seconds + 120)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    d = Daemon(args, child.pid)
+    try:
+        d.wait_ticks(3)
+        body = d.get("/metrics") or ""
+        quiet = []
+        for _ in range(probes):
+            quiet.append(fresh_get(d.port))
+            time.sleep(0.1)
+        wrk = subprocess.Popen(["wrk", "-t2", "-c1000", f"-d{seconds}s", "--timeout", "10s",
+                                f"http://127.0.0.1:{d.port}/metrics"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(3)  # wrk's 1,000 connections open and busy
+        cpu0, t0 = stat_cpu_s(d.pid), time.monotonic()
+        flood = []
+        for _ in range(probes):
+            if time.monotonic() > t0 + seconds - 4:
+                break
+            flood.append(fresh_get(d.port))
+            time.sleep(0.6)
+        cpu = (stat_cpu_s(d.pid) - cpu0) / (time.monotonic() - t0)
+        out = wrk.communicate()[0]
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        errors = re.search(r"Socket errors:.*", out)
+        return {"seconds": seconds, "metrics_bytes": len(body.encode()),
+                "quiet": spread_ms(quiet), "flood": spread_ms(flood),
+                "wrk_rps": float(rps.group(1)) if rps else None,
+                "wrk_errors": errors.group(0) if errors else None,
+                "cpu_cores": cpu, "ticks": d.ticks(),
+                "skipped": d.metric("leakwatch_ticks_skipped_total")}
+    finally:
+        d.stop()
+        child.kill()
+        child.wait()
 
 
 def free_port():
@@ -606,11 +680,14 @@ def main():
     ap.add_argument("--idle-seconds", type=int, default=60)
     ap.add_argument("--wrk-seconds", type=int, default=15)
     ap.add_argument("--json", help="also write every measurement here")
-    ap.add_argument("--only", default="idle,table,tick,memory",
+    ap.add_argument("--only", default="idle,table,tick,memory,flood",
                     help="sections to run: idle (the idle minute), table (every tool on "
                     "--sizes, --background, /healthz under wrk), tick (leakwatch run's CPU "
                     "per tick against the floor and psutil), memory (leakwatch's cgroup memory "
-                    "while the target grows)")
+                    "while the target grows), flood (a fresh /healthz while wrk floods "
+                    "/metrics on the same listener)")
+    ap.add_argument("--flood-seconds", type=int, default=20,
+                    help="the flood section's wrk run (0: skip the section)")
     ap.add_argument("--tick-size", default="max", help="the tick section's target, fds")
     ap.add_argument("--tick-seconds", type=int, default=30,
                     help="seconds (ticks at 1 s) of leakwatch run per case, and polls 1 s apart "
@@ -621,7 +698,7 @@ def main():
                     help="ticks at each size before reading the memory")
     args = ap.parse_args()
     only = set(args.only.split(","))
-    unknown = only - {"idle", "table", "tick", "memory"}
+    unknown = only - {"idle", "table", "tick", "memory", "flood"}
     if unknown:
         ap.error(f"--only: unknown section(s) {', '.join(sorted(unknown))}")
 
@@ -650,6 +727,9 @@ def main():
         log(f"leakwatch run's cgroup memory while the target grows "
             f"{' -> '.join(f'{m:,}' for m in msizes)} fds")
         results["memory"] = memory_growth(args, msizes)
+    if "flood" in only and args.flood_seconds:
+        log(f"a fresh /healthz while wrk -t2 -c1000 floods /metrics for {args.flood_seconds}s")
+        results["flood"] = probe_under_flood(args, args.flood_seconds)
     scenarios = [(s, 0) for s in sizes] if "table" in only else []
     if args.background and scenarios:
         scenarios.append((max(sizes), args.background))
@@ -758,6 +838,8 @@ def print_report(res):
         print_tick(res["tick"], checks, out)
     if "memory" in res:
         print_memory(res["memory"], checks, out)
+    if res.get("flood"):
+        print_flood(res["flood"], checks, out)
     idle = res.get("idle")
     if idle:
         checks.append((idle["rss_mib"] <= 8, f"leakwatch run: RSS {idle['rss_mib']:.1f} MiB "
@@ -836,6 +918,28 @@ def print_tick(t, checks, out):
     if "alone" not in t:
         checks.append((None, "leakwatch run tick (alone in cgroup): not measured (no cgroup of "
                        "our own could be made here: the target shared bench.py's)"))
+
+
+def print_flood(f, checks, out):
+    """A fresh /healthz on the main listener while wrk floods /metrics (HTTP issue 4)."""
+    out(f"\nA fresh `/healthz` (a new connection each, 0.6 s apart) on the main listener, "
+        f"alone and while `wrk -t2 -c1000 -d{f['seconds']}s` floods `/metrics` "
+        f"({f['metrics_bytes']:,} bytes) on the same listener; leakwatch polls a demo child "
+        f"every 1 s.\n")
+    out("| | probes | p50 ms | p99 ms | max ms | statuses |")
+    out("|---|---:|---:|---:|---:|---|")
+    for key, label in (("quiet", "no flood"), ("flood", "during the flood")):
+        p = f[key]
+        out(f"| {label} | {p['n']} | {fmt(p['p50_ms'])} | {fmt(p['p99_ms'])} | "
+            f"{fmt(p['max_ms'])} | {', '.join(map(str, p['statuses']))} |")
+    out(f"\nwrk: {fmt(f['wrk_rps'])} scrapes/s ({f['wrk_errors'] or 'no socket errors'}); "
+        f"leakwatch's CPU meanwhile {f['cpu_cores'] * 100:.0f}% of a core; "
+        f"{fmt(f['skipped'])} ticks skipped.")
+    worst = f["flood"]["max_ms"]
+    checks.append((worst < 1000 and f["flood"]["statuses"] == [200],
+                   f"a fresh /healthz on the main listener while wrk floods /metrics over 1,000 "
+                   f"connections: max {worst:.0f} ms, p50 {f['flood']['p50_ms']:.0f} ms "
+                   f"(< 1 s)"))
 
 
 def print_memory(m, checks, out):

@@ -68,6 +68,6 @@ if [ $smoke = 1 ]; then
     echo "benches/run.sh --smoke: checks that the pipeline runs; a debug build's figures mean nothing"
     exec python3 benches/bench.py "${common[@]}" --sizes 200,1000 --background 2000 \
         --rounds 1 --idle-seconds 6 --wrk-seconds 0 --tick-size 1000 --tick-seconds 2 \
-        --memory-sizes 1000,2000 --memory-settle 1 "${args[@]}"
+        --memory-sizes 1000,2000 --memory-settle 1 --flood-seconds 0 "${args[@]}"
 fi
 exec python3 benches/bench.py "${common[@]}" "${args[@]}"

@@ -2,7 +2,9 @@
 //! hundreds of slowloris connections trickling header bytes while `/healthz` keeps
 //! answering and the slow ones are cut at the header timeout; oversized heads (431), bodies
 //! (413), other methods (405) and garbage; a `wrk` flood while the target is polled, with
-//! no errors and leakwatch's memory and fds bounded.
+//! no errors and leakwatch's memory and fds bounded; a `wrk` flood of `/metrics` on 1,000
+//! connections during which a fresh `/healthz` is answered and each snapshot is rendered
+//! once, not once per scrape (its latency is benches/'s: `bench.py --only flood`).
 //!
 //! `wrk` is a Debian package `.ci/run` installs; with `LEAKWATCH_REQUIRE_WRK=1` (set there)
 //! its absence fails the flood test instead of skipping it. Time bounds are generous: the
@@ -280,4 +282,83 @@ fn a_wrk_flood_while_polling_has_no_errors_and_bounded_memory() {
     );
     assert_eq!(status["targets"][0]["found"], true);
     assert!(rss1 < rss0 + 32 * 1024 * 1024, "rss {rss0} -> {rss1}");
+}
+
+/// Lines of the daemon's log that say a `/metrics` body was rendered.
+fn renders(d: &Daemon) -> usize {
+    let log = d.log.lock().unwrap_or_else(|e| e.into_inner());
+    log.iter()
+        .filter(|l| l.contains("/metrics rendered"))
+        .count()
+}
+
+#[test]
+fn healthz_answers_during_a_wrk_flood_of_metrics_rendered_once_per_snapshot() {
+    if wrk().is_none() {
+        return;
+    }
+    const FLOOD: Duration = Duration::from_secs(10);
+    let child = LeakyChild::spawn(&["--files", "20", "--close-wait", "5"]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(dir.path(), child.pid());
+    let (ticks0, renders0, started) = (
+        d.status()["ticks_total"].as_u64().unwrap(),
+        renders(&d),
+        Instant::now(),
+    );
+    let url = format!("http://{}/metrics", d.addr);
+    let flood = std::thread::spawn(move || {
+        Command::new("wrk")
+            .args(["-t2", "-c1000", "--timeout", "10s"])
+            .arg(format!("-d{}s", FLOOD.as_secs()))
+            .arg(url)
+            .output()
+    });
+    // Let wrk open its connections, then probe on fresh connections while it floods.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut probes = Vec::new();
+    while started.elapsed() < FLOOD - Duration::from_secs(1) {
+        probes.push(probe(d.addr));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = flood.join().unwrap().expect("run wrk");
+    let (elapsed, renders1) = (started.elapsed(), renders(&d));
+    let ticks1 = d.status()["ticks_total"].as_u64().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "wrk: {text}");
+    let total = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("wrk's request count");
+    let mut latencies: Vec<Duration> = probes.iter().map(|p| p.1).collect();
+    latencies.sort();
+    let (ticks, rendered) = (ticks1 - ticks0, renders1 - renders0);
+    println!(
+        "wrk: {total} scrapes of /metrics in {FLOOD:?} over 1000 connections, {} non-2xx, \
+         {ticks} ticks, {rendered} renders; {} fresh /healthz meanwhile, median {:.1?}, \
+         worst {:.1?}",
+        wrk_count(&text, "Non-2xx or 3xx responses:"),
+        probes.len(),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+    // Answered at all (the client gives up after 5 s); how fast is the benchmark's.
+    assert!(
+        probes.iter().all(|p| p.0 == 200),
+        "a probe failed during the /metrics flood: {probes:?}"
+    );
+    assert_eq!(wrk_count(&text, "Non-2xx or 3xx responses:"), 0, "{text}");
+    // Whatever the pace: a render per snapshot published, and one per second of the flood
+    // (the process_* figures' age), never one per scrape.
+    let bound = ticks as usize + 2 + elapsed.as_secs() as usize + 1;
+    assert!(
+        (1..=bound).contains(&rendered),
+        "{rendered} renders for {total} scrapes and {ticks} ticks (bound {bound})"
+    );
+    assert!(
+        total > 10 * bound as u64,
+        "wrk managed only {total} scrapes: {text}"
+    );
 }

@@ -1,5 +1,6 @@
-//! `/metrics` (Prometheus text from [`crate::metrics::render`]) and `/status` (the whole
-//! snapshot as JSON, plus how old it is). Both sit behind the bearer token when one is set.
+//! `/metrics` (Prometheus text from [`crate::metrics::render`], rendered once per snapshot:
+//! [`super::rendered`]) and `/status` (the whole snapshot as JSON, plus how old it is). Both
+//! sit behind the bearer token when one is set.
 
 use axum::extract::State;
 use axum::http::header;
@@ -7,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use super::rendered::Rendered;
 use super::AppState;
 use crate::clock::mono_ms;
 use crate::snapshot::Snapshot;
@@ -14,8 +16,8 @@ use crate::snapshot::Snapshot;
 /// The Prometheus text exposition format, version 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub(super) async fn metrics(State(state): State<AppState>) -> Response {
-    let body = crate::metrics::render(&state.snapshot());
+pub(super) fn metrics(state: &AppState, rendered: &Rendered) -> Response {
+    let body = rendered.body(&state.snapshot());
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body).into_response()
 }
 

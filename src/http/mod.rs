@@ -20,6 +20,7 @@ mod export;
 mod guard;
 mod health;
 mod probes;
+mod rendered;
 mod server;
 
 #[cfg(test)]
@@ -27,12 +28,14 @@ mod tests;
 
 use std::sync::Arc;
 
+use axum::extract::State;
 use axum::middleware;
 use axum::routing::{get, MethodRouter};
 use axum::Router;
 use tokio::sync::watch;
 
 use crate::snapshot::Snapshot;
+use rendered::Rendered;
 
 pub use guard::constant_time_eq;
 pub use server::{bind, serve, MAX_CONNECTION_LIFETIME, SHUTDOWN_GRACE};
@@ -59,10 +62,20 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface as a router; [`serve`] puts it on a socket.
+/// The whole HTTP surface as a router; [`serve`] puts it on a socket. Its `/metrics` body is
+/// rendered once per snapshot ([`rendered`]), shared by every clone of the router.
 pub fn app(state: AppState) -> Router {
+    app_rendering(state, Arc::default())
+}
+
+/// [`app`], its `/metrics` bodies kept in `rendered` (tests count the renders).
+fn app_rendering(state: AppState, rendered: Arc<Rendered>) -> Router {
+    let metrics = move |State(state): State<AppState>| {
+        let rendered = Arc::clone(&rendered);
+        async move { export::metrics(&state, &rendered) }
+    };
     let protected = Router::new()
-        .route("/metrics", only_get(get(export::metrics)))
+        .route("/metrics", only_get(get(metrics)))
         .route("/status", only_get(get(export::status)))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

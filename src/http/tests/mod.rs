@@ -3,6 +3,7 @@
 //! note, and for fresh, stale and not-yet-ticked snapshots.
 
 mod health;
+mod rendered;
 mod routes;
 mod server;
 
