@@ -15,6 +15,11 @@
 //!   exhaustion goes anyway before its stagger, and says so (`override_total{deadline}`,
 //!   the log line).
 //!
+//! - **In a pod's clothes**: no kubeconfig, `KUBERNETES_SERVICE_HOST`/`_PORT` set and the
+//!   service account's token, CA and namespace mounted where a pod has them (a tmpfs over
+//!   `/run` in a mount namespace of its own, as root): leakwatch finds the API server, its
+//!   namespace and its rights the way it does in a cluster.
+//!
 //! The assertions hold under load: counts and orders, with bounds a slow machine keeps
 //! (each says why); the timing of the coordination itself is the unit tests' (virtual
 //! clock). Needs `LEAKWATCH_APISERVER_DIR` (`tests/e2e/apiserver/build.sh`) and the chart's
@@ -600,4 +605,97 @@ fn fallback_without_the_role_binding_and_an_override(fleet: &mut Fleet) {
         stagger(&r.id),
         started.elapsed()
     );
+}
+
+/// `leakwatch run` as in a pod: the service account's files under
+/// `/run/secrets/kubernetes.io/serviceaccount` (a tmpfs over `/run` in a mount namespace
+/// of its own), `KUBERNETES_SERVICE_HOST`/`_PORT`, `POD_NAME`, and no kubeconfig (`HOME`
+/// empty, no `KUBECONFIG`). `Err` when this machine cannot (not root, no `unshare -m`).
+fn daemon_in_a_pod(api: &ApiServer, dir: &Path, cfg: &Path) -> Result<Daemon, String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("not root: cannot mount the service account's files".into());
+    }
+    let probe = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "true"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        return Err("unshare -m does not work here".into());
+    }
+    let sa = dir.join("serviceaccount");
+    std::fs::create_dir_all(&sa).unwrap();
+    std::fs::write(sa.join("token"), api.token(SA_USER)).unwrap();
+    std::fs::copy(api.ca_file(), sa.join("ca.crt")).unwrap();
+    std::fs::write(sa.join("namespace"), NAMESPACE).unwrap();
+    let script = "sa=$0; bin=$1; cfg=$2; shift 2; \
+                  mount -t tmpfs -o size=1m leakwatch-test /run && \
+                  mkdir -p /run/secrets/kubernetes.io/serviceaccount && \
+                  cp \"$sa\"/* /run/secrets/kubernetes.io/serviceaccount/ && \
+                  exec \"$bin\" run -c \"$cfg\" \"$@\"";
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c", script])
+        .arg(&sa)
+        .arg(common::BIN)
+        .arg(cfg)
+        .env_remove("KUBECONFIG")
+        .env("HOME", &home)
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", api.port().to_string())
+        .env("POD_NAME", "api-in-a-pod");
+    Ok(Daemon::start_with(&mut cmd))
+}
+
+#[test]
+fn in_a_pod_it_finds_the_api_server_its_namespace_and_its_rights_from_the_service_account() {
+    let Some(objects) = chart_objects() else {
+        return;
+    };
+    let Some(api) = ApiServer::start_with_users(&[SA_USER]) else {
+        return;
+    };
+    api.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n"
+    ));
+    api.apply(&objects);
+    let root = tempfile::tempdir().unwrap();
+    let target = LeakyChild::spawn(&["--nofile", "1024"]);
+    let cfg = common::daemon::config_file(
+        root.path(),
+        "leakwatch.toml",
+        &format!(
+            "interval = \"1s\"\n[fleet]\ngroup = \"{GROUP}\"\nmax_concurrent = {K}\n\
+             [[target]]\nname = \"app\"\npid = {}\n",
+            target.pid()
+        ),
+    );
+    let d = match daemon_in_a_pod(&api, root.path(), &cfg) {
+        Ok(d) => d,
+        Err(why) => return common::skip::skip("LEAKWATCH_REQUIRE_NAMESPACES", &why),
+    };
+    // An idle replica reads its slots at once, then once a minute.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let fleet = loop {
+        let st = d.status();
+        let f = st["fleet"].clone();
+        if f["api"]["requests_total"].as_u64().unwrap_or(0) >= K as u64 {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "the slots were never read: {st}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(fleet["namespace"], NAMESPACE, "{fleet}");
+    assert_eq!(fleet["identity"], "api-in-a-pod", "{fleet}");
+    assert_eq!(fleet["mode"], "coordinated", "{fleet}");
+    assert_eq!(fleet["api"]["up"], true, "{fleet}");
+    assert_eq!(
+        fleet["api"]["errors_total"],
+        serde_json::json!({}),
+        "{fleet}"
+    );
+    // The chart's Leases, as read: free, with the chart's duration.
+    for slot in fleet["slots"].as_array().unwrap() {
+        assert_eq!(slot["holder"], Value::Null, "{fleet}");
+        assert_eq!(slot["duration_s"], LEASE_S, "{fleet}");
+    }
 }
