@@ -25,7 +25,7 @@ use common::BIN;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// What helm/tests/check_chart.py renders: the chart's variants and examples/my-app.
-const VARIANTS: [&str; 12] = [
+const VARIANTS: [&str; 13] = [
     "default",
     "classic",
     "capabilities",
@@ -37,6 +37,7 @@ const VARIANTS: [&str; 12] = [
     "fleet-percent",
     "observe",
     "dashboard",
+    "adoption",
     "my-app",
 ];
 

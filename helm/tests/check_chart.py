@@ -110,6 +110,13 @@ VARIANTS = {
             "fallbackSpread": "5m",
         },
     },
+    # Adoption as a team starts it: observe mode, the dashboard, and the fleet's slots
+    # ready for when it enforces.
+    "adoption": {
+        "mode": "observe",
+        "grafanaDashboard": {"enabled": True},
+        "fleet": {"enabled": True, "maxConcurrent": 1},
+    },
     # The Grafana dashboard as a ConfigMap for kube-prometheus-stack's dashboard sidecar.
     "dashboard": {
         "grafanaDashboard": {
@@ -125,7 +132,7 @@ VARIANTS = {
 DASHBOARD = HELM.parent / "packaging" / "grafana" / "leakwatch.json"
 
 # The fleet variants' group, K (the number of slot Leases) and leaseDurationSeconds.
-FLEET = {"fleet": ("demo", 2, 15), "fleet-percent": ("api", 2, 20)}
+FLEET = {"fleet": ("demo", 2, 15), "fleet-percent": ("api", 2, 20), "adoption": ("demo", 1, 15)}
 
 # fleet.* values -> the config's [fleet] keys, each written only when set.
 FLEET_KEYS = {
