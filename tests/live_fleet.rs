@@ -109,6 +109,8 @@ struct Replica {
     /// This phase: when `/status` first said deferred, the fleet modes it showed while
     /// deferred, the first 503.
     deferred_at: Option<Instant>,
+    /// When `/status` was last asked and did not say deferred.
+    not_deferred_at: Option<Instant>,
     deferred_modes: BTreeSet<String>,
     first_fail: Option<Instant>,
 }
@@ -178,6 +180,7 @@ max = 60
 
     fn new_phase(&mut self) {
         self.deferred_at = None;
+        self.not_deferred_at = None;
         self.deferred_modes.clear();
         self.first_fail = None;
         self.failed = 0;
@@ -210,10 +213,16 @@ impl Fleet {
                 continue;
             }
             if r.first_fail.is_none() {
+                let asked = Instant::now();
                 if let Some(st) = r.status() {
                     let restraint = &st["targets"][0]["judged"]["verdict"]["restraint"];
-                    if restraint == "deferred" {
-                        r.deferred_at.get_or_insert_with(Instant::now);
+                    if restraint != "deferred" {
+                        r.not_deferred_at = Some(asked);
+                    } else {
+                        // Deferred since after the last look that saw it not deferred: on
+                        // a slow round this lower bound keeps the stagger checks honest.
+                        let since = r.not_deferred_at.unwrap_or(asked);
+                        r.deferred_at.get_or_insert(since);
                         let mode = st["fleet"]["mode"].as_str().unwrap_or("?").to_string();
                         r.deferred_modes.insert(mode);
                     }
@@ -351,6 +360,7 @@ fn six_replicas_leaking_in_lockstep_restart_two_at_a_time_and_fall_back_staggere
                 failing: false,
                 restarts: 0,
                 deferred_at: None,
+                not_deferred_at: None,
                 deferred_modes: BTreeSet::new(),
                 first_fail: None,
             }
@@ -418,11 +428,11 @@ fn coordinated_with_a_holder_killed(fleet: &mut Fleet, kubeconfig: &Path) {
     };
     // The holder renewed at most one renew period before the kill; a waiter sees that
     // version within its poll (renew_every + 30 %), takes the slot when it has been
-    // unchanged for the lease duration, and this driver looks once per round (1 s), plus a
-    // second for a kubectl call on a loaded machine.
+    // unchanged for the lease duration, and this driver looks once per round (1 s); 3 s
+    // more for a slow round and a kubectl call on a loaded machine.
     let bound = Duration::from_secs(LEASE_S + RENEW_S)
         + Duration::from_millis(RENEW_S * 1300)
-        + Duration::from_secs(2);
+        + Duration::from_secs(4);
     assert!(
         taken <= bound,
         "slot 0 taken {taken:?} after the kill (bound {bound:?})"
@@ -482,7 +492,7 @@ fn assert_staggered(
         let waited = fail.saturating_duration_since(deferred);
         let s = stagger(&r.id);
         assert!(
-            waited + Duration::from_secs(2) >= s,
+            waited + Duration::from_secs(1) >= s,
             "{}: failed {waited:?} after it was deferred, its stagger is {s:?}",
             r.id
         );
@@ -581,7 +591,10 @@ fn fallback_without_the_role_binding_and_an_override(fleet: &mut Fleet) {
         r.id
     );
     let st = r.status().unwrap();
-    assert_eq!(st["fleet"]["override_total"]["deadline"], 1, "{st}");
+    assert!(
+        st["fleet"]["override_total"]["deadline"].as_u64() >= Some(1),
+        "{st}"
+    );
     assert!(
         r.daemon
             .as_ref()
@@ -591,13 +604,12 @@ fn fallback_without_the_role_binding_and_an_override(fleet: &mut Fleet) {
         "{}",
         fleet.summary()
     );
+    // Each met the 403. (Its last error may be another: a loaded API server times out a
+    // request now and then, and the restart before this phase broke pooled connections.)
     for r in &fleet.replicas {
         let st = r.status().unwrap();
-        let err = st["fleet"]["api"]["last_error"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        assert!(err.contains("403"), "{}: {err}", r.id);
+        let forbidden = st["fleet"]["api"]["errors_total"]["forbidden"].as_u64();
+        assert!(forbidden >= Some(1), "{}: {}", r.id, st["fleet"]["api"]);
     }
     println!(
         "RoleBinding removed: {} went anyway after {waited:?} (stagger {:?}), in {:?}",
