@@ -95,6 +95,18 @@ fn chart_objects() -> Option<String> {
     Some(serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string())
 }
 
+/// A real API server holding the chart's fleet objects in their namespace; `None` after a
+/// skip.
+fn api_with_the_charts_objects() -> Option<ApiServer> {
+    let objects = chart_objects()?;
+    let api = ApiServer::start_with_users(&[SA_USER])?;
+    api.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n"
+    ));
+    api.apply(&objects);
+    Some(api)
+}
+
 /// One pod: its leakwatch and its target.
 struct Replica {
     id: String,
@@ -335,16 +347,9 @@ impl Fleet {
 
 #[test]
 fn six_replicas_leaking_in_lockstep_restart_two_at_a_time_and_fall_back_staggered() {
-    let Some(objects) = chart_objects() else {
+    let Some(api) = api_with_the_charts_objects() else {
         return;
     };
-    let Some(api) = ApiServer::start_with_users(&[SA_USER]) else {
-        return;
-    };
-    api.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n"
-    ));
-    api.apply(&objects);
     let kubeconfig = api.kubeconfig(SA_USER, NAMESPACE);
     let root = tempfile::tempdir().unwrap();
     let mut replicas: Vec<Replica> = (0..N)
@@ -660,16 +665,9 @@ fn daemon_in_a_pod(api: &ApiServer, dir: &Path, cfg: &Path) -> Result<Daemon, St
 
 #[test]
 fn in_a_pod_it_finds_the_api_server_its_namespace_and_its_rights_from_the_service_account() {
-    let Some(objects) = chart_objects() else {
+    let Some(api) = api_with_the_charts_objects() else {
         return;
     };
-    let Some(api) = ApiServer::start_with_users(&[SA_USER]) else {
-        return;
-    };
-    api.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n"
-    ));
-    api.apply(&objects);
     let root = tempfile::tempdir().unwrap();
     let target = LeakyChild::spawn(&["--nofile", "1024"]);
     let cfg = common::daemon::config_file(
