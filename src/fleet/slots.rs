@@ -12,10 +12,12 @@
 //!   over at the kill would let the whole fleet through), at `max_hold`, or at shutdown.
 //! - **Go anyway** near exhaustion (`restart_cost` + [`DEADLINE_MARGIN`]) or after
 //!   `max_wait`: waiting past those buys nothing.
-//! - **Fail open**: an API error switches to local fallback, which goes after a stagger
-//!   (a hash of the identity modulo `fallback_spread`, at most half the time to
-//!   exhaustion), so an API outage does not restart the fleet at once either. A holder
-//!   keeps its decision whatever the API does.
+//! - **Fail open**: an API that has failed every request for a lease duration (the time a
+//!   holder that cannot renew keeps its slot) switches to local fallback, which goes after
+//!   a stagger (a hash of the identity modulo `fallback_spread`, at most half the time to
+//!   exhaustion) counted from the fallback, so an API outage does not restart the fleet at
+//!   once either: not the replicas that were already waiting when it began, and not on one
+//!   slow request of a loaded API server. A holder keeps its decision whatever the API does.
 
 use serde::Serialize;
 
@@ -64,9 +66,10 @@ pub enum Event {
         waited_ms: u64,
         tte_s: Option<f64>,
     },
-    /// The API became unusable: local fallback.
+    /// The API failed every request for a lease duration: local fallback.
     Fallback {
         error: String,
+        failing_ms: u64,
     },
     /// The API answers again.
     Recovered,
@@ -109,6 +112,11 @@ pub struct Slots {
     settled_since_mono_ms: Option<u64>,
     go: Option<GoReason>,
     mode: Mode,
+    /// Since when every API request failed (none since succeeded).
+    failing_since_mono_ms: Option<u64>,
+    /// Since when this pod is in local fallback: its stagger counts from here or from
+    /// `due_since`, whichever is later.
+    fallback_since: Option<Now>,
     api: ApiView,
     next_poll_mono_ms: u64,
     /// A counter for the poll's jitter (deterministic: the hash and this).
@@ -136,6 +144,8 @@ impl Slots {
             settled_since_mono_ms: None,
             go: None,
             mode: Mode::Coordinated,
+            failing_since_mono_ms: None,
+            fallback_since: None,
             api: ApiView {
                 up: true,
                 ..ApiView::default()
@@ -428,11 +438,14 @@ impl Slots {
         }
         let Some(since) = self.due_since else { return };
         let waited_ms = now.mono_ms.saturating_sub(since.mono_ms);
+        let staggered = self.stagger_from().is_some_and(|from| {
+            now.mono_ms.saturating_sub(from.mono_ms) >= self.stagger_ms(d.tte_s)
+        });
         let reason = if d.tte_s.is_some_and(|t| t <= self.deadline_tte_s()) {
             Some(GoReason::Deadline)
         } else if waited_ms >= ms(self.cfg.max_wait) {
             Some(GoReason::MaxWait)
-        } else if self.mode == Mode::LocalFallback && waited_ms >= self.stagger_ms(d.tte_s) {
+        } else if staggered {
             Some(GoReason::FallbackStagger)
         } else {
             None
@@ -449,6 +462,20 @@ impl Slots {
                 tte_s: d.tte_s,
             });
         }
+    }
+
+    /// In local fallback with a restart due: the stagger counts from the later of the two,
+    /// so the replicas that were waiting when an outage began go spread, not at once.
+    fn stagger_from(&self) -> Option<Now> {
+        let due = self.due_since?;
+        let fallback = self
+            .fallback_since
+            .filter(|_| self.mode == Mode::LocalFallback)?;
+        Some(if fallback.mono_ms > due.mono_ms {
+            fallback
+        } else {
+            due
+        })
     }
 
     /// Going anyway when the time to exhaustion is down to this, seconds.
@@ -495,29 +522,40 @@ impl Slots {
 
     fn api_ok(&mut self, now: Now) {
         self.api.requests_total += 1;
-        if !self.api.up || self.mode == Mode::LocalFallback {
+        if self.mode == Mode::LocalFallback {
             self.events.push(Event::Recovered);
         }
         self.api.up = true;
         self.api.last_ok_unix_ms = Some(now.unix_ms);
         self.mode = Mode::Coordinated;
+        self.failing_since_mono_ms = None;
+        self.fallback_since = None;
     }
 
-    fn api_failed(&mut self, _now: Now, e: ApiError, acquiring: bool) {
+    /// A failed request: the API is down (`api.up` false) at once, but the pod falls back
+    /// only once every request has failed for a lease duration. Until then it waits as in
+    /// coordinated mode (the slots it saw are as good as they were: a holder that cannot
+    /// renew keeps its slot that long too), so one slow request of a loaded API server
+    /// lets no waiting replica through.
+    fn api_failed(&mut self, now: Now, e: ApiError, acquiring: bool) {
         self.api.requests_total += 1;
         *self.api.errors_total.entry(e.kind().into()).or_default() += 1;
         if acquiring {
             self.count_acquire("error");
         }
         let message = e.to_string();
-        if self.mode != Mode::LocalFallback {
+        let since = *self.failing_since_mono_ms.get_or_insert(now.mono_ms);
+        let failing_for = now.mono_ms.saturating_sub(since);
+        if self.mode != Mode::LocalFallback && failing_for >= ms(self.cfg.lease_duration) {
             self.events.push(Event::Fallback {
                 error: message.clone(),
+                failing_ms: failing_for,
             });
+            self.mode = Mode::LocalFallback;
+            self.fallback_since = Some(now);
         }
         self.api.up = false;
         self.api.last_error = Some(message);
-        self.mode = Mode::LocalFallback;
     }
 
     fn count_acquire(&mut self, result: &str) {
@@ -575,14 +613,15 @@ impl Slots {
     fn deferred(&self, now: Now) -> Option<Deferred> {
         let since = self.due_since.filter(|_| self.go.is_none())?;
         let waited_ms = now.mono_ms.saturating_sub(since.mono_ms);
-        let mut at = (ms(self.cfg.max_wait), GoReason::MaxWait);
-        if self.mode == Mode::LocalFallback {
-            at = at.min((self.stagger_ms(self.last_tte_s), GoReason::FallbackStagger));
+        let mut at = (since.unix_ms + ms(self.cfg.max_wait), GoReason::MaxWait);
+        if let Some(from) = self.stagger_from() {
+            let stagger = from.unix_ms + self.stagger_ms(self.last_tte_s);
+            at = at.min((stagger, GoReason::FallbackStagger));
         }
         Some(Deferred {
             since_unix_ms: since.unix_ms,
             waited_s: waited_ms as f64 / 1000.0,
-            override_at_unix_ms: Some(since.unix_ms + at.0),
+            override_at_unix_ms: Some(at.0),
             override_reason: Some(at.1),
             deadline_tte_s: self.deadline_tte_s(),
         })

@@ -234,8 +234,8 @@ fn log_events(slots: &mut Slots) {
                 let tte = tte_s.map_or("unknown".into(), |t| format!("{t:.0}s"));
                 warn!(reason = reason.as_str(), waited = %secs(waited_ms), time_to_exhaustion = %tte, "fleet: restarting without a slot");
             }
-            Event::Fallback { error } => {
-                warn!(error = %error, "fleet: the Kubernetes API is unusable: local fallback, staggered per pod (no probe fails for this)");
+            Event::Fallback { error, failing_ms } => {
+                warn!(error = %error, failing_for = %secs(failing_ms), "fleet: the Kubernetes API failed every request for a lease duration: local fallback, staggered per pod (no probe fails for this)");
             }
             Event::Recovered => info!("fleet: the Kubernetes API answers again: coordinated"),
         }

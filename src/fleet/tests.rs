@@ -327,9 +327,13 @@ fn with_the_api_down_each_replica_goes_after_its_own_stagger() {
     api.down(ApiError::failed("unreachable", "connection refused"));
     let mut fleet = replicas(6, &c);
     let mut went = vec![None; 6];
+    let mut fell_back = [None; 6];
     for t in 0..400 {
         for (i, r) in fleet.iter_mut().enumerate() {
             step(r, &api, at(t), &due());
+            if fell_back[i].is_none() && r.status(at(t)).mode == Mode::LocalFallback {
+                fell_back[i] = Some(t);
+            }
             if went[i].is_none() && goes(r, at(t)) {
                 went[i] = Some(t);
             }
@@ -344,19 +348,118 @@ fn with_the_api_down_each_replica_goes_after_its_own_stagger() {
         .get("unreachable")
         .is_some_and(|n| *n > 0));
     let mut went: Vec<u64> = went.into_iter().map(|w| w.expect("never went")).collect();
-    // Each at its stagger (within a second of the step), all within the 5 min spread, not
-    // all together.
+    // Each fell back once the API had failed for a lease duration (15 s, within a poll),
+    // and went at its stagger from there (within a second of the step), all within the
+    // 5 min spread, not all together.
     for (i, r) in fleet.iter().enumerate() {
+        let fell = fell_back[i].expect("never fell back");
+        assert!((15..=20).contains(&fell), "{i} fell back at {fell}");
         let stagger = r.stagger_ms(None) / S;
         assert!(
-            went[i] == stagger || went[i] == stagger + 1,
-            "{i}: {went:?}"
+            went[i] == fell + stagger || went[i] == fell + stagger + 1,
+            "{i}: fell back at {fell}, stagger {stagger}: {went:?}"
         );
     }
     went.sort();
     went.dedup();
     assert!(went.len() >= 4, "staggers collide: {went:?}");
-    assert!(went.iter().all(|t| *t < 300));
+    assert!(went.iter().all(|t| *t < 330));
+}
+
+/// One slot held by a replica whose restarted target never settles (so it keeps renewing);
+/// five more waiting for it since `t = 0`, stepped each second until `until`.
+fn five_waiting_behind_a_holder(
+    api: &MemoryLeases,
+    fleet: &mut [Slots],
+    from: u64,
+    until: u64,
+    went: &mut [Option<u64>],
+) {
+    for t in from..until {
+        for (i, r) in fleet.iter_mut().enumerate() {
+            let d = if i == 0 && t > 0 { RESTARTING } else { due() };
+            step(r, api, at(t), &d);
+            if i > 0 && went[i].is_none() && goes(r, at(t)) {
+                went[i] = Some(t);
+            }
+        }
+    }
+}
+
+#[test]
+fn api_errors_shorter_than_a_lease_duration_let_no_waiting_replica_through() {
+    let c = cfg(1);
+    let api = leases(1);
+    let mut fleet = replicas(6, &c);
+    let mut went = vec![None; 6];
+    five_waiting_behind_a_holder(&api, &mut fleet, 0, 400, &mut went);
+    assert_eq!(holders(&api, 1), vec![Some("api-0".to_string())]);
+    assert!(went.iter().all(Option::is_none), "{went:?}");
+    // Every replica has waited longer than any stagger (at most 5 min) when requests start
+    // to fail, now and then and then for 12 s, less than the 15 s lease duration.
+    for (from, to) in [(400, 401), (430, 436), (470, 482)] {
+        api.down(ApiError::failed("timeout", "request timed out"));
+        five_waiting_behind_a_holder(&api, &mut fleet, from, to, &mut went);
+        api.up();
+        five_waiting_behind_a_holder(&api, &mut fleet, to, to + 30, &mut went);
+    }
+    assert!(went.iter().all(Option::is_none), "{went:?}");
+    for r in &fleet {
+        let st = r.status(at(520));
+        assert_eq!(st.mode, Mode::Coordinated);
+        assert!(st.api.up);
+        assert!(st.api.errors_total.get("timeout").is_some_and(|n| *n > 0));
+        assert!(st.override_total.is_empty(), "{:?}", st.override_total);
+    }
+    let fallbacks = fleet
+        .iter_mut()
+        .flat_map(|r| r.take_events())
+        .filter(|e| matches!(e, Event::Fallback { .. } | Event::Recovered))
+        .count();
+    assert_eq!(fallbacks, 0);
+}
+
+#[test]
+fn replicas_waiting_when_an_outage_begins_go_spread_from_it_not_at_once() {
+    let c = cfg(1);
+    let api = leases(1);
+    let mut fleet = replicas(6, &c);
+    let mut went = vec![None; 6];
+    five_waiting_behind_a_holder(&api, &mut fleet, 0, 400, &mut went);
+    assert!(went.iter().all(Option::is_none), "{went:?}");
+    // At 400 s every waiting replica is past its stagger counted from when it became due;
+    // counted from the fallback, they go spread over the staggers.
+    api.down(ApiError::failed("unreachable", "connection refused"));
+    let mut fell_back = [None; 6];
+    for t in 400..800 {
+        five_waiting_behind_a_holder(&api, &mut fleet, t, t + 1, &mut went);
+        for (i, r) in fleet.iter().enumerate() {
+            if fell_back[i].is_none() && r.status(at(t)).mode == Mode::LocalFallback {
+                fell_back[i] = Some(t);
+            }
+        }
+    }
+    let mut times = Vec::new();
+    for (i, r) in fleet.iter().enumerate().skip(1) {
+        let t = went[i].unwrap_or_else(|| panic!("{i} never went"));
+        let fell = fell_back[i].unwrap_or_else(|| panic!("{i} never fell back"));
+        // The first failed request within a poll (5 s + 30 %) of 400, the fallback a lease
+        // duration (15 s) later, at a poll.
+        assert!((415..=430).contains(&fell), "{i} fell back at {fell}");
+        let stagger = r.stagger_ms(None) / S;
+        assert!(
+            t == fell + stagger || t == fell + stagger + 1,
+            "{i} went at {t}: fell back at {fell}, its stagger is {stagger} s"
+        );
+        assert_eq!(
+            r.status(at(800)).override_total.get("fallback_stagger"),
+            Some(&1)
+        );
+        times.push(t);
+    }
+    times.sort();
+    times.dedup();
+    assert!(times.len() >= 4, "they went together: {times:?}");
 }
 
 #[test]
