@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the Debian 12 VM image the systemd/cgroup v2 suite boots, unless it is cached.
+# Build the Debian 13 (trixie) VM image the systemd/cgroup v2 suite boots, unless it is cached.
 #
 #   tests/e2e/vm/build-image.sh        prints the cache directory (kernel, initrd, rootfs.ext4)
 #
@@ -8,7 +8,7 @@
 # apt's configured Debian mirror, then packed into an ext4 file with `mke2fs -d` (nothing is
 # mounted on the host; mmdebstrap runs in a private mount namespace). Needs root.
 #
-# What is in it: systemd as PID 1 (cgroup v2 unified, systemd's default on bookworm), the
+# What is in it: systemd as PID 1 (cgroup v2 only: systemd 257 on trixie has no v1), the
 # Debian kernel with 9p, the .deb's dependencies (adduser), the tools the suite uses (curl,
 # jq, procps, util-linux, iproute2), and one unit, lw-e2e.service, which mounts the 9p share
 # tagged `lw` at /mnt/lw, runs /mnt/lw/in/suite.sh and powers the VM off. The suite itself
@@ -79,15 +79,16 @@ unshare --mount --propagation private \
     --customize-hook='chroot "$1" systemctl mask systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer fstrim.timer 2>/dev/null || true' \
     --customize-hook='printf "/dev/vda / ext4 rw,noatime 0 1\n" > "$1/etc/fstab"' \
     --customize-hook='rm -f "$1"/etc/resolv.conf "$1"/var/cache/apt/archives/*.deb' \
-    bookworm "$root" "$mirror" >&2
+    trixie "$root" "$mirror" >&2
 
 cp "$root"/boot/vmlinuz-* "$work/vmlinuz"
 cp "$root"/boot/initrd.img-* "$work/initrd.img"
 # An ext4 file made from the tree without mounting it; 2 GiB leaves room for the suite.
 mke2fs -q -t ext4 -L lw-root -d "$root" "$work/rootfs.ext4" 2G >&2
 # What docs/testing.md's "Tested on" rows quote.
-chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' systemd 'linux-image-[0-9]*' \
-    >"$work/versions"
+# (Installed ones only: the pattern also matches the kernel's -unsigned name, not installed.)
+chroot "$root" dpkg-query -W -f '${db:Status-Abbrev}${Package} ${Version}\n' systemd \
+    'linux-image-[0-9]*' | sed -n 's/^ii *//p' >"$work/versions"
 rm -rf "$root"
 touch "$work/ok"
 # One rename: a build that dies midway leaves no half image under $out (and another build

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The systemd + cgroup v2 suite: boot the cached Debian 12 VM once, run tests/e2e/vm/suite.sh
+# The systemd + cgroup v2 suite: boot the cached Debian 13 VM once, run tests/e2e/vm/suite.sh
 # in it against the .deb built here, and report what it said.
 #
 #   tests/e2e/vm/run.sh [DEB]      DEB defaults to target/debian/leakwatch_*.deb

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The systemd + cgroup v2 scenarios, run inside the Debian 12 VM (systemd as PID 1, cgroup v2
+# The systemd + cgroup v2 scenarios, run inside the Debian 13 VM (systemd as PID 1, cgroup v2
 # unified) by lw-e2e.service, from the 9p share at /mnt/lw: in/ holds this script and the
 # .deb; out/ gets `results` (one PASS/FAIL/INFO line per scenario), `journal.txt`,
 # `versions` and `fixtures/` (kernel text captured for tests/fixtures/cgroup).
@@ -449,7 +449,8 @@ memory_high_is_the_limit() {
     wait_for "a cgroup_memory limit" 90 has_limit 9721 cgroup_memory
     s=$(series 9721 cgroup_memory)
     log "$s"
-    [ "$(jq -r .limit <<<"$s")" = 157286400 ] || fail "limit is not memory.high's 150 MiB"
+    # Compared as numbers: /status writes limits as floats, and jq 1.7 prints 157286400.0.
+    jq -e ".limit == 157286400" <<<"$s" >/dev/null || fail "limit is not memory.high's 150 MiB"
     [ "$(jq -r .limit_source <<<"$s")" = memory.high ] || fail "limit_source is not memory.high"
     kill "$lw_pid"
 }
@@ -528,7 +529,7 @@ EOF2
     wait_for "limits in /status" 90 has_limit 9722 cgroup_memory pod
     s=$(series 9722 cgroup_memory anc)
     log "anc cgroup_memory: $s"
-    [ "$(jq -r .limit <<<"$s")" = 314572800 ] || fail "anc: the limit is not the slice's 300 MiB"
+    jq -e ".limit == 314572800" <<<"$s" >/dev/null || fail "anc: the limit is not the slice's 300 MiB"
     [ "$(jq -r .limit_source <<<"$s")" = "memory.max of /lwtlim.slice" ] || fail "anc: limit_source"
     s=$(series 9722 threads anc)
     log "anc threads: $s"
@@ -536,7 +537,7 @@ EOF2
     [ "$(jq -r '.limit <= 40' <<<"$s")" = true ] || fail "anc: threads limit above the slice's TasksMax"
     s=$(series 9722 cgroup_memory pod)
     log "pod cgroup_memory: $s"
-    [ "$(jq -r .limit <<<"$s")" = 209715200 ] || fail "pod: the limit is not the pod slice's 200 MiB"
+    jq -e ".limit == 209715200" <<<"$s" >/dev/null || fail "pod: the limit is not the pod slice's 200 MiB"
     [ "$(jq -r .limit_source <<<"$s")" = "memory.max of /lwtpod.slice/lwtpod-p1.slice" ] ||
         fail "pod: limit_source"
     kill "$lw_pid"
