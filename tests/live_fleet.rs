@@ -310,11 +310,16 @@ impl Fleet {
             .map(|r| {
                 let log = r.daemon.as_ref().map(|d| d.log_text()).unwrap_or_default();
                 let fleet: Vec<&str> = log.lines().filter(|l| l.contains("fleet")).collect();
+                let st = r.status().map(|st| {
+                    let f = &st["fleet"];
+                    format!("mode {} held {} api {}", f["mode"], f["held"], f["api"])
+                });
                 format!(
-                    "{}: restarts {} failing {}\n  {}",
+                    "{}: restarts {} failing {}; {}\n  {}",
                     r.id,
                     r.restarts,
                     r.failing,
+                    st.unwrap_or_else(|| "no /status".into()),
                     fleet.join("\n  ")
                 )
             })
@@ -337,8 +342,9 @@ impl Fleet {
         while self.holders().iter().any(|h| !h.is_empty()) {
             assert!(
                 Instant::now() < deadline,
-                "slots still held: {:?}",
-                self.holders()
+                "slots still held: {:?}\n{}",
+                self.holders(),
+                self.summary()
             );
             std::thread::sleep(Duration::from_millis(500));
         }

@@ -114,6 +114,9 @@ pub struct Slots {
     mode: Mode,
     /// Since when every API request failed (none since succeeded).
     failing_since_mono_ms: Option<u64>,
+    /// A slot given back whose Lease could not be cleared (the API failed), and since
+    /// when: tried again at each poll until it is cleared, taken by another or expired.
+    unreleased: Option<(u32, u64)>,
     /// Since when this pod is in local fallback: its stagger counts from here or from
     /// `due_since`, whichever is later.
     fallback_since: Option<Now>,
@@ -145,6 +148,7 @@ impl Slots {
             go: None,
             mode: Mode::Coordinated,
             failing_since_mono_ms: None,
+            unreleased: None,
             fallback_since: None,
             api: ApiView {
                 up: true,
@@ -196,7 +200,14 @@ impl Slots {
             }
             self.check_override(now, demand);
         } else if now.mono_ms >= self.next_poll_mono_ms {
-            self.look(api, now).await;
+            match self.unreleased.take() {
+                Some((slot, since))
+                    if now.mono_ms.saturating_sub(since) < ms(self.cfg.lease_duration) =>
+                {
+                    self.clear_holder(api, now, slot, since).await;
+                }
+                _ => self.look(api, now).await,
+            }
         }
     }
 
@@ -279,6 +290,7 @@ impl Slots {
                         renewed_mono_ms: now.mono_ms,
                     });
                     self.go = Some(GoReason::Slot);
+                    self.unreleased = None;
                     return;
                 }
                 Err(ApiError::Conflict) => {
@@ -390,14 +402,24 @@ impl Slots {
             self.due_since = Some(now);
             self.next_poll_mono_ms = now.mono_ms + ms(self.cfg.lease_duration);
         }
-        // Clear the holder if the Lease is still ours; on any error it expires by itself.
+        self.clear_holder(api, now, h.slot, now.mono_ms).await;
+    }
+
+    /// Clear the holder of `slot` if the Lease is still this pod's. On an API error it is
+    /// tried again at the next poll (a renew period on), until a lease duration after the
+    /// release (`since`), when it has expired for every replica anyway: meanwhile the
+    /// Lease names a holder that no longer restarts, and waiters would wait out its
+    /// duration.
+    async fn clear_holder<A: LeaseApi>(&mut self, api: &A, now: Now, slot: u32, since: u64) {
+        let name = self.cfg.lease_name(slot);
         for _ in 0..2 {
             let current = match api.get(&name).await {
                 Ok(c) => c,
-                Err(e) => return self.api_failed(now, e, false),
+                Err(e) => return self.clear_failed(now, e, slot, since),
             };
             self.api_ok(now);
             if current.holder() != Some(self.identity.as_str()) {
+                self.observe(slot, current, now);
                 return;
             }
             let free = Lease {
@@ -408,13 +430,19 @@ impl Slots {
             match api.replace(&name, &free).await {
                 Ok(written) => {
                     self.api_ok(now);
-                    self.observe(h.slot, written, now);
+                    self.observe(slot, written, now);
                     return;
                 }
                 Err(ApiError::Conflict) => continue,
-                Err(e) => return self.api_failed(now, e, false),
+                Err(e) => return self.clear_failed(now, e, slot, since),
             }
         }
+    }
+
+    fn clear_failed(&mut self, now: Now, e: ApiError, slot: u32, since: u64) {
+        self.unreleased = Some((slot, since));
+        self.next_poll_mono_ms = now.mono_ms + self.jittered(ms(self.cfg.renew_every));
+        self.api_failed(now, e, false);
     }
 
     /// Nothing asked for: read the slots now and then, for /status and to find API

@@ -245,6 +245,60 @@ fn the_slot_is_held_through_the_restart_and_given_back_once_healthy_for_long_eno
 }
 
 #[test]
+fn a_release_the_api_failed_is_tried_again_until_the_lease_is_clear() {
+    let c = cfg(1);
+    let api = leases(1);
+    let mut a = Slots::new(c.clone(), "api-0".into(), "shop".into());
+    step(&mut a, &api, at(0), &due());
+    assert!(goes(&a, at(0)));
+    // Killed and back at once, healthy from 1 s: given back at 41 s, while the API times
+    // out (from 40 s to 44 s).
+    for t in 1..40 {
+        step(&mut a, &api, at(t), &HEALTHY);
+    }
+    api.down(ApiError::failed("timeout", "request timed out"));
+    for t in 40..44 {
+        step(&mut a, &api, at(t), &HEALTHY);
+    }
+    assert!(!goes(&a, at(44)));
+    assert_eq!(a.status(at(44)).held, None);
+    assert_eq!(
+        holders(&api, 1),
+        vec![Some("api-0".to_string())],
+        "not cleared yet"
+    );
+    api.up();
+    let mut cleared = None;
+    for t in 44..120 {
+        step(&mut a, &api, at(t), &HEALTHY);
+        if cleared.is_none() && holders(&api, 1)[0].is_none() {
+            cleared = Some(t);
+        }
+    }
+    // At the next poll: a renew period (5 s + 30 %) after the failed try at 41 s.
+    let cleared = cleared.expect("the Lease still names api-0");
+    assert!(cleared <= 41 + 7, "cleared at {cleared}");
+    assert_eq!(a.status(at(120)).mode, Mode::Coordinated);
+
+    // With the API down past a lease duration, the Lease has expired for everyone: the
+    // pod stops trying and reads the slots at its idle cadence again.
+    let api = leases(1);
+    let mut b = Slots::new(c, "api-1".into(), "shop".into());
+    step(&mut b, &api, at(0), &due());
+    for t in 1..40 {
+        step(&mut b, &api, at(t), &HEALTHY);
+    }
+    api.down(ApiError::failed("timeout", "request timed out"));
+    let before = b.status(at(40)).api.requests_total;
+    for t in 40..100 {
+        step(&mut b, &api, at(t), &HEALTHY);
+    }
+    let tries = b.status(at(100)).api.requests_total - before;
+    // The release, a retry every 3.5 to 6.5 s within the 15 s, then the idle minute's look.
+    assert!((3..=7).contains(&tries), "{tries} requests");
+}
+
+#[test]
 fn max_hold_gives_the_slot_back_and_the_pod_queues_again() {
     let mut c = cfg(1);
     c.max_hold = Duration::from_secs(120);
