@@ -4,8 +4,8 @@
     python3 .ci/tests.py [--jobs N] [--timeout SECONDS] [NAME ...]
 
 Builds the tests once (`cargo test --no-run --locked`), then runs the test binaries N at a
-time (2 by default), the slow ones first, each from the package's directory with the
-variables cargo gives a test at run time. A binary's output is printed whole when it ends,
+time (3 by default), the slow ones first, each from the package's directory with
+CARGO_MANIFEST_DIR set, as cargo runs them. A binary's output is printed whole when it ends,
 under the line cargo prints for it (`Running tests/x.rs (target/debug/deps/x-HASH)`), so
 the log reads like cargo's and `.ci/run`'s totals count it the same way. The doc tests run
 last, through cargo. With NAMEs, only those binaries run (`leakwatch` is the unit tests;
@@ -99,7 +99,7 @@ def run_one(binary, timeout, env):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--jobs", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=1200.0)
     ap.add_argument("names", nargs="*", help="only these test binaries")
     args = ap.parse_args()
