@@ -440,15 +440,20 @@ fn five_waiting_behind_a_holder(
     }
 }
 
-#[test]
-fn api_errors_shorter_than_a_lease_duration_let_no_waiting_replica_through() {
-    let c = cfg(1);
+/// Five replicas waiting 400 s behind `api-0`'s slot: none went.
+fn five_waiting_for_400_s() -> (MemoryLeases, Vec<Slots>, Vec<Option<u64>>) {
     let api = leases(1);
-    let mut fleet = replicas(6, &c);
+    let mut fleet = replicas(6, &cfg(1));
     let mut went = vec![None; 6];
     five_waiting_behind_a_holder(&api, &mut fleet, 0, 400, &mut went);
     assert_eq!(holders(&api, 1), vec![Some("api-0".to_string())]);
     assert!(went.iter().all(Option::is_none), "{went:?}");
+    (api, fleet, went)
+}
+
+#[test]
+fn api_errors_shorter_than_a_lease_duration_let_no_waiting_replica_through() {
+    let (api, mut fleet, mut went) = five_waiting_for_400_s();
     // Every replica has waited longer than any stagger (at most 5 min) when requests start
     // to fail, now and then and then for 12 s, less than the 15 s lease duration.
     for (from, to) in [(400, 401), (430, 436), (470, 482)] {
@@ -475,12 +480,7 @@ fn api_errors_shorter_than_a_lease_duration_let_no_waiting_replica_through() {
 
 #[test]
 fn replicas_waiting_when_an_outage_begins_go_spread_from_it_not_at_once() {
-    let c = cfg(1);
-    let api = leases(1);
-    let mut fleet = replicas(6, &c);
-    let mut went = vec![None; 6];
-    five_waiting_behind_a_holder(&api, &mut fleet, 0, 400, &mut went);
-    assert!(went.iter().all(Option::is_none), "{went:?}");
+    let (api, mut fleet, mut went) = five_waiting_for_400_s();
     // At 400 s every waiting replica is past its stagger counted from when it became due;
     // counted from the fallback, they go spread over the staggers.
     api.down(ApiError::failed("unreachable", "connection refused"));
