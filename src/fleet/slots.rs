@@ -439,9 +439,12 @@ impl Slots {
         }
     }
 
+    /// Never sooner than a poll already set: a pod giving back at `max_hold` asks again only
+    /// a lease duration on.
     fn clear_failed(&mut self, now: Now, e: ApiError, slot: u32, since: u64) {
         self.unreleased = Some((slot, since));
-        self.next_poll_mono_ms = now.mono_ms + self.jittered(ms(self.cfg.renew_every));
+        let retry = now.mono_ms + self.jittered(ms(self.cfg.renew_every));
+        self.next_poll_mono_ms = self.next_poll_mono_ms.max(retry);
         self.api_failed(now, e, false);
     }
 
@@ -492,13 +495,12 @@ impl Slots {
         }
     }
 
-    /// In local fallback with a restart due: the stagger counts from the later of the two,
-    /// so the replicas that were waiting when an outage began go spread, not at once.
+    /// In local fallback (`fallback_since` is set exactly then) with a restart due: the
+    /// stagger counts from the later of the two, so the replicas that were waiting when an
+    /// outage began go spread, not at once.
     fn stagger_from(&self) -> Option<Now> {
         let due = self.due_since?;
-        let fallback = self
-            .fallback_since
-            .filter(|_| self.mode == Mode::LocalFallback)?;
+        let fallback = self.fallback_since?;
         Some(if fallback.mono_ms > due.mono_ms {
             fallback
         } else {

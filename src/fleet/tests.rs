@@ -326,6 +326,31 @@ fn max_hold_gives_the_slot_back_and_the_pod_queues_again() {
 }
 
 #[test]
+fn a_max_hold_release_the_api_failed_waits_its_lease_duration_before_asking_again() {
+    let mut c = cfg(1);
+    c.max_hold = Duration::from_secs(120);
+    let api = leases(1);
+    let mut a = Slots::new(c, "api-0".into(), "shop".into());
+    for t in 0..120 {
+        step(&mut a, &api, at(t), &due());
+    }
+    assert!(goes(&a, at(119)));
+    // Given back at 120 s while the API times out; it answers again at 122 s. The Lease
+    // still names api-0, which would count it free for itself: it asks again only a lease
+    // duration (15 s) after the release, as when the release succeeds.
+    api.down(ApiError::failed("timeout", "request timed out"));
+    step(&mut a, &api, at(120), &due());
+    assert!(!goes(&a, at(120)));
+    api.up();
+    for t in 121..135 {
+        step(&mut a, &api, at(t), &due());
+        assert!(!goes(&a, at(t)), "took its slot again at {t}");
+    }
+    step(&mut a, &api, at(135), &due());
+    assert!(goes(&a, at(135)));
+}
+
+#[test]
 fn near_exhaustion_a_waiting_replica_goes_anyway() {
     let c = cfg(1);
     let api = leases(1);
