@@ -74,7 +74,7 @@ def build(root):
 
 
 def run_one(binary, timeout, env):
-    name, src, exe, manifest = binary
+    _, _, exe, manifest = binary
     started = time.monotonic()
     cwd = os.path.dirname(manifest)
     run_env = dict(env, CARGO_MANIFEST_DIR=cwd)
@@ -119,7 +119,10 @@ def main():
     def job(b):
         code, out, took = run_one(b, args.timeout, env)
         with lock:
-            print(f"\n     Running {b[1]} ({os.path.relpath(b[2], root)})", flush=True)
+            # As cargo prints it: relative to the tree, or whole when in a build-dir outside.
+            rel = os.path.relpath(b[2], root)
+            exe = b[2] if rel.startswith("..") else rel
+            print(f"\n     Running {b[1]} ({exe})", flush=True)
             sys.stdout.write(out)
             print(f".ci/tests.py: {b[1]} took {took:.1f} s (exit {code})", flush=True)
             if code != 0:
