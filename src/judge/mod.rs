@@ -284,7 +284,7 @@ impl TargetJudge {
                 });
             }
             window.trim(now, cfg.window);
-            status.trend = trend::trend(window.points(), cfg);
+            status.trend = window.trend(cfg);
             status.seconds_to_exhaustion =
                 trend::seconds_to_exhaustion(status.value, status.limit, status.trend.as_ref());
             status.leak_suspected = !warm

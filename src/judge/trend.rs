@@ -37,6 +37,9 @@ pub struct Point {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Window {
     points: Vec<Point>,
+    /// When the newest point [`Window::trim`] dropped was taken: the series was watched
+    /// from then, though the window now starts later.
+    dropped_t_ms: Option<u64>,
 }
 
 impl Window {
@@ -44,6 +47,7 @@ impl Window {
     pub fn push(&mut self, p: Point) {
         if self.points.last().is_some_and(|l| p.t_ms < l.t_ms) {
             self.points.clear();
+            self.dropped_t_ms = None;
         }
         self.points.push(p);
     }
@@ -53,12 +57,19 @@ impl Window {
         let horizon = now_ms.saturating_sub(window.as_millis() as u64);
         let keep_from = self.points.partition_point(|p| p.t_ms < horizon);
         if keep_from > 0 {
+            self.dropped_t_ms = Some(self.points[keep_from - 1].t_ms);
             self.points.drain(..keep_from);
         }
     }
 
     pub fn points(&self) -> &[Point] {
         &self.points
+    }
+
+    /// The trend of the points kept, the series watched since the newest point dropped
+    /// (see [`trend_watched_since`]).
+    pub fn trend(&self, judge: &JudgeConfig) -> Option<Trend> {
+        trend_watched_since(&self.points, self.dropped_t_ms, judge)
     }
 
     pub fn len(&self) -> usize {
@@ -94,6 +105,18 @@ pub struct Trend {
 
 /// The Theil–Sen trend of `points` (oldest first); `None` with fewer than 3 points.
 pub fn trend(points: &[Point], judge: &JudgeConfig) -> Option<Trend> {
+    trend_watched_since(points, None, judge)
+}
+
+/// [`trend`], with the series watched since `dropped_t_ms` (a point older than the window,
+/// dropped from it) when it came at the points' cadence: a window that has dropped points
+/// is full whatever the jitter of its ticks. Without it, a tick a little late leaves the
+/// points a little short of the window, and the trust of a steady leak comes and goes.
+pub fn trend_watched_since(
+    points: &[Point],
+    dropped_t_ms: Option<u64>,
+    judge: &JudgeConfig,
+) -> Option<Trend> {
     if points.len() < 3 {
         return None;
     }
@@ -121,9 +144,17 @@ pub fn trend(points: &[Point], judge: &JudgeConfig) -> Option<Trend> {
     let cadence_ms = span_ms / (points.len().max(2) as u64 - 1);
     let window_ms = judge.window.as_millis() as u64;
     let full_ms = min_span_ms.min(window_ms.saturating_sub(cadence_ms));
+    // A dropped point counts when no more than two cadences before the oldest kept: after a
+    // gap in the watch (a target unreadable for a while) the window must fill again.
+    let watched_ms = match dropped_t_ms {
+        Some(t) if points[0].t_ms.saturating_sub(t) <= 2 * cadence_ms.max(1) => {
+            points[points.len() - 1].t_ms.saturating_sub(t)
+        }
+        _ => span_ms,
+    };
     let untrusted_because = if points.len() < needed {
         Some(format!("{}/{needed} samples", points.len()))
-    } else if span_ms < full_ms {
+    } else if watched_ms < full_ms {
         Some(format!(
             "span {} < {}",
             crate::units::duration_ms(span_ms),
@@ -320,6 +351,96 @@ mod tests {
         });
         w.trim(700_000, Duration::from_secs(600));
         assert_eq!(w.len(), 1);
+    }
+
+    /// A 6 s window asking for a full window, as live tests judge.
+    fn six_seconds() -> JudgeConfig {
+        JudgeConfig {
+            window: Duration::from_secs(6),
+            min_span: Duration::from_secs(6),
+            min_samples: 10,
+            ..JudgeConfig::default()
+        }
+    }
+
+    /// 300 ticks every 200 ms, each late by 0–190 ms (a loaded machine), the same each run.
+    fn jittered_ticks() -> impl Iterator<Item = u64> {
+        let mut seed = 0x2545_f491_u64;
+        (0..300u64).map(move |tick| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            tick * 200 + seed % 190
+        })
+    }
+
+    /// A steady leak on [`jittered_ticks`] (none in `gap`) through [`six_seconds`]: each
+    /// tick's time and trust reason, from the first tick that dropped a point.
+    fn jittered_reasons(gap: Option<(u64, u64)>) -> Vec<(u64, Option<String>)> {
+        let judge = six_seconds();
+        let mut w = Window::default();
+        let mut out = Vec::new();
+        for t_ms in jittered_ticks() {
+            if gap.is_some_and(|(from, to)| (from..to).contains(&t_ms)) {
+                continue;
+            }
+            w.push(Point {
+                t_ms,
+                value: t_ms as f64 / 50.0,
+            });
+            w.trim(t_ms, judge.window);
+            if w.dropped_t_ms.is_some() {
+                out.push((t_ms, w.trend(&judge).unwrap().untrusted_because));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_full_window_stays_trusted_whatever_its_ticks_jitter() {
+        let reasons = jittered_reasons(None);
+        assert!(reasons.len() > 200);
+        let lost: Vec<_> = reasons.iter().filter(|(_, why)| why.is_some()).collect();
+        assert!(lost.is_empty(), "{lost:?}");
+        // The points alone are short of the window on some ticks: without the dropped
+        // point the trust would come and go.
+        let judge = six_seconds();
+        let mut w = Window::default();
+        let mut short = 0;
+        for t_ms in jittered_ticks() {
+            w.push(Point {
+                t_ms,
+                value: t_ms as f64,
+            });
+            w.trim(t_ms, judge.window);
+            let alone = trend(w.points(), &judge);
+            if w.dropped_t_ms.is_some() && alone.is_some_and(|t| !t.trusted) {
+                short += 1;
+            }
+        }
+        assert!(short > 10, "{short}");
+    }
+
+    #[test]
+    fn after_a_gap_in_the_watch_the_window_fills_again() {
+        // No ticks from 30 s to 33 s: the points after the gap do not follow the point
+        // dropped before it, so the window is not full again until 6 s of ticks after it.
+        let reasons = jittered_reasons(Some((30_000, 33_000)));
+        let short: Vec<u64> = reasons
+            .iter()
+            .filter(|(_, why)| why.as_deref().is_some_and(|w| w.starts_with("span ")))
+            .map(|(t, _)| *t)
+            .collect();
+        assert!(!short.is_empty(), "{reasons:?}");
+        assert!(
+            short.iter().all(|t| (33_000..39_400).contains(t)),
+            "{short:?}"
+        );
+        let trusted_after = reasons
+            .iter()
+            .filter(|(t, why)| *t >= 39_400 && why.is_none())
+            .count();
+        assert!(trusted_after > 100, "{reasons:?}");
     }
 }
 
