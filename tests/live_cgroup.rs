@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::cgroup::own_v1_path;
 use common::{LeakyChild, BIN};
 use leakwatch::collect::cgroup::collect_cgroup;
-use leakwatch::sample::{CgroupSource, CgroupVersion, Limit};
+use leakwatch::sample::{CgroupDir, CgroupVersion, Limit};
 
 const MIB: u64 = 1 << 20;
 const LIMIT: u64 = 256 * MIB;
@@ -147,7 +147,7 @@ fn v1_memory_cgroup_of_a_growing_child() {
     );
     assert_eq!(
         m.source,
-        CgroupSource {
+        CgroupDir {
             dir: mem_dir.clone(),
             via_target_root: false
         }

@@ -20,7 +20,7 @@ use leakwatch::collect::fd::scan_fds;
 use leakwatch::collect::net_tcp::{read_target_sockets, summarize};
 use leakwatch::collect::sockets::TcpReader;
 use leakwatch::collect::{CollectOptions, Collector};
-use leakwatch::sample::{TcpSocket, TcpSource, TcpState};
+use leakwatch::sample::{TcpSocket, TcpState, TcpTable};
 use rustc_hash::FxHashSet;
 
 fn has_ipv6() -> bool {
@@ -42,7 +42,7 @@ fn sorted(mut v: Vec<TcpSocket>) -> Vec<TcpSocket> {
 
 /// (netlink rows, text rows, source) for the child's socket fds, once both agree and the
 /// state counts agree with `ss` (FINs settle quickly); panics with both if they never do.
-fn both(reader: &mut TcpReader, pid: i32) -> (Vec<TcpSocket>, TcpSource) {
+fn both(reader: &mut TcpReader, pid: i32) -> (Vec<TcpSocket>, TcpTable) {
     let pid_dir = PathBuf::from(format!("/proc/{pid}"));
     let id = target(pid);
     let mut last = None;
@@ -62,7 +62,7 @@ fn both(reader: &mut TcpReader, pid: i32) -> (Vec<TcpSocket>, TcpSource) {
                     unparsed_lines: 0,
                     ..Default::default()
                 },
-                leakwatch::sample::TcpSource::SockDiag,
+                leakwatch::sample::TcpTable::SockDiag,
                 0,
                 0,
             );
@@ -96,7 +96,7 @@ fn sock_diag_rows_equal_the_text_tables() {
     // The first read dumps everything and learns the cgroups; the next ones filter.
     for round in 0..3 {
         let (rows, source) = both(&mut reader, pid);
-        assert_eq!(source, TcpSource::SockDiag, "round {round}");
+        assert_eq!(source, TcpTable::SockDiag, "round {round}");
         let listeners = if v6 { 3 } else { 2 };
         assert_eq!(count(&rows, TcpState::Listen), listeners);
         assert_eq!(count(&rows, TcpState::Established), 8);
@@ -163,7 +163,7 @@ fn collector_says_sock_diag_in_the_same_namespace() {
     let ok = eventually(|| {
         let s = collector.collect(id, &CollectOptions::default());
         s.tcp
-            .is_some_and(|t| t.source == TcpSource::SockDiag && t.states.close_wait == 6)
+            .is_some_and(|t| t.source == TcpTable::SockDiag && t.states.close_wait == 6)
     });
     assert!(
         ok,
@@ -196,7 +196,7 @@ fn another_network_namespace_is_read_from_the_text_tables() {
     let sample = last.expect("a sample");
     let tcp = sample.tcp.clone().expect("tcp section");
     assert!(ok, "{tcp:#?}");
-    assert_eq!(tcp.source, TcpSource::ProcNet);
+    assert_eq!(tcp.source, TcpTable::ProcNet);
     assert_eq!(tcp.states.established, 4);
     // No tcp_info there: stalled sockets are unknown, with the reason, never 0; CLOSE_WAIT
     // ages need no tcp_info and are known.
@@ -280,7 +280,7 @@ fn only_sockets_with_data_queued_get_tcp_info() {
                 &fx,
             )
             .unwrap();
-        assert_eq!(source, TcpSource::SockDiag);
+        assert_eq!(source, TcpTable::SockDiag);
         let established = count(&rows.sockets, TcpState::Established);
         assert!(established >= 40 + 80, "round {round}: {established}");
         for s in rows.sockets.iter().filter(|s| want.contains_key(&s.inode)) {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::cgroup::Cgroup;
 use common::{eventually, ss_states, target, LeakyChild};
 use leakwatch::collect::{CollectOptions, Collector};
-use leakwatch::sample::{Sample, SocketsFrom, TcpSource};
+use leakwatch::sample::{Sample, SocketsFrom, TcpTable};
 
 /// A cgroup v2 directory of the test's own, or None after saying why the test skips.
 fn cgroup(name: &str) -> Option<Cgroup> {
@@ -37,7 +37,7 @@ fn options() -> CollectOptions {
 /// The TCP states leakwatch counted, as `ss_states` names them (zeros left out).
 fn states(s: &Sample) -> BTreeMap<String, u64> {
     let t = s.tcp.as_ref().expect("a TCP section");
-    assert_eq!(t.source, TcpSource::SockDiag);
+    assert_eq!(t.source, TcpTable::SockDiag);
     let v = serde_json::to_value(&t.states).unwrap();
     v.as_object()
         .unwrap()

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use common::{eventually, ss_states, LeakyChild};
 use leakwatch::collect::net_tcp::{parse_net_tcp, read_target_sockets, summarize, NetTcp};
 use leakwatch::collect::{stat, CollectOptions, Collector};
-use leakwatch::sample::{Peer, TargetId, Tcp, TcpSource, TcpState, TcpStates};
+use leakwatch::sample::{Peer, TargetId, Tcp, TcpState, TcpStates, TcpTable};
 
 fn pid_dir(pid: i32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}"))
@@ -44,7 +44,7 @@ fn settled(pid: i32) -> (HashSet<u64>, NetTcp, Tcp) {
         let table = read_target_sockets(&pid_dir(pid), &inodes).unwrap();
         let tcp = summarize(
             &table,
-            leakwatch::sample::TcpSource::ProcNet,
+            leakwatch::sample::TcpTable::ProcNet,
             inodes.len() as u64,
             10,
         );
@@ -171,7 +171,7 @@ fn collector_reports_the_same_tcp_section() {
     let pid = child.pid();
     let (_, _, mut expect) = settled(pid);
     // The same rows; the collector reads them through sock_diag (same network namespace).
-    expect.source = TcpSource::SockDiag;
+    expect.source = TcpTable::SockDiag;
     let starttime_ticks = stat::read_stat(Path::new(&pid_dir(pid)))
         .unwrap()
         .starttime_ticks;

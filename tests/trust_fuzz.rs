@@ -343,7 +343,7 @@ fn net_tcp_parser_and_summary() {
         let table = parse_net_tcp(t);
         assert!(table.sockets.len() + table.unparsed_lines as usize <= line_count(t));
         let sockets = table.sockets.len() as u64;
-        let tcp = summarize(&table, leakwatch::sample::TcpSource::ProcNet, sockets, 3);
+        let tcp = summarize(&table, leakwatch::sample::TcpTable::ProcNet, sockets, 3);
         let _ = serde_json::to_string(&tcp).expect("a summary serializes");
     });
 }

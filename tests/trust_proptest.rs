@@ -37,7 +37,7 @@ use leakwatch::collect::status::parse_status;
 use leakwatch::collect::task::syscall::{parse_pollfds, parse_syscall};
 use leakwatch::config::values::{parse_quantity, parse_rate};
 use leakwatch::sample::{
-    FdLimit, Limit, Peer, PeerCount, TcpSocket, TcpSource, TcpState, TcpStates,
+    FdLimit, Limit, Peer, PeerCount, TcpSocket, TcpState, TcpStates, TcpTable,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -350,7 +350,7 @@ proptest! {
         both.sockets.extend(t6.sockets);
         let all: Vec<TcpSocket> = want4.into_iter().chain(want6).collect();
         let fds = all.len() as u64 + other_fds;
-        let tcp = summarize(&both, TcpSource::ProcNet, fds, usize::MAX);
+        let tcp = summarize(&both, TcpTable::ProcNet, fds, usize::MAX);
         let mut states = TcpStates::default();
         for r in v4.iter().chain(&v6) {
             states.add(TcpState::from_kernel(r.st));
@@ -369,7 +369,7 @@ proptest! {
         prop_assert_eq!(&tcp.top_close_wait_peers, &model_peers(&all, TcpState::CloseWait));
         prop_assert_eq!(&tcp.top_established_peers, &model_peers(&all, TcpState::Established));
         // Top-K is the head of the full ranking.
-        let short = summarize(&both, TcpSource::ProcNet, fds, top_k);
+        let short = summarize(&both, TcpTable::ProcNet, fds, top_k);
         let head: Vec<PeerCount> = tcp.top_established_peers.iter().take(top_k).cloned().collect();
         prop_assert_eq!(short.top_established_peers, head);
     }
@@ -1188,12 +1188,7 @@ fn check_text(t: &str) {
     let lines = line_count(t);
     let table = parse_net_tcp(t);
     assert!(table.sockets.len() + table.unparsed_lines as usize <= lines);
-    let tcp = summarize(
-        &table,
-        TcpSource::ProcNet,
-        table.sockets.len() as u64 + 3,
-        5,
-    );
+    let tcp = summarize(&table, TcpTable::ProcNet, table.sockets.len() as u64 + 3, 5);
     assert!(tcp.top_close_wait_peers.len() <= 5 && tcp.top_established_peers.len() <= 5);
     assert_eq!(tcp.states.total(), table.sockets.len() as u64);
     if let Ok(st) = parse_stat(t) {

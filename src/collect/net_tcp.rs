@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use crate::error::ReadError;
-use crate::sample::{Peer, PeerCount, Tcp, TcpSocket, TcpSource, TcpState};
+use crate::sample::{Peer, PeerCount, Tcp, TcpSocket, TcpState, TcpTable};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 
 /// Rows of one or more TCP tables.
@@ -168,7 +168,7 @@ fn read_table(
 
 /// Count states, sum queues and rank peers. `socket_fds` is how many distinct socket inodes
 /// the target holds (those matching no row are `other_sockets`).
-pub fn summarize(table: &NetTcp, source: TcpSource, socket_fds: u64, top_k: usize) -> Tcp {
+pub fn summarize(table: &NetTcp, source: TcpTable, socket_fds: u64, top_k: usize) -> Tcp {
     let listen_ports = listen_ports(table);
     let mut tcp = Tcp {
         unparsed_lines: table.unparsed_lines,
@@ -425,7 +425,7 @@ mod tests {
         // Exactly ten columns is enough; the last row after the blank line still counts.
         assert_eq!(t.sockets[15].inode, 120);
         assert_eq!(t.sockets[16].inode, 125);
-        let s = summarize(&t, TcpSource::ProcNet, 17, 10);
+        let s = summarize(&t, TcpTable::ProcNet, 17, 10);
         assert_eq!(s.states.unknown, 3);
         assert_eq!(s.states.total(), 17);
         assert_eq!(s.recv_queue_bytes, 2 + 0xFFFF_FFFF);
@@ -576,7 +576,7 @@ mod tests {
         table.sockets.retain(|s| s.inode != 0);
         // The states are what `ss -tanpe` showed for the capturing process (see
         // tests/fixtures/net/README.md); 23 socket fds for 21 rows leaves 2 that are not TCP.
-        let s = summarize(&table, TcpSource::ProcNet, 23, 10);
+        let s = summarize(&table, TcpTable::ProcNet, 23, 10);
         let states = TcpStates {
             established: 10,
             syn_sent: 3,
@@ -590,7 +590,7 @@ mod tests {
         assert_eq!(s.recv_queue_bytes, 1 + 100 + 1 + 128512 + 1);
         assert_eq!(s.send_queue_bytes, 3 + 3782145);
         assert_eq!(s.other_sockets, 2);
-        assert_eq!(s.source, TcpSource::ProcNet);
+        assert_eq!(s.source, TcpTable::ProcNet);
         assert_eq!(
             s.top_close_wait_peers,
             [
@@ -635,7 +635,7 @@ mod tests {
             unparsed_lines: 3,
             info: HashMap::default(),
         };
-        let s = summarize(&table, TcpSource::ProcNet, 12, 10);
+        let s = summarize(&table, TcpTable::ProcNet, 12, 10);
         assert_eq!(
             s.top_close_wait_peers,
             [
@@ -661,7 +661,7 @@ mod tests {
         // Without the listener the same sockets are outbound, one peer per remote port.
         let mut no_listen = table.clone();
         no_listen.sockets.remove(0);
-        let s = summarize(&no_listen, TcpSource::ProcNet, 12, 10);
+        let s = summarize(&no_listen, TcpTable::ProcNet, 12, 10);
         assert_eq!(s.top_close_wait_peers.len(), 5);
         assert!(s.top_close_wait_peers.iter().all(|p| !p.peer.inbound));
     }
@@ -685,7 +685,7 @@ mod tests {
             info: HashMap::default(),
         };
         let order = |k| -> Vec<String> {
-            let s = summarize(&table, TcpSource::ProcNet, 0, k);
+            let s = summarize(&table, TcpTable::ProcNet, 0, k);
             s.top_close_wait_peers
                 .iter()
                 .map(|p| format!("{}x{}", p.peer, p.sockets))
@@ -703,7 +703,7 @@ mod tests {
         assert_eq!(order(2), ["192.0.2.4:443x4", "192.0.2.1:443x2"]);
         assert!(order(0).is_empty());
         // Counts are over all sockets, whatever the cut; fewer fds than rows saturates.
-        let s = summarize(&table, TcpSource::ProcNet, 0, 1);
+        let s = summarize(&table, TcpTable::ProcNet, 0, 1);
         assert_eq!(s.states.close_wait, 9);
         assert_eq!(s.other_sockets, 0);
     }

@@ -1,7 +1,7 @@
 //! The target's TCP sockets: from sock_diag when leakwatch shares the target's network
 //! namespace (`PROC/self/ns/net` and `PROC/PID/ns/net` are the same inode), from the text
 //! tables `PROC/PID/net/tcp{,6}` otherwise, or when netlink fails. Both give the same rows
-//! (`tests/live_sock_diag.rs` compares them on a real child); [`TcpSource`] says which.
+//! (`tests/live_sock_diag.rs` compares them on a real child); [`TcpTable`] says which.
 //!
 //! Cost follows the target's sockets, not the namespace's. The first dump for a target is
 //! unfiltered and learns which cgroup v2 ids its sockets are charged to (a socket carries
@@ -27,7 +27,7 @@ use super::sock_diag::{
     MAX_CGROUP_FILTER,
 };
 use crate::error::ReadError;
-use crate::sample::{TargetId, TcpSource, TcpState};
+use crate::sample::{TargetId, TcpState, TcpTable};
 use rustc_hash::FxHashSet as HashSet;
 
 /// Reads TCP sockets for every target of one collector; keeps the netlink socket and what
@@ -69,10 +69,10 @@ impl TcpReader {
         target: TargetId,
         sockets: &[(i32, u64)],
         inodes: &HashSet<u64>,
-    ) -> Result<(NetTcp, TcpSource), ReadError> {
+    ) -> Result<(NetTcp, TcpTable), ReadError> {
         if same_netns(proc_root, pid_dir) {
             match self.read_diag(pid_dir, target, sockets, inodes) {
-                Ok(table) => return Ok((table, TcpSource::SockDiag)),
+                Ok(table) => return Ok((table, TcpTable::SockDiag)),
                 Err(_) => {
                     // Netlink refused (a seccomp filter, no tcp_diag module): the text tables.
                     self.diag = None;
@@ -81,7 +81,7 @@ impl TcpReader {
             }
         }
         let table = net_tcp::read_sockets_where(pid_dir, |i| inodes.contains(&i))?;
-        Ok((table, TcpSource::ProcNet))
+        Ok((table, TcpTable::ProcNet))
     }
 
     /// How many rows of the last [`TcpReader::read`] (through sock_diag) are charged to a

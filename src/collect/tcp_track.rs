@@ -23,7 +23,7 @@ use super::net_tcp::{self, NetTcp};
 use super::sock_diag::{DiagInfo, TcpInfo};
 use crate::error::{Unknown, UnknownKind};
 use crate::sample::{
-    CloseWaitAge, StalledPeer, StalledSocket, TargetId, TcpSocket, TcpSource, TcpStalled, TcpState,
+    CloseWaitAge, StalledPeer, StalledSocket, TargetId, TcpSocket, TcpStalled, TcpState, TcpTable,
     WindowState,
 };
 
@@ -83,7 +83,7 @@ impl TcpTracker {
         &mut self,
         target: TargetId,
         table: &NetTcp,
-        source: TcpSource,
+        source: TcpTable,
         at: TrackAt,
     ) -> Tracked {
         if self.target != Some(target) {
@@ -137,7 +137,7 @@ impl TcpTracker {
         if self.seen.capacity() > 64 && self.seen.len() < self.seen.capacity() / 4 {
             self.seen.shrink_to_fit();
         }
-        let stalled = if source != TcpSource::SockDiag {
+        let stalled = if source != TcpTable::SockDiag {
             Err(Unknown::new(
                 UnknownKind::Unavailable,
                 "stalled sockets need tcp_info, which only netlink sock_diag gives, and the \

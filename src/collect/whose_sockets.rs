@@ -26,7 +26,7 @@ use super::{
     cgroup, fd, keep, links_unknown, micros, net_tcp, tcp_track, timed, CollectOptions, Collector,
 };
 use crate::error::Unknown;
-use crate::sample::{Sample, SocketsFrom, SocketsMethod, Source, TcpSocket, TcpSource};
+use crate::sample::{Sample, SocketsFrom, SocketsMethod, Source, TcpSocket, TcpTable};
 
 /// What a target's last fd walk left for the ticks that do not walk.
 #[derive(Debug, Default)]
@@ -151,7 +151,7 @@ impl Collector {
             .walk_note
             .as_ref()
             .map_or(String::new(), |n| format!("; {n}"));
-        let mut summary = net_tcp::summarize(&table, TcpSource::SockDiag, 0, opts.top_peers);
+        let mut summary = net_tcp::summarize(&table, TcpTable::SockDiag, 0, opts.top_peers);
         summary.other_sockets = other_sockets;
         summary.method = SocketsMethod {
             from: SocketsFrom::Cgroup,
@@ -162,7 +162,7 @@ impl Collector {
             ),
         };
         s.tcp = Some(summary);
-        self.track_tcp(s, &table, TcpSource::SockDiag, opts);
+        self.track_tcp(s, &table, TcpTable::SockDiag, opts);
         Ok(Sockets {
             fds: None,
             tcp_by_inode: by_inode(table.sockets),
@@ -214,7 +214,7 @@ impl Collector {
                 net_tcp::summarize(&table, source, inodes.len() as u64, opts.top_peers);
             let mismatch = check
                 .zip(before)
-                .filter(|_| source == TcpSource::SockDiag)
+                .filter(|_| source == TcpTable::SockDiag)
                 .map(|(id, before)| match before {
                     Ok(before) => self.compare_cgroup(pid_dir, id, &before, &inodes),
                     Err(why) => Some(why),
@@ -325,7 +325,7 @@ impl Collector {
         &mut self,
         s: &mut Sample,
         table: &net_tcp::NetTcp,
-        source: crate::sample::TcpSource,
+        source: crate::sample::TcpTable,
         opts: &CollectOptions,
     ) {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);

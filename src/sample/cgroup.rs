@@ -16,9 +16,9 @@ pub enum CgroupVersion {
     V2,
 }
 
-/// Which cgroupfs leakwatch read the target's cgroup through.
+/// The directory leakwatch read the target's cgroup through (`source` in `/status`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CgroupSource {
+pub struct CgroupDir {
     /// The directory whose files were read.
     pub dir: PathBuf,
     /// True when read through `/proc/PID/root/sys/fs/cgroup` (the target's own view, e.g. a
@@ -61,7 +61,7 @@ pub struct CgroupMemory {
     pub version: CgroupVersion,
     /// The cgroup path as `/proc/PID/cgroup` names it.
     pub path: String,
-    pub source: CgroupSource,
+    pub source: CgroupDir,
     /// v2 `memory.current`; v1 `memory.usage_in_bytes`.
     pub current_bytes: Option<u64>,
     /// v2 `memory.max`; v1 `memory.limit_in_bytes` (its huge "no limit" value is `Unlimited`).
@@ -96,7 +96,7 @@ pub struct CgroupMemory {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CgroupPids {
     pub version: CgroupVersion,
-    pub source: CgroupSource,
+    pub source: CgroupDir,
     pub current: Option<u64>,
     /// The `pids.max` that leaves the fewest tasks on the way up (see `max_from`).
     pub max: Option<Limit>,

@@ -23,13 +23,13 @@ mod tcp_stall;
 mod threads;
 
 pub use cgroup::{
-    AncestorPids, CgroupMemory, CgroupPids, CgroupSource, CgroupVersion, MemoryEvents, Pressure,
+    AncestorPids, CgroupDir, CgroupMemory, CgroupPids, CgroupVersion, MemoryEvents, Pressure,
     PressureLine,
 };
 pub use fds::{FdLimit, FdTypes, Fds};
 pub use memory::{Heap, Memory, SmapsRollup};
 pub use tcp::{
-    Peer, PeerCount, SocketsFrom, SocketsMethod, Tcp, TcpSocket, TcpSource, TcpState, TcpStates,
+    Peer, PeerCount, SocketsFrom, SocketsMethod, Tcp, TcpSocket, TcpState, TcpStates, TcpTable,
 };
 pub use tcp_stall::{CloseWaitAge, StalledPeer, StalledSocket, TcpStalled, WindowState};
 pub use threads::{Stuck, StuckWorker, SyscallState, Task, ThreadStates, Threads};
@@ -62,7 +62,10 @@ pub enum TargetState {
     Gone,
 }
 
-/// The sources of a sample; keys of [`Sample::unknown`] and of collector metrics.
+/// The sources of a sample: the kernel files and calls one tick reads; keys of
+/// [`Sample::unknown`] and the `source` label of the collector metrics. The one meaning of
+/// "source" in the code ([`TcpTable`] and [`CgroupDir`] say which table or directory was
+/// read); in `/status`, `source` and `limit_source` keep their names as an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {

@@ -172,10 +172,10 @@ pub struct PeerCount {
     pub send_queue_bytes: u64,
 }
 
-/// Where the TCP table came from.
+/// Which TCP table was read (`tcp.source` in `/status`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum TcpSource {
+pub enum TcpTable {
     /// `/proc/PID/net/tcp` and `tcp6`: the target's network namespace.
     #[default]
     ProcNet,
@@ -218,7 +218,7 @@ pub struct Tcp {
     pub other_sockets: u64,
     /// Table lines that did not parse (skipped).
     pub unparsed_lines: u64,
-    pub source: TcpSource,
+    pub source: TcpTable,
     #[serde(default)]
     pub method: SocketsMethod,
 }

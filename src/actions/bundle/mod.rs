@@ -23,7 +23,7 @@ use crate::collect::fd::FdKind;
 use crate::collect::net_tcp::{self, NetTcp};
 use crate::config::actions::BundleConfig;
 use crate::judge::{Judged, Series};
-use crate::sample::{PeerCount, Sample, StuckWorker, TcpSocket, TcpSource, TcpState};
+use crate::sample::{PeerCount, Sample, StuckWorker, TcpSocket, TcpState, TcpTable};
 
 pub use write::{BundleFile, Written};
 
@@ -189,7 +189,7 @@ pub fn render_files(input: &BundleInput<'_>, c: Captured, now: u64) -> Gathered 
     files.push(file("sockets.txt", render::sockets(pid, &c.table, &fds_of)));
     files.push(file("fds.txt", render::fds(pid, &c.links)));
     files.push(file("stalled.txt", crate::report::stalled(sample)));
-    let summary = net_tcp::summarize(&c.table, TcpSource::ProcNet, fds_of.len() as u64, 3);
+    let summary = net_tcp::summarize(&c.table, TcpTable::ProcNet, fds_of.len() as u64, 3);
     let readme = ReadmeFacts {
         written_unix_ms: now,
         close_wait_total: summary.states.get(TcpState::CloseWait),

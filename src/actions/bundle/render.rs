@@ -9,7 +9,7 @@ use crate::collect::net_tcp::{self, NetTcp};
 use crate::collect::task::{call_kind, syscall::fd_arg, syscall_name, CallKind};
 use crate::judge::{series, Judged, Rule, Series};
 use crate::report::{self, Layout};
-use crate::sample::{Sample, StuckWorker, SyscallState, Task, TcpSocket, TcpSource, TcpState};
+use crate::sample::{Sample, StuckWorker, SyscallState, Task, TcpSocket, TcpState, TcpTable};
 use crate::units;
 
 use super::{HistoryRow, ReadmeFacts};
@@ -69,7 +69,7 @@ fn state_rank(s: TcpState) -> usize {
 
 /// `sockets.txt`: counts per peer at the top, then every TCP socket, CLOSE_WAIT first.
 pub fn sockets(pid: i32, table: &NetTcp, fds_of: &HashMap<u64, Vec<i32>>) -> Vec<String> {
-    let summary = net_tcp::summarize(table, TcpSource::ProcNet, fds_of.len() as u64, usize::MAX);
+    let summary = net_tcp::summarize(table, TcpTable::ProcNet, fds_of.len() as u64, usize::MAX);
     let states: Vec<String> = TcpState::ALL
         .iter()
         .filter(|s| summary.states.get(**s) > 0)

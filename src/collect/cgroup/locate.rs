@@ -16,7 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{ReadError, Unknown, UnknownKind};
-use crate::sample::CgroupSource;
+use crate::sample::CgroupDir;
 
 /// The two places a target's cgroup may be read from.
 #[derive(Debug, Clone)]
@@ -60,7 +60,7 @@ impl Hierarchy<'_> {
 /// A cgroup directory found, and the mount (hierarchy root) it was found under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
-    pub source: CgroupSource,
+    pub source: CgroupDir,
     pub mount: PathBuf,
 }
 
@@ -139,7 +139,7 @@ pub fn locate(roots: &Roots, h: Hierarchy<'_>, path: &str) -> Result<Located, Un
 
 fn found(dir: PathBuf, mount: PathBuf, via_target_root: bool) -> Located {
     Located {
-        source: CgroupSource {
+        source: CgroupDir {
             dir,
             via_target_root,
         },

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use super::*;
-use crate::sample::{AncestorPids, CgroupSource, Limit, MemoryEvents, Pressure, PressureLine};
+use crate::sample::{AncestorPids, CgroupDir, Limit, MemoryEvents, Pressure, PressureLine};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -54,8 +54,8 @@ impl Tree {
         collect_cgroup(&self.path("proc"), &self.path("cg"), PID)
     }
 
-    fn source(&self, dir: &str, via_target_root: bool) -> CgroupSource {
-        CgroupSource {
+    fn source(&self, dir: &str, via_target_root: bool) -> CgroupDir {
+        CgroupDir {
             dir: self.path(dir),
             via_target_root,
         }
@@ -129,7 +129,7 @@ fn busy_pressure() -> Pressure {
 }
 
 /// What the v2 fixtures say, read from `source`.
-fn v2_expected(path: &str, source: CgroupSource) -> CgroupMemory {
+fn v2_expected(path: &str, source: CgroupDir) -> CgroupMemory {
     CgroupMemory {
         version: CgroupVersion::V2,
         path: path.to_string(),
@@ -158,7 +158,7 @@ fn v2_expected(path: &str, source: CgroupSource) -> CgroupMemory {
 }
 
 /// What the v1 fixtures (this machine's real files) say, read from `source`.
-fn v1_expected(path: &str, source: CgroupSource) -> CgroupMemory {
+fn v1_expected(path: &str, source: CgroupDir) -> CgroupMemory {
     CgroupMemory {
         version: CgroupVersion::V1,
         path: path.to_string(),

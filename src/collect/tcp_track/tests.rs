@@ -63,7 +63,7 @@ fn table(rows: &[(TcpSocket, u64)]) -> NetTcp {
 }
 
 fn stalled(t: &mut TcpTracker, rows: &[(TcpSocket, u64)], now: u64) -> TcpStalled {
-    t.track(ID, &table(rows), TcpSource::SockDiag, at(now))
+    t.track(ID, &table(rows), TcpTable::SockDiag, at(now))
         .stalled
         .unwrap()
 }
@@ -124,7 +124,7 @@ fn close_wait_ages_tick_by_tick_and_a_reused_inode_is_a_new_socket() {
     let mut t = TcpTracker::default();
     let cw = sock(TcpState::CloseWait, 6001, 20, 0);
     let age = |t: &mut TcpTracker, rows: &[(TcpSocket, u64)], now| {
-        t.track(ID, &table(rows), TcpSource::ProcNet, at(now))
+        t.track(ID, &table(rows), TcpTable::ProcNet, at(now))
             .close_wait
     };
     let mut last = 0;
@@ -159,7 +159,7 @@ fn the_text_tables_make_stalls_unknown_not_zero() {
     let mut t = TcpTracker::default();
     let mut rows = table(&[(sock(TcpState::Established, 5001, 10, 4096), 1)]);
     rows.info.clear();
-    let got = t.track(ID, &rows, TcpSource::ProcNet, at(1_000));
+    let got = t.track(ID, &rows, TcpTable::ProcNet, at(1_000));
     let u = got.stalled.unwrap_err();
     assert_eq!(u.kind, UnknownKind::Unavailable);
     assert!(u.message.contains("/proc/PID/net/tcp"), "{}", u.message);
@@ -173,7 +173,7 @@ fn a_tcp_info_without_bytes_acked_makes_stalls_unknown() {
     if let Some(i) = rows.info.get_mut(&10).and_then(|i| i.tcp.as_mut()) {
         i.bytes_acked = None;
     }
-    let got = t.track(ID, &rows, TcpSource::SockDiag, at(1_000));
+    let got = t.track(ID, &rows, TcpTable::SockDiag, at(1_000));
     assert_eq!(got.stalled.unwrap_err().kind, UnknownKind::Unsupported);
 }
 
@@ -187,7 +187,7 @@ fn another_target_starts_over() {
         pid: 8,
         starttime_ticks: 1,
     };
-    let got = t.track(other, &table(&rows), TcpSource::SockDiag, at(6_000));
+    let got = t.track(other, &table(&rows), TcpTable::SockDiag, at(6_000));
     assert_eq!(got.stalled.unwrap().count, 0);
 }
 
@@ -207,17 +207,17 @@ fn only_sockets_with_a_clock_running_are_remembered() {
             1,
         )
     }));
-    t.track(ID, &table(&rows), TcpSource::SockDiag, at(1_000));
+    t.track(ID, &table(&rows), TcpTable::SockDiag, at(1_000));
     assert_eq!(t.seen.len(), 302);
     // The CLOSE_WAIT burst is gone: forgotten, and the map gives its memory back.
     rows.retain(|(s, _)| s.state != TcpState::CloseWait);
-    t.track(ID, &table(&rows), TcpSource::SockDiag, at(2_000));
+    t.track(ID, &table(&rows), TcpTable::SockDiag, at(2_000));
     assert_eq!(t.seen.len(), 2);
     assert!(t.seen.capacity() < 64, "{}", t.seen.capacity());
     // The queues drain: nothing is remembered.
     for (s, _) in &mut rows {
         s.send_queue_bytes = 0;
     }
-    t.track(ID, &table(&rows), TcpSource::SockDiag, at(3_000));
+    t.track(ID, &table(&rows), TcpTable::SockDiag, at(3_000));
     assert!(t.seen.is_empty());
 }

@@ -11,9 +11,9 @@ use crate::fleet::{FleetStatus, GoReason, Mode};
 use crate::judge::{Budget, Judged, RuleState, RuleStatus, SeriesStatus, Trend, Verdict};
 use crate::judge::{Enforcement, Series};
 use crate::sample::{
-    CgroupMemory, CgroupSource, CgroupVersion, CloseWaitAge, FdLimit, FdTypes, Fds, Heap, Limit,
+    CgroupDir, CgroupMemory, CgroupVersion, CloseWaitAge, FdLimit, FdTypes, Fds, Heap, Limit,
     Memory, MemoryEvents, Peer, PeerCount, Pressure, PressureLine, Sample, SocketsMethod, Source,
-    Stuck, TargetId, Tcp, TcpSource, TcpStalled, TcpStates, Threads,
+    Stuck, TargetId, Tcp, TcpStalled, TcpStates, TcpTable, Threads,
 };
 use crate::snapshot::{CollectorErrors, ConfigInfo, Snapshot, TargetStatus};
 
@@ -288,7 +288,7 @@ fn app_tcp() -> Tcp {
         ],
         other_sockets: 5,
         unparsed_lines: 0,
-        source: TcpSource::ProcNet,
+        source: TcpTable::ProcNet,
         method: SocketsMethod::default(),
     }
 }
@@ -304,7 +304,7 @@ fn app_cgroup() -> CgroupMemory {
     CgroupMemory {
         version: CgroupVersion::V2,
         path: "/kubepods.slice/pod-app.slice/cri-containerd-app.scope".into(),
-        source: CgroupSource::default(),
+        source: CgroupDir::default(),
         current_bytes: Some(1228 * MIB),
         max: Some(Limit::Limited(2048 * MIB)),
         high: Some(Limit::Unlimited),
