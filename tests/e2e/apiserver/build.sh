@@ -12,9 +12,9 @@
 #   replace directives (to etcd's other modules, ../api etc.). Required from a wrapper
 #   module, those directives are ignored and the lockstep releases of those modules
 #   (go.etcd.io/etcd/api/v3 VERSION, ...) are used, which is what the tag holds.
-# - kube-apiserver: as tests/e2e/kubelet/build-kubelet.sh does for the kubelet: kubernetes's
-#   go.mod replaces its staging modules (k8s.io/api, ...) with ./staging/src/k8s.io/...,
-#   which its module zip does not hold; the wrapper points each at its published release
+# - kube-apiserver: as for the kubelet, tests/e2e/kube-build.sh: kubernetes's go.mod
+#   replaces its staging modules (k8s.io/api, ...) with ./staging/src/k8s.io/..., which its
+#   module zip does not hold; the wrapper points each at its published release
 #   (k8s.io/X v0.MINOR.PATCH).
 #
 # Cost on two idle cores with Go's build cache empty: etcd 40 s, kube-apiserver 4 minutes
@@ -43,6 +43,7 @@ if [ -x "$dir/etcd" ] && [ -x "$dir/kube-apiserver" ]; then
     exit 0
 fi
 
+. "$(dirname "$0")/../kube-build.sh"
 work=$(mktemp -d "$dir/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -83,38 +84,7 @@ fi
 if [ ! -x "$dir/kube-apiserver" ]; then
     start=$(date +%s)
     mkdir "$work/kube"
-    staging_version=v0.${KUBE_VERSION#v1.}
-    src=$(module_dir k8s.io/kubernetes "$KUBE_VERSION")
-    {
-        echo "module leakwatch.test/kube-apiserver-build"
-        echo
-        # The go directive and godebug defaults are kubernetes's own: they set the runtime's
-        # GODEBUG defaults of the binary.
-        grep -E '^(go|godebug) ' "$src/go.mod"
-        echo
-        echo "require k8s.io/kubernetes $KUBE_VERSION"
-        echo
-        echo "replace ("
-        sed -n 's#^\t*\(k8s\.io/[a-z0-9-]*\) => \./staging/src/k8s\.io/[a-z0-9-]*$#\t\1 => \1 '"$staging_version"'#p' "$src/go.mod"
-        echo ")"
-    } >"$work/kube/go.mod"
-    grep -q "k8s.io/api => k8s.io/api $staging_version" "$work/kube/go.mod" ||
-        { echo "build-apiserver: no staging replaces found in kubernetes's go.mod" >&2; cat "$work/kube/go.mod" >&2; exit 1; }
-
-    ldflags="-s -w"
-    for kv in "gitVersion=$KUBE_VERSION" "gitMajor=1" "gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)" \
-        "gitTreeState=clean" "buildDate=1970-01-01T00:00:00Z"; do
-        for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-            ldflags="$ldflags -X $pkg.$kv"
-        done
-    done
-    (
-        cd "$work/kube"
-        CGO_ENABLED=0 GOFLAGS=-mod=mod nice -n 10 go build -trimpath -ldflags "$ldflags" \
-            -o "$work/kube/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-    )
-    "$work/kube/kube-apiserver" --version >&2
-    mv "$work/kube/kube-apiserver" "$dir/kube-apiserver"
+    build_kube_command kube-apiserver "$work/kube" "$dir/kube-apiserver"
     echo "build-apiserver: kube-apiserver $KUBE_VERSION built in $(($(date +%s) - start))s" >&2
 fi
 echo "$dir"
