@@ -2,7 +2,7 @@
 //! (packaging/link-order.txt, written by packaging/link-order.sh) are laid out together at
 //! the start of the text, so the pages the kernel maps around each fault are pages the
 //! daemon uses. Scattered among the 11 MB of text (the fleet's Kubernetes client, inspect,
-//! backtest), they made the kernel map 7.5 MiB of the binary; together, 3.2 MiB
+//! backtest), they made the kernel map about 7 MiB of the binary; together, 3.2 MiB
 //! (docs/performance.md, "The link order").
 //!
 //! Only for the release profile, with the linker that reads the list: LLD, which rustc uses
