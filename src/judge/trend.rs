@@ -374,12 +374,11 @@ mod tests {
         })
     }
 
-    /// A steady leak on [`jittered_ticks`] (none in `gap`) through [`six_seconds`]: each
-    /// tick's time and trust reason, from the first tick that dropped a point.
-    fn jittered_reasons(gap: Option<(u64, u64)>) -> Vec<(u64, Option<String>)> {
+    /// A steady leak on [`jittered_ticks`] (none in `gap`) through [`six_seconds`]: `each`
+    /// sees the window at every tick from the first one that dropped a point.
+    fn jittered_window(gap: Option<(u64, u64)>, mut each: impl FnMut(u64, &Window)) {
         let judge = six_seconds();
         let mut w = Window::default();
-        let mut out = Vec::new();
         for t_ms in jittered_ticks() {
             if gap.is_some_and(|(from, to)| (from..to).contains(&t_ms)) {
                 continue;
@@ -390,9 +389,18 @@ mod tests {
             });
             w.trim(t_ms, judge.window);
             if w.dropped_t_ms.is_some() {
-                out.push((t_ms, w.trend(&judge).unwrap().untrusted_because));
+                each(t_ms, &w);
             }
         }
+    }
+
+    /// Each tick's time and trust reason in [`jittered_window`].
+    fn jittered_reasons(gap: Option<(u64, u64)>) -> Vec<(u64, Option<String>)> {
+        let judge = six_seconds();
+        let mut out = Vec::new();
+        jittered_window(gap, |t_ms, w| {
+            out.push((t_ms, w.trend(&judge).unwrap().untrusted_because));
+        });
         out
     }
 
@@ -405,19 +413,12 @@ mod tests {
         // The points alone are short of the window on some ticks: without the dropped
         // point the trust would come and go.
         let judge = six_seconds();
-        let mut w = Window::default();
         let mut short = 0;
-        for t_ms in jittered_ticks() {
-            w.push(Point {
-                t_ms,
-                value: t_ms as f64,
-            });
-            w.trim(t_ms, judge.window);
-            let alone = trend(w.points(), &judge);
-            if w.dropped_t_ms.is_some() && alone.is_some_and(|t| !t.trusted) {
+        jittered_window(None, |_, w| {
+            if trend(w.points(), &judge).is_some_and(|t| !t.trusted) {
                 short += 1;
             }
-        }
+        });
         assert!(short > 10, "{short}");
     }
 
