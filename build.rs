@@ -1,6 +1,6 @@
-//! The release binary's link order: the functions a running daemon executes
-//! (packaging/link-order.txt, written by packaging/link-order.sh) are laid out together at
-//! the start of the text, so the pages the kernel maps around each fault are pages the
+//! The release binary's link order: the functions a running daemon executes, then those of
+//! the fleet's client (packaging/link-order.txt, written by packaging/link-order.sh), are
+//! laid out together at the start of the text, so the pages the kernel maps around each fault are pages the
 //! daemon uses. Scattered among the 11 MB of text (the fleet's Kubernetes client, inspect,
 //! backtest), they made the kernel map about 7 MiB of the binary; together, 3.2 MiB
 //! (docs/performance.md, "The link order").

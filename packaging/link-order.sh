@@ -72,15 +72,20 @@ EOF
         "$(cat "$work/api/ready")")
 fi
 
-# profile NAME [FLEET_TOML]: one daemon under callgrind, its profile in $work/NAME.out.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# profile NAME [TOML]: one daemon (TOML added to its config) under callgrind, its profile
+# in $work/NAME.out.
 profile() {
-    local name=$1 fleet=${2:-}
+    local name=$1 extra=${2:-}
     "$bin" demo-child --nofile 200 --files 120 --established 4 --close-wait 2 --recv-threads 2 \
         --leak-every 300ms --max-seconds 300 </dev/null >"$work/$name-child.log" 2>&1 &
     child=$!
     local port probe
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    probe=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port)
+    probe=$(free_port)
     cat >"$work/$name.toml" <<EOF
 interval = "1s"
 listen = "127.0.0.1:$port"
@@ -89,7 +94,7 @@ probe_listen = "127.0.0.1:$probe"
 window = "10s"
 min_samples = 5
 warmup = "0s"
-$fleet
+$extra
 [[target]]
 name = "profiled"
 pid = $child

@@ -1,7 +1,7 @@
 //! The release binary's link order (build.rs, packaging/link-order.txt): the functions a
-//! running daemon executes sit together at the start of the text, so the kernel's
-//! fault-around maps pages the daemon uses, not the fleet client's or inspect's
-//! (docs/performance.md, "The link order"). Checked on target/release/leakwatch as built:
+//! running daemon executes sit together at the start of the text, the fleet client's after
+//! them, so the kernel's fault-around maps pages the daemon uses, not inspect's or
+//! backtest's (docs/performance.md, "The link order"). Checked on target/release/leakwatch as built:
 //! the list still names this build's functions (a rustc or dependency update renames
 //! them: then `bash packaging/link-order.sh` writes it again), and the linker laid them out
 //! together.
@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 
@@ -27,7 +27,7 @@ fn the_daemons_functions_are_linked_together_in_the_release_binary() {
         .expect("packaging/link-order.txt");
     let names: Vec<&str> = list.lines().collect();
     assert!(names.len() > 500, "{} functions listed", names.len());
-    let unique: std::collections::HashSet<&str> = names.iter().copied().collect();
+    let unique: HashSet<&str> = names.iter().copied().collect();
     assert_eq!(unique.len(), names.len(), "the list has no repeats");
 
     let binary = root.join("target/release/leakwatch");

@@ -1,6 +1,6 @@
 # Sourced by tests/e2e/kubelet/build-kubelet.sh and tests/e2e/apiserver/build.sh: builds one
 # command of k8s.io/kubernetes (cmd/kubelet, cmd/kube-apiserver) at $KUBE_VERSION through
-# the Go module proxy.
+# the Go module proxy, and finds a module's source in Go's module cache (etcd's too).
 #
 # k8s.io/kubernetes's go.mod replaces its staging modules (k8s.io/api, k8s.io/client-go, ...)
 # with ./staging/src/k8s.io/..., which its module zip does not hold. The build therefore
@@ -9,16 +9,23 @@
 # kubernetes release tags them in lockstep. The version the binary reports is set as
 # kubernetes's own build sets it.
 
+# module_dir MODULE VERSION WORKDIR: the directory of MODULE@VERSION in Go's module cache,
+# downloaded (from the empty directory WORKDIR) when missing.
+module_dir() {
+    local src
+    src=$(cd "$3" && GOFLAGS=-mod=mod go mod download -json "$1@$2" |
+        sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+    [ -f "$src/go.mod" ] || { echo "build: $1@$2 not downloaded" >&2; return 1; }
+    echo "$src"
+}
+
 # build_kube_command COMMAND WORKDIR OUT: build k8s.io/kubernetes/cmd/COMMAND in the empty
 # directory WORKDIR, print its --version on stderr, and move the binary to OUT.
 build_kube_command() {
     local command=$1 work=$2 out=$3
     local staging_version=v0.${KUBE_VERSION#v1.}
     local src
-    src=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" |
-        sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-    [ -f "$src/go.mod" ] ||
-        { echo "build $command: k8s.io/kubernetes@$KUBE_VERSION not downloaded" >&2; return 1; }
+    src=$(module_dir k8s.io/kubernetes "$KUBE_VERSION" "$work")
     {
         echo "module leakwatch.test/$command-build"
         echo

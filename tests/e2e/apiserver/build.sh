@@ -47,20 +47,11 @@ fi
 work=$(mktemp -d "$dir/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-# The directory of MODULE@VERSION in Go's module cache, downloaded when missing.
-module_dir() {
-    local src
-    src=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "$1@$2" |
-        sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-    [ -f "$src/go.mod" ] || { echo "build-apiserver: $1@$2 not downloaded" >&2; exit 1; }
-    echo "$src"
-}
-
 # ---- etcd -------------------------------------------------------------------------------
 if [ ! -x "$dir/etcd" ]; then
     start=$(date +%s)
     mkdir "$work/etcd"
-    src=$(module_dir go.etcd.io/etcd/server/v3 "$ETCD_VERSION")
+    src=$(module_dir go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$work")
     {
         echo "module leakwatch.test/etcd-build"
         echo
